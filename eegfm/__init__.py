@@ -1,0 +1,33 @@
+"""eegfm: EEG foundation models that take any montage.
+
+Public API::
+
+    from eegfm import MAPEEncoder, proportion_coordinates, pad_recordings
+    from eegfm import create_model, list_models
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .data.collate import EEGBatch, pad_recordings
+from .hub import ModelLoadError
+from .models.encoder import EncoderOutput, MAPEEncoder
+from .montage import UnknownChannelError, proportion_coordinates
+from .registry import create_model, list_models
+
+try:
+    __version__ = version("eegfm")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "EEGBatch",
+    "EncoderOutput",
+    "MAPEEncoder",
+    "ModelLoadError",
+    "UnknownChannelError",
+    "__version__",
+    "create_model",
+    "list_models",
+    "pad_recordings",
+    "proportion_coordinates",
+]

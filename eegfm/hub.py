@@ -1,0 +1,216 @@
+"""Hugging Face Hub integration for eegfm models.
+
+Every eegfm model class mixes in :class:`HubMixin`, built on huggingface_hub's
+``PyTorchModelHubMixin``, so it has ``save_pretrained``, ``from_pretrained`` and
+``push_to_hub``. What this module changes on top of the mixin:
+
+- weights are read and written as ``model.safetensors`` only (never a pickle);
+- ``config.json`` holds every constructor argument (flat, JSON-safe), and an unknown key in
+  it is an error instead of being silently ignored;
+- loading is strict by default: a missing or unexpected weight is an error that lists them;
+- a repo that cannot be found, a file that is missing, or offline mode without a cached copy
+  each give an :class:`ModelLoadError` that says what was tried and what to do.
+
+Example
+-------
+>>> from eegfm import MAPEEncoder
+>>> model = MAPEEncoder(embed_dim=32, depth=1, num_heads=2, patch_size=16)
+>>> model.save_pretrained("my-encoder")                    # doctest: +SKIP
+>>> same = MAPEEncoder.from_pretrained("my-encoder")       # doctest: +SKIP
+>>> model.push_to_hub("me/my-encoder")                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+
+try:  # huggingface_hub >= 0.24
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HFValidationError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+except ImportError:  # pragma: no cover - older huggingface_hub
+    from huggingface_hub.utils import (  # type: ignore[no-redef]
+        EntryNotFoundError,
+        GatedRepoError,
+        HFValidationError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "HubMixin", "ModelLoadError", "hub_card"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+
+def hub_card() -> dict:
+    """Model-card metadata for an eegfm model class: ``class M(nn.Module, HubMixin, **hub_card())``.
+
+    A fresh dict each call: huggingface_hub appends to the ``tags`` list it is given.
+    """
+    return dict(
+        library_name="eegfm",
+        tags=["eeg", "eegfm", "neuroscience", "foundation-model"],
+        repo_url="https://github.com/eegfm/eegfm",
+        license="bsd-3-clause",
+    )
+
+
+class ModelLoadError(OSError):
+    """A model's config or weights could not be found or did not match the model class."""
+
+
+def _download(repo_id: str, filename: str, **kwargs) -> str:
+    """Fetch one file of a Hub repo (or its cached copy), turning Hub errors into advice."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").upper() in {"1", "ON", "YES", "TRUE"}
+    # LocalEntryNotFoundError subclasses EntryNotFoundError: it must be caught first.
+    try:
+        return hf_hub_download(repo_id=repo_id, filename=filename, **kwargs)
+    except HFValidationError as err:
+        raise ModelLoadError(
+            f"{repo_id!r} is neither an existing local directory nor a valid Hub repo id "
+            "('owner/name'). Pass the directory written by save_pretrained(), or a repo id."
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise ModelLoadError(
+            f"Hub repo {repo_id!r} was not found (or it is private: pass token=...). "
+            "Check the repo id, or pass a local directory written by save_pretrained()."
+        ) from err
+    except GatedRepoError as err:
+        raise ModelLoadError(
+            f"Hub repo {repo_id!r} is gated: accept its terms on the Hub and pass token=..."
+        ) from err
+    except RevisionNotFoundError as err:
+        raise ModelLoadError(
+            f"Revision {kwargs.get('revision')!r} of Hub repo {repo_id!r} does not exist."
+        ) from err
+    except LocalEntryNotFoundError as err:
+        why = (
+            "offline mode is on (HF_HUB_OFFLINE=1)" if offline or kwargs.get("local_files_only")
+            else "the Hub could not be reached"
+        )
+        raise ModelLoadError(
+            f"{filename!r} of {repo_id!r} is not in the local Hugging Face cache and {why}. "
+            f"Download it once while online (`hf download {repo_id}`), point cache_dir= at a "
+            "cache that holds it, or pass a local directory written by save_pretrained()."
+        ) from err
+    except EntryNotFoundError as err:
+        raise ModelLoadError(
+            f"Hub repo {repo_id!r} has no {filename!r}: it is not an eegfm model saved with "
+            "save_pretrained()/push_to_hub() (eegfm reads safetensors weights only)."
+        ) from err
+    except HfHubHTTPError as err:
+        raise ModelLoadError(f"Could not download {filename!r} of {repo_id!r}: {err}") from err
+
+
+class HubMixin(PyTorchModelHubMixin):
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for eegfm models.
+
+    Subclasses must take flat, JSON-safe constructor arguments: they become ``config.json``.
+    """
+
+    @classmethod
+    def _init_parameter_names(cls) -> list[str]:
+        params = inspect.signature(cls.__init__).parameters
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [name for name, p in params.items() if name != "self" and p.kind in kinds]
+
+    def get_config(self) -> dict:
+        """Return the constructor arguments that rebuild this model (what ``config.json`` holds)."""
+        return dict(self._hub_mixin_config or {})
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **config_overrides,
+    ):
+        """Load a model from a local directory or a Hugging Face Hub repo.
+
+        Parameters
+        ----------
+        pretrained_model_name_or_path : str | Path
+            A directory written by :meth:`save_pretrained`, or a Hub repo id ``"owner/name"``.
+        revision, cache_dir, force_download, local_files_only, token
+            As in :func:`huggingface_hub.hf_hub_download`. With ``HF_HUB_OFFLINE=1`` only the
+            local cache is read.
+        map_location : str
+            Device the weights are loaded onto.
+        strict : bool
+            Fail when the weights and the model's parameters do not match exactly (default).
+        **config_overrides
+            Constructor arguments that replace the saved ones (e.g. ``dropout=0.1``).
+
+        Returns
+        -------
+        model
+            The model in eval mode.
+        """
+        source = str(pretrained_model_name_or_path)
+        if os.path.isdir(source):
+            config_file = Path(source) / CONFIG_NAME
+            weights_file = Path(source) / WEIGHTS_NAME
+            for path in (config_file, weights_file):
+                if not path.is_file():
+                    raise ModelLoadError(
+                        f"{path} does not exist: {source!r} is not a directory written by "
+                        f"{cls.__name__}.save_pretrained() (it needs {CONFIG_NAME} and {WEIGHTS_NAME})."
+                    )
+        else:
+            hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
+                       local_files_only=local_files_only, token=token)
+            config_file = Path(_download(source, CONFIG_NAME, **hub))
+            weights_file = Path(_download(source, WEIGHTS_NAME, **hub))
+
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        known = set(cls._init_parameter_names())
+        unknown_saved = sorted(set(config) - known)
+        if unknown_saved:
+            raise ModelLoadError(
+                f"{config_file} has keys {unknown_saved} that {cls.__name__} does not take: it was "
+                f"saved by another model class or a newer eegfm. Known keys: {sorted(known)}."
+            )
+        unknown_overrides = sorted(set(config_overrides) - known)
+        if unknown_overrides:
+            raise TypeError(
+                f"{cls.__name__}.from_pretrained got unknown arguments {unknown_overrides}; "
+                f"it takes the constructor arguments {sorted(known)}."
+            )
+        model = cls(**{**config, **config_overrides})
+        cls._load_weights(model, weights_file, map_location=map_location, strict=strict)
+        return model.eval()
+
+    @staticmethod
+    def _load_weights(model, weights_file: Path, *, map_location: str, strict: bool) -> None:
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights_file), device=str(map_location))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if strict and (missing or unexpected):
+            raise ModelLoadError(
+                f"Weights in {weights_file} do not match {type(model).__name__}: "
+                f"missing {list(missing)}, unexpected {list(unexpected)}. Pass strict=False to "
+                "load the matching part (e.g. when you changed the head)."
+            )

@@ -1,0 +1,5 @@
+"""eegfm model classes, one file each."""
+
+from .encoder import EncoderOutput, MAPEEncoder
+
+__all__ = ["EncoderOutput", "MAPEEncoder"]

@@ -1,0 +1,100 @@
+"""Neural patch embedder (paper 3.1.1): one EEG patch of ``W`` samples -> one ``D`` vector.
+
+Each patch is embedded on its own: ``(B, C, K, W) -> (B, C, K, D)``. The layers follow the
+reference recipe (per-patch normalisation, then three 1-D convolutions with GroupNorm +
+GELU, then pooling and a linear map), with one deliberate change: a per-patch z-score
+erases the patch's amplitude, which the tokenizer's Fourier target keeps, so the log of
+the patch's standard deviation (in µV) is fed to the linear map as one extra feature.
+The convolution output is average-pooled into ``pool_bins`` bins (not to a single value)
+so the embedding keeps the coarse time course inside the patch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["NeuralPatchEmbedder"]
+
+
+def _conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Sequential:
+    groups = 4 if out_channels % 4 == 0 else 1
+    return nn.Sequential(
+        nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2),
+        nn.GroupNorm(groups, out_channels),
+        nn.GELU(),
+    )
+
+
+class NeuralPatchEmbedder(nn.Module):
+    """Embed every patch independently with a small 1-D CNN.
+
+    Parameters
+    ----------
+    patch_size : int
+        ``W``, samples per patch.
+    embed_dim : int
+        ``D``, output width.
+    conv_channels : sequence of int
+        Output channels of the convolutions; the first has kernel 15 and stride 2, the
+        others kernel 3 and stride 1.
+    pool_bins : int
+        Number of time bins the last convolution's output is averaged into.
+    eps : float
+        Added to the patch standard deviation (µV) before normalising.
+    """
+
+    def __init__(
+        self,
+        patch_size: int,
+        embed_dim: int,
+        conv_channels: Sequence[int] = (8, 8, 16),
+        pool_bins: int = 4,
+        eps: float = 1e-3,
+    ):
+        super().__init__()
+        conv_channels = [int(c) for c in conv_channels]
+        if not conv_channels:
+            raise ValueError("conv_channels must name at least one convolution, got an empty list")
+        if patch_size < 2 * pool_bins:
+            raise ValueError(
+                f"{patch_size=} is too short for {pool_bins=}: the first convolution halves the "
+                f"patch, so patch_size must be at least 2 * pool_bins = {2 * pool_bins}"
+            )
+        self.patch_size = patch_size
+        self.eps = eps
+        layers, in_channels = [], 1
+        for i, out_channels in enumerate(conv_channels):
+            kernel, stride = (15, 2) if i == 0 else (3, 1)
+            layers.append(_conv_block(in_channels, out_channels, kernel, stride))
+            in_channels = out_channels
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool1d(pool_bins)
+        self.proj = nn.Linear(in_channels * pool_bins + 1, embed_dim)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """Embed patches.
+
+        Parameters
+        ----------
+        patches : torch.Tensor, shape (..., W)
+            EEG patches in microvolts, e.g. (B, C, K, W).
+
+        Returns
+        -------
+        torch.Tensor, shape (..., D)
+        """
+        if patches.shape[-1] != self.patch_size:
+            raise ValueError(
+                f"patches have {patches.shape[-1]} samples, expected patch_size={self.patch_size}"
+            )
+        lead = patches.shape[:-1]
+        flat = patches.reshape(-1, 1, self.patch_size).float()  # (N, 1, W)
+        std, mean = torch.std_mean(flat, dim=-1, keepdim=True)  # (N, 1, 1) each
+        normalised = (flat - mean) / (std + self.eps)
+        features = self.pool(self.convs(normalised)).flatten(1)  # (N, C_last * bins)
+        log_amplitude = torch.log1p(std.flatten(1))  # (N, 1)
+        out = self.proj(torch.cat((features, log_amplitude), dim=1))  # (N, D)
+        return out.reshape(*lead, -1)

@@ -1,0 +1,122 @@
+import inspect
+import json
+import shutil
+
+import huggingface_hub
+import pytest
+import torch
+
+from eegfm import MAPEEncoder, ModelLoadError, create_model, list_models
+
+TINY = dict(patch_size=25, embed_dim=32, depth=2, num_heads=4, conv_channels=[4, 8], pool_bins=2)
+
+
+@pytest.fixture
+def model():
+    return MAPEEncoder(**TINY).eval()
+
+
+@pytest.fixture
+def inputs():
+    return torch.randn(2, 5, 100) * 20, torch.rand(5, 2) * 100
+
+
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, model, inputs):
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    loaded = MAPEEncoder.from_pretrained(tmp_path)
+    assert not loaded.training
+    assert torch.equal(loaded(*inputs).tokens, model(*inputs).tokens)
+
+
+def test_config_holds_every_constructor_argument(tmp_path, model):
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    params = [p for p in inspect.signature(MAPEEncoder.__init__).parameters if p != "self"]
+    assert sorted(config) == sorted(params)
+    assert config["conv_channels"] == [4, 8] and config["embed_dim"] == 32
+    loaded = MAPEEncoder.from_pretrained(tmp_path)
+    assert loaded.get_config() == config
+    again = tmp_path / "again"
+    loaded.save_pretrained(again)
+    assert json.loads((again / "config.json").read_text()) == config
+
+
+def test_config_overrides_and_unknown_arguments(tmp_path, model):
+    model.save_pretrained(tmp_path)
+    assert MAPEEncoder.from_pretrained(tmp_path, dropout=0.1).get_config()["dropout"] == 0.1
+    with pytest.raises(TypeError, match=r"unknown arguments \['n_layers'\]"):
+        MAPEEncoder.from_pretrained(tmp_path, n_layers=3)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "future_key": 1}))
+    with pytest.raises(ModelLoadError, match=r"keys \['future_key'\] that MAPEEncoder does not take"):
+        MAPEEncoder.from_pretrained(tmp_path)
+
+
+def test_loading_is_strict(tmp_path, model):
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"do not match MAPEEncoder: missing \['blocks.2"):
+        MAPEEncoder.from_pretrained(tmp_path, depth=3)
+    partial = MAPEEncoder.from_pretrained(tmp_path, depth=3, strict=False)
+    assert torch.equal(partial.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
+
+
+def test_missing_files_and_repos_give_clear_errors(tmp_path, model):
+    model.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="model.safetensors does not exist.*save_pretrained"):
+        MAPEEncoder.from_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="not in the local Hugging Face cache and offline mode is on"):
+        MAPEEncoder.from_pretrained("eegfm/no-such-model", cache_dir=tmp_path / "cache")
+    with pytest.raises(ModelLoadError, match="neither an existing local directory nor a valid Hub repo id"):
+        MAPEEncoder.from_pretrained(str(tmp_path / "no" / "such" / "dir"))
+
+
+def _populate_cache(cache, repo_id, folder, commit="0123456789abcdef0123456789abcdef01234567"):
+    """Lay files out the way huggingface_hub's cache does (refs/main -> snapshots/<commit>)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(folder, repo / "snapshots" / commit)
+
+
+def test_loads_from_prepopulated_cache_offline(tmp_path, monkeypatch, model, inputs):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    model.save_pretrained(tmp_path / "saved")
+    _populate_cache(tmp_path / "cache", "eegfm/mape-encoder-tiny", tmp_path / "saved")
+    loaded = MAPEEncoder.from_pretrained("eegfm/mape-encoder-tiny", cache_dir=tmp_path / "cache")
+    assert torch.equal(loaded(*inputs).cls, model(*inputs).cls)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    registered = create_model("mape_encoder_tiny", pretrained=True, **TINY)
+    assert torch.equal(registered(*inputs).cls, model(*inputs).cls)
+
+
+def test_push_to_hub_uploads_config_and_safetensors(tmp_path, monkeypatch, model):
+    uploaded = {}
+
+    def fake_create_repo(self, repo_id, **kwargs):
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
+        uploaded["repo_id"] = repo_id
+        uploaded["files"] = sorted(p.name for p in __import__("pathlib").Path(folder_path).iterdir())
+        uploaded["card"] = (__import__("pathlib").Path(folder_path) / "README.md").read_text()
+        return "https://huggingface.co/me/enc/commit/abc"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", fake_create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", fake_upload_folder)
+    model.push_to_hub("me/enc", token="hf_fake")
+    assert uploaded["repo_id"] == "me/enc"
+    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert "library_name: eegfm" in uploaded["card"] and "eeg" in uploaded["card"]
+
+
+def test_registry():
+    assert list_models() == ["mape_encoder_base", "mape_encoder_small", "mape_encoder_tiny"]
+    base = create_model("mape_encoder_base")
+    assert (base.embed_dim, len(base.blocks)) == (200, 12)
+    assert create_model("mape_encoder_small", patch_size=200).patch_size == 200
+    with pytest.raises(ValueError, match="Unknown model 'mape_encoder_bse'. Did you mean 'mape_encoder_base'"):
+        create_model("mape_encoder_bse")
