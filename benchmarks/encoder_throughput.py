@@ -1,0 +1,176 @@
+"""Training-step throughput of MAPEEncoder vs braindecode's Labram, side by side in one process.
+
+Both models get the same input (B recordings of C channels x T samples), the same patch
+size and Transformer size, a 2-class head, cross-entropy, AdamW, and (by default on GPU)
+bf16 autocast. Rounds alternate between the two models so drift hits both alike; the
+median step time of each is reported as tokens/s (B * C * T // patch_size tokens a step)
+and, on CUDA, peak memory.
+
+Issue target (GPU, base size, B=128, 64 ch x 4 s at 200 Hz, patch 200): MAPEEncoder
+>= 3x Labram tokens/s and <= 4 GB peak memory.
+
+    python benchmarks/encoder_throughput.py                      # GPU if present, else a CPU-sized run
+    python benchmarks/encoder_throughput.py --device cpu --batch-size 8 --dtype fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from eegfm import MAPEEncoder
+
+SIZES = {"tiny": (64, 2, 4), "small": (128, 6, 8), "base": (200, 12, 10)}  # D, layers, heads
+
+
+class EncoderClassifier(nn.Module):
+    """MAPEEncoder + linear head on the CLS token (the same work Labram's forward does)."""
+
+    def __init__(self, encoder: MAPEEncoder, n_outputs: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.embed_dim, n_outputs)
+
+    def forward(self, x, positions):
+        return self.head(self.encoder(x, positions).cls)
+
+
+def build_models(args, device):
+    dim, depth, heads = SIZES[args.size]
+    n_times = int(args.seconds * args.sfreq)
+    ours = EncoderClassifier(
+        MAPEEncoder(patch_size=args.patch_size, embed_dim=dim, depth=depth, num_heads=heads, sfreq=args.sfreq),
+        n_outputs=2,
+    ).to(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from braindecode.models import Labram
+        from braindecode.models.labram import LABRAM_CHANNEL_ORDER
+
+        labram = Labram(
+            n_times=n_times, n_outputs=2, n_chans=args.n_chans, sfreq=args.sfreq,
+            patch_size=args.patch_size, embed_dim=dim, num_layers=depth, num_heads=heads,
+        ).to(device)
+    ch_names = list(LABRAM_CHANNEL_ORDER[: args.n_chans])
+    return ours, labram, ch_names, n_times
+
+
+def make_step(model, call, batch, labels, device, dtype):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = loss_fn(call(model, batch).float(), labels)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def time_steps(step, n, device) -> list[float]:
+    times = []
+    for _ in range(n):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="cuda | cpu | auto")
+    parser.add_argument("--size", default="base", choices=sorted(SIZES))
+    parser.add_argument("--batch-size", type=int, default=None, help="default 128 on GPU, 8 on CPU")
+    parser.add_argument("--n-chans", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--sfreq", type=float, default=200.0)
+    parser.add_argument("--patch-size", type=int, default=200)
+    parser.add_argument("--dtype", default=None, choices=["bf16", "fp32"], help="default bf16 on GPU, fp32 on CPU")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    args.batch_size = args.batch_size or (128 if device.type == "cuda" else 8)
+    args.dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    ours, labram, ch_names, n_times = build_models(args, device)
+    x = torch.randn(args.batch_size, args.n_chans, n_times, device=device) * 20
+    positions = torch.rand(args.n_chans, 2, device=device) * 100
+    labels = torch.randint(0, 2, (args.batch_size,), device=device)
+    tokens = args.batch_size * args.n_chans * (n_times // args.patch_size)
+
+    contenders = {
+        "eegfm.MAPEEncoder": (ours, lambda m, b: m(b, positions)),
+        "braindecode.Labram": (labram, lambda m, b: m(b, ch_names=ch_names)),
+    }
+    steps = {name: make_step(m, call, x, labels, device, args.dtype) for name, (m, call) in contenders.items()}
+    peak, times = {}, {name: [] for name in contenders}
+    for name, step in steps.items():  # warm-up and peak memory, one model at a time
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        time_steps(step, args.warmup, device)
+        if device.type == "cuda":
+            peak[name] = torch.cuda.max_memory_allocated() / 2**30
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            times[name] += time_steps(step, args.steps, device)
+
+    results = {}
+    for name, (model, _) in contenders.items():
+        median = statistics.median(times[name])
+        results[name] = {
+            "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+            "step_s_median": round(median, 5),
+            "tokens_per_s": round(tokens / median, 1),
+            "peak_memory_GiB": round(peak[name], 3) if name in peak else None,
+        }
+    ratio = results["eegfm.MAPEEncoder"]["tokens_per_s"] / results["braindecode.Labram"]["tokens_per_s"]
+    report = {
+        "benchmark": "encoder_throughput",
+        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "tokens_per_step": tokens,
+        "results": results,
+        "speedup_tokens_per_s": round(ratio, 3),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"encoder_throughput_{device.type}_{args.size}_b{args.batch_size}_{args.dtype}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    for name, r in results.items():
+        mem = f", peak {r['peak_memory_GiB']:.2f} GiB" if r["peak_memory_GiB"] is not None else ""
+        print(f"{name:22s} {r['tokens_per_s']:>12,.0f} tokens/s  ({r['step_s_median'] * 1e3:.1f} ms/step{mem})")
+    print(f"MAPEEncoder / Labram tokens/s: {ratio:.2f}x   -> {path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from eegfm.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,27 @@
+"""``eegfm`` command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import demo
+
+COMMANDS = {"demo": demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``eegfm <command> [options]``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="eegfm", description="EEG foundation models for any montage.")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    for name, module in COMMANDS.items():
+        module.add_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return COMMANDS[args.command].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
