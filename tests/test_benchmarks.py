@@ -1,0 +1,25 @@
+"""The benchmark scripts must keep working (tiny sizes here; real sizes run on a GPU)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_encoder_throughput_runs_and_writes_a_report(tmp_path):
+    bench = _load("encoder_throughput")
+    report = bench.main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--n-chans", "8",
+                         "--warmup", "1", "--steps", "1", "--rounds", "1", "--out", str(tmp_path)])
+    saved = json.loads(next(tmp_path.glob("encoder_throughput_*.json")).read_text())
+    assert saved["results"] == report["results"]
+    ours, labram = saved["results"]["eegfm.MAPEEncoder"], saved["results"]["braindecode.Labram"]
+    assert ours["tokens_per_s"] > 0 and labram["tokens_per_s"] > 0
+    assert saved["tokens_per_step"] == 2 * 8 * 4

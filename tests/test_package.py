@@ -1,0 +1,38 @@
+"""The package as a user meets it: imports, public API, examples."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_eegfm_does_not_import_braindecode_or_torchaudio():
+    code = "import sys, eegfm, eegfm_video; print(sorted(m for m in ('braindecode', 'torchaudio', 'moabb') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_public_api():
+    import eegfm
+
+    for name in ("MAPEEncoder", "proportion_coordinates", "pad_recordings", "create_model", "list_models",
+                 "UnknownChannelError", "ModelLoadError", "__version__"):
+        assert hasattr(eegfm, name), name
+    assert eegfm.__version__.startswith("0.")
+
+
+def test_braindecode_imports_beside_cpu_torch():
+    """The setup's torchaudio fix must leave braindecode importable (benchmarks use it)."""
+    out = subprocess.run([sys.executable, "-c", "import braindecode.models"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "examples").glob("*.py")))
+def test_examples_run(script, tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / script)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip()
