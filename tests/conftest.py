@@ -10,8 +10,10 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-#: ../shared/data beside the repository (always present in CI).
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: ../shared/data beside the repository (always present in CI); EEGFM_SHARED_DATA overrides it.
+SHARED_DATA = Path(
+    os.environ.get("EEGFM_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from eegfm.montage import (
     proportion_coordinates,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA as DATA  # noqa: E402
 # MNE 1.13 deprecates "standard_1005" (FutureWarning) in favour of "colin27_1005".
 STD = "colin27_1005" if "colin27_1005" in mne.channels.get_builtin_montages() else "standard_1005"
 

@@ -16,7 +16,7 @@ import pytest
 from eegfm.datasets import list_sample_recordings, load_sample
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA  # noqa: E402
 NAMES = ["eegbci_S001R04", "eegmat_sub-02_rest", "eegmat_sub-02_arithmetic"]
 # name -> (n_channels, sfreq, duration in s)
 EXPECTED = {
