@@ -1,6 +1,29 @@
-"""EEG data: batching recordings of mixed montages."""
+"""EEG data: any source -> preprocessed, cached recordings -> windows -> mixed-montage batches.
 
+See :class:`EEGCorpus` for the whole path; the pieces are usable on their own.
+"""
+
+from .cache import CacheCorruptError, CacheEntry, RecordingCache
 from .collate import EEGBatch, pad_recordings
+from .corpus import EEGCorpus
+from .preprocess import PreprocessConfig, PreprocessError, preprocess
 from .recording import Recording
+from .sampler import TokenBucketBatchSampler
+from .sources import (
+    RecordingSource,
+    file_fingerprint,
+    from_bids,
+    from_braindecode,
+    from_files,
+    from_moabb,
+    from_raw,
+    infer_channel_types,
+)
+from .windows import WindowDataset, collate_windows
 
-__all__ = ["EEGBatch", "Recording", "pad_recordings"]
+__all__ = [
+    "CacheCorruptError", "CacheEntry", "EEGBatch", "EEGCorpus", "PreprocessConfig", "PreprocessError",
+    "Recording", "RecordingCache", "RecordingSource", "TokenBucketBatchSampler", "WindowDataset",
+    "collate_windows", "file_fingerprint", "from_bids", "from_braindecode", "from_files", "from_moabb",
+    "from_raw", "infer_channel_types", "pad_recordings", "preprocess",
+]

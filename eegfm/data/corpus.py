@@ -1,0 +1,148 @@
+"""``EEGCorpus``: many recordings from any sources, preprocessed once, cached, windowed.
+
+    sources (Raw / files / BIDS / MOABB / braindecode / paper datasets)
+      -> preprocess (EEG channels, notch, band-pass, resample, µV, positions)   once per recording
+      -> RecordingCache (memory-mapped data.npy + meta.json, written atomically)
+      -> WindowDataset (fixed-length windows, read lazily)
+      -> DataLoader(batch_sampler=TokenBucketBatchSampler, collate_fn=collate_windows)
+
+Example
+-------
+>>> from eegfm.data import EEGCorpus, from_files, from_bids
+>>> corpus = EEGCorpus(from_files(["a.edf"]) + from_bids("bids_root"), cache_dir="~/.cache/eegfm")  # doctest: +SKIP
+>>> windows = corpus.windows(seconds=4.0)                                                            # doctest: +SKIP
+>>> loader = corpus.dataloader(windows, batch_size=64, patch_size=100, num_workers=2)                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import mne
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..montage import UnknownChannelError
+from .cache import CacheCorruptError, RecordingCache
+from .preprocess import PreprocessConfig, PreprocessError, preprocess
+from .recording import Recording
+from .sampler import TokenBucketBatchSampler
+from .sources import RecordingSource, file_fingerprint, from_raw
+from .windows import WindowDataset, collate_windows
+
+__all__ = ["EEGCorpus"]
+
+logger = logging.getLogger("eegfm.data")
+
+#: Errors that make one recording unusable; with ``on_error="skip"`` it is logged and counted.
+RECORDING_ERRORS = (PreprocessError, UnknownChannelError, ValueError, OSError, RuntimeError)
+
+
+def _as_source(item) -> RecordingSource:
+    if isinstance(item, RecordingSource):
+        return item
+    if isinstance(item, mne.io.BaseRaw):
+        return from_raw(item)
+    if isinstance(item, Recording):
+        path = item.source.split("#", 1)[0]
+        fingerprint = file_fingerprint(path) if Path(path).is_file() else {"shape": list(item.data.shape)}
+        return RecordingSource(item.source, lambda: item, fingerprint, dict(item.metadata))
+    raise TypeError(
+        f"cannot use a {type(item).__name__} as an EEG source: pass RecordingSource objects "
+        "(eegfm.data.from_files / from_bids / from_moabb / from_braindecode), mne Raw objects or Recordings"
+    )
+
+
+class EEGCorpus:
+    """Preprocess and cache recordings from any sources; cut them into windows.
+
+    Parameters
+    ----------
+    sources : iterable
+        :class:`RecordingSource` objects, ``mne.io.Raw`` objects or :class:`Recording` objects
+        (consumed one at a time: a generator of recordings keeps memory flat).
+    cache_dir : str | Path
+        Where preprocessed recordings are stored and reused.
+    config : PreprocessConfig, optional
+        Preprocessing (default: 200 Hz, 0.1-75 Hz, µV, EEG channels).
+    positions : dict, optional
+        Explicit channel positions for channels no montage knows (see
+        :func:`eegfm.proportion_coordinates`).
+    on_error : {"skip", "raise"}
+        A recording that cannot be used (NaN samples, unknown channels, unreadable file...)
+        is logged with its name and reason and counted in :attr:`skipped` ("skip"), or stops
+        everything ("raise"). A corrupt cache entry always raises.
+    progress : bool
+        Show a progress bar.
+
+    Attributes
+    ----------
+    entries : list of CacheEntry
+        The usable preprocessed recordings.
+    skipped : list of (str, str)
+        ``(source key, reason)`` of each recording left out.
+    n_reused, n_built : int
+        Recordings found in the cache / preprocessed now.
+    """
+
+    def __init__(self, sources: Iterable, cache_dir, config: PreprocessConfig | None = None, *,
+                 positions: dict | None = None, on_error: str = "skip", progress: bool = True):
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        self.config = config or PreprocessConfig()
+        self.cache = RecordingCache(Path(cache_dir).expanduser())
+        self.positions = positions
+        self.entries, self.skipped = [], []
+        self.n_reused = self.n_built = 0
+        positions_key = json.dumps(positions or {}, sort_keys=True, default=list)
+        for item in tqdm(sources, desc="preprocessing EEG", unit="rec", disable=not progress):
+            source = _as_source(item)
+            fingerprint = {"source": source.fingerprint, "preprocess": self.config.hash(), "positions": positions_key}
+            built = []
+
+            def build(source=source):
+                built.append(True)
+                recording = preprocess(source.load(), self.config, positions=positions, source_name=source.key)
+                recording.metadata = {**recording.metadata, **source.metadata}
+                return recording
+
+            try:
+                entry = self.cache.get_or_create(source.key, fingerprint, build)
+            except CacheCorruptError:
+                raise
+            except RECORDING_ERRORS as err:
+                if on_error == "raise":
+                    raise
+                logger.warning("skipped %s: %s", source.key, err)
+                self.skipped.append((source.key, f"{type(err).__name__}: {err}"))
+                continue
+            self.entries.append(entry)
+            self.n_built += bool(built)
+            self.n_reused += not built
+        logger.info("%d recordings ready (%d reused from %s, %d preprocessed), %d skipped", len(self.entries),
+                    self.n_reused, self.cache.root, self.n_built, len(self.skipped))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def windows(self, seconds: float, stride_seconds: float | None = None) -> WindowDataset:
+        """Fixed-length windows of every recording (``stride_seconds`` defaults to ``seconds``)."""
+        window = round(seconds * self.config.sfreq)
+        stride = round((stride_seconds if stride_seconds is not None else seconds) * self.config.sfreq)
+        return WindowDataset(self.entries, window, stride)
+
+    @staticmethod
+    def dataloader(windows: WindowDataset, batch_size: int, patch_size: int, *, shuffle: bool = True,
+                   seed: int = 0, num_workers: int = 0, drop_last: bool = False, **loader_kwargs) -> DataLoader:
+        """A DataLoader of :class:`~eegfm.data.EEGBatch` with token-bucketed batches.
+
+        ``patch_size`` is the model's, used to count tokens. Distributed training picks up
+        the rank and world size from ``torch.distributed`` (see :class:`TokenBucketBatchSampler`).
+        """
+        sampler = TokenBucketBatchSampler(windows.token_counts(patch_size), batch_size, shuffle=shuffle,
+                                          seed=seed, drop_last=drop_last)
+        return DataLoader(windows, batch_sampler=sampler, collate_fn=collate_windows, num_workers=num_workers,
+                          persistent_workers=num_workers > 0, **loader_kwargs)
