@@ -9,7 +9,7 @@ import pytest
 
 import eegfm.data.cache as cache_mod
 from eegfm.data.cache import CacheCorruptError, CacheEntry, RecordingCache, cached_preprocess, source_fingerprint
-from eegfm.data.preprocess import PreprocessConfig
+from eegfm.data.preprocessing import PreprocessConfig
 from eegfm.data.recording import Recording
 
 

@@ -6,7 +6,7 @@ See :class:`EEGCorpus` for the whole path; the pieces are usable on their own.
 from .cache import CacheCorruptError, CacheEntry, RecordingCache
 from .collate import EEGBatch, pad_recordings
 from .corpus import EEGCorpus
-from .preprocess import PreprocessConfig, PreprocessError, preprocess
+from .preprocessing import PreprocessConfig, PreprocessError, preprocess
 from .recording import Recording
 from .sampler import TokenBucketBatchSampler
 from .sources import (

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import PreprocessConfig, preprocess
+from .preprocessing import PreprocessConfig, preprocess
 from .recording import Recording
 
 __all__ = [
@@ -278,7 +278,7 @@ class RecordingCache:
             JSON-safe; everything the result depends on (config hash, source version).
         build : callable
             ``build() -> Recording`` with ``metadata["positions"]`` of shape (C, 2), as
-            :func:`eegfm.data.preprocess.preprocess` returns.
+            :func:`eegfm.data.preprocessing.preprocess` returns.
 
         Returns
         -------

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..montage import UnknownChannelError
 from .cache import CacheCorruptError, RecordingCache
-from .preprocess import PreprocessConfig, PreprocessError, preprocess
+from .preprocessing import PreprocessConfig, PreprocessError, preprocess
 from .recording import Recording
 from .sampler import TokenBucketBatchSampler
 from .sources import RecordingSource, file_fingerprint, from_raw

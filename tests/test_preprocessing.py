@@ -1,4 +1,4 @@
-"""Tests for eegfm.data.preprocess."""
+"""Tests for eegfm.data.preprocessing."""
 
 import logging
 
@@ -6,7 +6,7 @@ import mne
 import numpy as np
 import pytest
 
-from eegfm.data.preprocess import PREPROCESS_VERSION, PreprocessConfig, PreprocessError, preprocess
+from eegfm.data.preprocessing import PREPROCESS_VERSION, PreprocessConfig, PreprocessError, preprocess
 from eegfm.data.recording import Recording
 from eegfm.montage import UnknownChannelError
 
@@ -206,7 +206,7 @@ def test_config_hash_stable_and_sensitive():
 
 
 def test_config_hash_includes_version(monkeypatch):
-    import eegfm.data.preprocess as pp
+    import eegfm.data.preprocessing as pp
 
     before = PreprocessConfig().hash()
     monkeypatch.setattr(pp, "PREPROCESS_VERSION", pp.PREPROCESS_VERSION + 1)
