@@ -23,3 +23,14 @@ def test_encoder_throughput_runs_and_writes_a_report(tmp_path):
     ours, labram = saved["results"]["eegfm.MAPEEncoder"], saved["results"]["braindecode.Labram"]
     assert ours["tokens_per_s"] > 0 and labram["tokens_per_s"] > 0
     assert saved["tokens_per_step"] == 2 * 8 * 4
+
+
+def test_data_throughput_runs_and_writes_a_report(tmp_path, shared_data):
+    bench = _load("data_throughput")
+    report = bench.main(["--shared-data", str(shared_data), "--runs", "1", "--epochs", "1", "--repeats", "1",
+                         "--workers", "1", "--batch-size", "32", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "data_throughput_w1.json").read_text())
+    assert saved["stream_windows_per_s"] == report["stream_windows_per_s"]
+    assert all(rate > 0 for rate in saved["stream_windows_per_s"].values())
+    assert len(saved["preprocessing"]) == 2
+    assert saved["stream_windows"]["eegfm"] == saved["stream_windows"]["braindecode"]

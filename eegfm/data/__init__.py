@@ -6,6 +6,7 @@ See :class:`EEGCorpus` for the whole path; the pieces are usable on their own.
 from .cache import CacheCorruptError, CacheEntry, RecordingCache
 from .collate import EEGBatch, pad_recordings
 from .corpus import EEGCorpus
+from .loader import WindowLoader
 from .preprocessing import PreprocessConfig, PreprocessError, preprocess
 from .recording import Recording
 from .sampler import TokenBucketBatchSampler
@@ -23,7 +24,7 @@ from .windows import WindowDataset, collate_windows
 
 __all__ = [
     "CacheCorruptError", "CacheEntry", "EEGBatch", "EEGCorpus", "PreprocessConfig", "PreprocessError",
-    "Recording", "RecordingCache", "RecordingSource", "TokenBucketBatchSampler", "WindowDataset",
+    "Recording", "RecordingCache", "RecordingSource", "TokenBucketBatchSampler", "WindowDataset", "WindowLoader",
     "collate_windows", "file_fingerprint", "from_bids", "from_braindecode", "from_files", "from_moabb",
     "from_raw", "infer_channel_types", "pad_recordings", "preprocess",
 ]

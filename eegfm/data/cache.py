@@ -289,11 +289,19 @@ class RecordingCache:
         CacheCorruptError
             The existing entry is unreadable (the message says which and to delete it).
         """
+        entry = self.get(key_source, fingerprint)
+        return entry if entry is not None else self.put(key_source, fingerprint, build())
+
+    def put(self, key_source: str, fingerprint: Mapping, recording: Recording) -> CacheEntry:
+        """Write ``recording`` as the entry for ``(key_source, fingerprint)``, atomically.
+
+        Returns the existing entry untouched when there is one (e.g. written concurrently).
+        ``recording`` needs ``metadata["positions"]`` of shape (C, 2).
+        """
         entry_id = self.entry_id(key_source, fingerprint)
         final = self.root / entry_id
         if final.is_dir():
             return CacheEntry(final)
-        recording = build()
         if not isinstance(recording, Recording):
             raise TypeError(f"build() must return a Recording, got {type(recording).__name__}")
         tmp = self.root / f"{_TMP_PREFIX}{entry_id}-{os.getpid()}-{secrets.token_hex(4)}"

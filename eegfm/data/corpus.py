@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mne
@@ -26,11 +27,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..montage import UnknownChannelError
-from .cache import CacheCorruptError, RecordingCache
+from .cache import RecordingCache
 from .preprocessing import PreprocessConfig, PreprocessError, preprocess
 from .recording import Recording
 from .sampler import TokenBucketBatchSampler
 from .sources import RecordingSource, file_fingerprint, from_raw
+from .loader import WindowLoader
 from .windows import WindowDataset, collate_windows
 
 __all__ = ["EEGCorpus"]
@@ -98,32 +100,44 @@ class EEGCorpus:
         self.entries, self.skipped = [], []
         self.n_reused = self.n_built = 0
         positions_key = json.dumps(positions or {}, sort_keys=True, default=list)
-        for item in tqdm(sources, desc="preprocessing EEG", unit="rec", disable=not progress):
-            source = _as_source(item)
-            fingerprint = {"source": source.fingerprint, "preprocess": self.config.hash(), "positions": positions_key}
-            built = []
-
-            def build(source=source):
-                built.append(True)
-                recording = preprocess(source.load(), self.config, positions=positions, source_name=source.key)
-                recording.metadata = {**recording.metadata, **source.metadata}
-                return recording
-
-            try:
-                entry = self.cache.get_or_create(source.key, fingerprint, build)
-            except CacheCorruptError:
-                raise
-            except RECORDING_ERRORS as err:
-                if on_error == "raise":
-                    raise
-                logger.warning("skipped %s: %s", source.key, err)
-                self.skipped.append((source.key, f"{type(err).__name__}: {err}"))
-                continue
-            self.entries.append(entry)
-            self.n_built += bool(built)
-            self.n_reused += not built
+        # Entry i is written by a background thread while recording i+1 is preprocessed; at
+        # most one write is in flight, so memory holds at most two recordings.
+        slots: list = []
+        writer = ThreadPoolExecutor(1, thread_name_prefix="eegfm-cache-writer")
+        try:
+            pending = None
+            for item in tqdm(sources, desc="preprocessing EEG", unit="rec", disable=not progress):
+                source = _as_source(item)
+                fingerprint = {"source": source.fingerprint, "preprocess": self.config.hash(),
+                               "positions": positions_key}
+                entry = self.cache.get(source.key, fingerprint)
+                if entry is not None:
+                    slots.append(entry)
+                    self.n_reused += 1
+                    continue
+                try:
+                    recording = self._build(source)
+                except RECORDING_ERRORS as err:
+                    if on_error == "raise":
+                        raise
+                    logger.warning("skipped %s: %s", source.key, err)
+                    self.skipped.append((source.key, f"{type(err).__name__}: {err}"))
+                    continue
+                if pending is not None:
+                    pending.result()  # surface write errors early; bounds memory
+                pending = writer.submit(self.cache.put, source.key, fingerprint, recording)
+                slots.append(pending)
+                self.n_built += 1
+        finally:
+            writer.shutdown(wait=True)
+        self.entries = [slot.result() if hasattr(slot, "result") else slot for slot in slots]
         logger.info("%d recordings ready (%d reused from %s, %d preprocessed), %d skipped", len(self.entries),
                     self.n_reused, self.cache.root, self.n_built, len(self.skipped))
+
+    def _build(self, source: RecordingSource) -> Recording:
+        recording = preprocess(source.load(), self.config, positions=self.positions, source_name=source.key)
+        recording.metadata = {**recording.metadata, **source.metadata}
+        return recording
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -135,9 +149,23 @@ class EEGCorpus:
         return WindowDataset(self.entries, window, stride)
 
     @staticmethod
+    def loader(windows: WindowDataset, batch_size: int, patch_size: int, *, shuffle: bool = True, seed: int = 0,
+               drop_last: bool = False, num_threads: int = 2, prefetch: int = 2) -> WindowLoader:
+        """The fastest way to stream batches: a :class:`WindowLoader` with token-bucketed batches.
+
+        Background threads fill reused buffers (see :class:`WindowLoader` for the contract);
+        distributed training picks up the rank and world size from ``torch.distributed``.
+        """
+        sampler = TokenBucketBatchSampler(windows.token_counts(patch_size), batch_size, shuffle=shuffle,
+                                          seed=seed, drop_last=drop_last)
+        return WindowLoader(windows, sampler, num_threads=num_threads, prefetch=prefetch)
+
+    @staticmethod
     def dataloader(windows: WindowDataset, batch_size: int, patch_size: int, *, shuffle: bool = True,
                    seed: int = 0, num_workers: int = 0, drop_last: bool = False, **loader_kwargs) -> DataLoader:
-        """A DataLoader of :class:`~eegfm.data.EEGBatch` with token-bucketed batches.
+        """A ``torch.utils.data.DataLoader`` of :class:`~eegfm.data.EEGBatch` with token-bucketed batches.
+
+        Fresh tensors every batch, worker processes; :meth:`loader` is faster.
 
         ``patch_size`` is the model's, used to count tokens. Distributed training picks up
         the rank and world size from ``torch.distributed`` (see :class:`TokenBucketBatchSampler`).

@@ -41,7 +41,7 @@ logger = logging.getLogger("eegfm.data")
 
 #: Bumped whenever :func:`preprocess` changes what it outputs for a given config, so that
 #: every :meth:`PreprocessConfig.hash` (and every cache entry keyed on it) changes too.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: downsampling resamples before filtering
 
 _UNITS = ("uV",)
 
@@ -263,17 +263,22 @@ def preprocess(
         raise PreprocessError(f"{name}: picks={config.picks!r} selects no channel ({err})") from err
     excluded_bads = [b for b in excluded_bads if b not in raw.ch_names]
     raw.load_data(verbose=False)
-    # 2. non-finite samples
-    _check_finite(raw.get_data(), raw.ch_names, name)
+    # 2. non-finite samples (on the loaded array itself: no copy)
+    _check_finite(raw._data, raw.ch_names, name)
 
-    # 3. notch at the line frequency and its harmonics below the source's Nyquist
-    nyquist = source_sfreq / 2
-    if config.notch_freq is not None:
+    # 3-5. notch, band-pass and resampling. Downsampling resamples first (MNE's FFT resampling
+    # removes everything above the new Nyquist), so the filters run on fewer samples;
+    # otherwise filter at the source rate, then resample.
+    downsample_first = config.sfreq < source_sfreq
+    if downsample_first:
+        _run_quietly("resample", name, raw.resample, config.sfreq, verbose=mne_verbose)
+    nyquist = raw.info["sfreq"] / 2
+    if config.notch_freq is not None:  # the line frequency and its harmonics below Nyquist
         freqs = np.arange(config.notch_freq, nyquist, config.notch_freq)
         freqs = freqs[freqs < nyquist - 1.0]  # leave room for the notch's own width
         if len(freqs):
             _run_quietly("notch filter", name, raw.notch_filter, freqs, verbose=mne_verbose)
-    # 4. band-pass; a low-pass at/above the source's Nyquist has nothing to remove
+    # a low-pass at/above the Nyquist has nothing to remove
     l_freq, h_freq = config.l_freq, config.h_freq
     if h_freq is not None and h_freq >= nyquist:
         h_freq = None
@@ -283,12 +288,11 @@ def preprocess(
         )
     if l_freq is not None or h_freq is not None:
         _run_quietly("band-pass filter", name, raw.filter, l_freq, h_freq, verbose=mne_verbose)
-    # 5. resample
     if raw.info["sfreq"] != config.sfreq:
         _run_quietly("resample", name, raw.resample, config.sfreq, verbose=mne_verbose)
 
-    # 6. µV float32, (C, T)
-    data = (raw.get_data() * 1e6).astype(np.float32)
+    # 6. µV float32, (C, T), in one pass
+    data = np.multiply(raw._data, 1e6, out=np.empty(raw._data.shape, np.float32), casting="same_kind")
     ch_names = list(raw.ch_names)
 
     # 7. flat channels

@@ -103,6 +103,47 @@ class WindowDataset(Dataset):
         """Which cached recording window ``index`` comes from."""
         return int(self._entry[index])
 
+    def batch_shape(self, indices) -> tuple[int, int, int]:
+        """Shape (B, max C, window) of the batch of windows ``indices``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return len(indices), int(self._n_chans[self._entry[indices]].max()), self.window
+
+    def read_batch(self, indices, out: torch.Tensor | None = None) -> EEGBatch:
+        """Read windows straight into one padded batch.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Windows to read.
+        out : torch.Tensor, optional
+            A flat float32 tensor with at least ``B * max C * window`` elements whose storage
+            ``x`` is written into (to reuse memory across batches); allocated when None.
+
+        Returns
+        -------
+        EEGBatch
+            ``x`` (B, max C, window), contiguous; padded channels are zeros.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        entries, starts = self._entry[indices], self._start[indices]
+        n_chans = self._n_chans[entries]
+        shape = self.batch_shape(indices)
+        numel = int(np.prod(shape))
+        if out is None:
+            out = torch.empty(numel)
+        elif out.numel() < numel or out.dtype != torch.float32:
+            raise ValueError(f"out must be a float32 tensor with >= {numel} elements, got {out.dtype} {out.numel()}")
+        x = out[:numel].view(shape)
+        xs = x.numpy()
+        positions = torch.full((shape[0], shape[1], 2), float("nan"))
+        for i, (entry, start, c) in enumerate(zip(entries.tolist(), starts.tolist(), n_chans.tolist())):
+            xs[i, :c] = self._array(entry)[:, start:start + self.window]  # the only copy of the signal
+            xs[i, c:] = 0.0
+            positions[i, :c] = torch.from_numpy(self._positions[entry])
+        channel_mask = torch.arange(shape[1])[None, :] < torch.from_numpy(n_chans)[:, None]
+        n_times = torch.full((shape[0],), self.window, dtype=torch.long)
+        return EEGBatch(x=x, positions=positions, channel_mask=channel_mask, n_times=n_times)
+
 
 def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
     """An uninitialised float32 tensor, in shared memory when called in a DataLoader worker."""
