@@ -124,3 +124,22 @@ def test_flat_channels_are_dropped_and_recorded(tmp_path):
     entry = corpus.entries[0]
     assert entry.ch_names == ["Fz", "Pz", "Oz"]
     assert entry.meta["metadata"]["dropped_channels"] == ["Cz"]
+
+
+def test_paper_dataset_loaders_feed_the_corpus(tmp_path):
+    """SEED's layout (Preprocessed_EEG/<subject>_<date>.mat, 15 trials of (62, T) at 200 Hz)."""
+    from scipy.io import savemat
+
+    from eegfm.data.paper_datasets import SEED_CHANNELS, load_seed
+
+    folder = tmp_path / "SEED" / "Preprocessed_EEG"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    savemat(folder / "1_20131027.mat", {f"djc_eeg{t}": rng.normal(0, 10, (62, 1000)) for t in range(1, 16)})
+    corpus = EEGCorpus(load_seed(tmp_path / "SEED"), tmp_path / "cache", progress=False)
+    assert len(corpus) == 15 and corpus.skipped == []
+    entry = corpus.entries[0]
+    assert entry.n_channels == 62 and entry.ch_names[-1] == "CB2" and entry.meta["metadata"]["trial"] == 1
+    assert len(corpus.windows(seconds=2.0)) == 15 * 2
+    again = EEGCorpus(load_seed(tmp_path / "SEED"), tmp_path / "cache", progress=False)
+    assert (again.n_reused, again.n_built) == (15, 0)

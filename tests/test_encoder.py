@@ -107,3 +107,21 @@ def test_pad_recordings_errors():
         pad_recordings([])
     with pytest.raises(ValueError, match=r"recordings\[0\]: x must be \(channels, times\)"):
         pad_recordings([(torch.zeros(3, 10), torch.zeros(2, 2))])
+
+
+def test_preprocessing_contract_travels_with_the_model(tmp_path):
+    from eegfm.data import PreprocessConfig
+
+    model = tiny(preprocessing={"notch_freq": 50.0})
+    assert model.preprocessing == PreprocessConfig(notch_freq=50.0)
+    model.save_pretrained(tmp_path)
+    loaded = MAPEEncoder.from_pretrained(tmp_path)
+    assert loaded.preprocessing == PreprocessConfig(notch_freq=50.0)
+    assert tiny().get_config()["preprocessing"] == PreprocessConfig().to_dict()
+    loaded.check_preprocessing(PreprocessConfig(notch_freq=50.0))
+    with pytest.raises(ValueError, match=r"h_freq=40.0 \(model expects 75.0\), notch_freq=None \(model expects 50.0\)"):
+        loaded.check_preprocessing(PreprocessConfig(h_freq=40.0))
+    with pytest.raises(ValueError, match=r"preprocessing\['sfreq'\]=250.0 differs from sfreq=200.0"):
+        tiny(preprocessing={"sfreq": 250.0})
+    with pytest.raises(ValueError, match="bandpass"):
+        tiny(preprocessing={"bandpass": 1})

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..data.preprocessing import PreprocessConfig
 from ..hub import HubMixin, hub_card
 from ..modules.patch_embed import NeuralPatchEmbedder
 from ..modules.position import build_position_embedding
@@ -96,8 +97,12 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
     layer_norm_eps : float
         Epsilon of every LayerNorm.
     sfreq : float
-        Sampling rate (Hz) the model expects; part of its preprocessing contract. Pass
-        ``sfreq=`` to :meth:`forward` to have it checked.
+        Sampling rate (Hz) the model expects. Pass ``sfreq=`` to :meth:`forward` to have it
+        checked.
+    preprocessing : dict, optional
+        The preprocessing contract (:class:`eegfm.data.PreprocessConfig` as a dict: rate,
+        band, notch, units, channels) that input must follow; saved in ``config.json`` so a
+        pretrained model says how its input must look. Default: ``PreprocessConfig(sfreq=sfreq)``.
 
     Examples
     --------
@@ -125,10 +130,17 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         pool_bins: int = 4,
         layer_norm_eps: float = 1e-6,
         sfreq: float = 200.0,
+        preprocessing: dict | None = None,
     ):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"{embed_dim=} must be divisible by {num_heads=}")
+        contract = PreprocessConfig.from_dict({"sfreq": sfreq, **(preprocessing or {})})
+        if contract.sfreq != float(sfreq):
+            raise ValueError(f"preprocessing['sfreq']={contract.sfreq} differs from {sfreq=}; they must agree")
+        self.preprocessing = contract
+        if isinstance(getattr(self, "_hub_mixin_config", None), dict):  # save the resolved contract
+            self._hub_mixin_config["preprocessing"] = contract.to_dict()
         self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.sfreq = sfreq
@@ -153,6 +165,15 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def check_preprocessing(self, config: PreprocessConfig) -> None:
+        """Raise if data preprocessed with ``config`` does not match this model's contract."""
+        expected, got = self.preprocessing.to_dict(), config.to_dict()
+        diff = {k: (got[k], expected[k]) for k in expected if got.get(k) != expected[k]}
+        if diff:
+            listed = ", ".join(f"{k}={g!r} (model expects {e!r})" for k, (g, e) in diff.items())
+            raise ValueError(f"data preprocessed differently from this model's contract: {listed}. "
+                             "Preprocess with model.preprocessing (e.g. EEGCorpus(..., config=model.preprocessing)).")
 
     # ------------------------------------------------------------------ inputs
     def _check_inputs(self, x, positions, channel_mask, n_times, sfreq):
