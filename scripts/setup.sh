@@ -17,9 +17,11 @@ if [ -f "$stamp" ]; then
 fi
 echo "[setup] creating $venv (torch==$torch_version first, then eegfm[dev])"
 [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --quiet --no-input)
-"${pip[@]}" "torch==$torch_version"
-"${pip[@]}" -e ".[dev]" "torch==$torch_version"
+pip_install() {  # quiet, minus the noise of package-index locations that do not exist here
+    "$venv/bin/python" -m pip install --quiet --no-input "$@" 2>&1 | { grep -v "^WARNING: Location '" || true; }
+}
+pip_install "torch==$torch_version"
+pip_install -e ".[dev]" "torch==$torch_version"
 "$venv/bin/python" scripts/fix_torchaudio.py
 "$venv/bin/python" -c "import eegfm, sys; assert 'braindecode' not in sys.modules; print('[setup] eegfm', eegfm.__version__, 'ready')"
 touch "$stamp"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["EEGBatch", "pad_recordings"]
+__all__ = ["EEGBatch", "pad_into", "pad_recordings"]
 
 
 @dataclass
@@ -41,6 +41,48 @@ class EEGBatch:
         return dict(x=self.x, positions=self.positions, channel_mask=self.channel_mask, n_times=self.n_times)
 
 
+def pad_into(signals: Sequence, positions: Sequence, out: torch.Tensor | None = None) -> EEGBatch:
+    """Pad signals of different channel counts and lengths into one batch, one copy each.
+
+    Parameters
+    ----------
+    signals : sequence of array-like, each (C_i, T_i)
+        EEG in µV (numpy arrays, memory-mapped slices or CPU tensors).
+    positions : sequence of array-like, each (C_i, 2)
+        Proportion coordinates.
+    out : torch.Tensor, optional
+        Flat float32 tensor with at least ``B * max C_i * max T_i`` elements whose storage
+        ``x`` is written into (reused or shared memory); allocated when None.
+
+    Returns
+    -------
+    EEGBatch
+        ``x`` (B, max C_i, max T_i), contiguous, zeros where padded.
+    """
+    batch = len(signals)
+    n_chans = max(sig.shape[0] for sig in signals)
+    n_times = max(sig.shape[1] for sig in signals)
+    numel = batch * n_chans * n_times
+    if out is None:
+        out = torch.empty(numel)
+    elif out.dtype != torch.float32 or out.numel() < numel:
+        raise ValueError(f"out must be a float32 tensor with >= {numel} elements, got {out.dtype} {out.numel()}")
+    x = out[:numel].view(batch, n_chans, n_times)
+    xs = x.numpy()
+    # bookkeeping in numpy: per-row torch indexing costs more than copying the signal
+    padded_positions = np.full((batch, n_chans, 2), np.nan, dtype=np.float32)
+    sizes = np.array([sig.shape for sig in signals], dtype=np.int64)  # (B, 2): C_i, T_i
+    for i, (sig, pos) in enumerate(zip(signals, positions)):
+        c, t = sizes[i]
+        xs[i, :c, :t] = sig  # the only copy of the signal
+        xs[i, c:] = 0.0
+        xs[i, :c, t:] = 0.0
+        padded_positions[i, :c] = pos
+    channel_mask = np.arange(n_chans)[None, :] < sizes[:, :1]
+    return EEGBatch(x=x, positions=torch.from_numpy(padded_positions), channel_mask=torch.from_numpy(channel_mask),
+                    n_times=torch.from_numpy(sizes[:, 1].copy()))
+
+
 def pad_recordings(recordings: Sequence[tuple]) -> EEGBatch:
     """Stack recordings with different channel counts and lengths into one padded batch.
 
@@ -57,28 +99,16 @@ def pad_recordings(recordings: Sequence[tuple]) -> EEGBatch:
     """
     if len(recordings) == 0:
         raise ValueError("pad_recordings needs at least one (x, positions) pair, got none")
-    arrays = []
+    signals, positions = [], []
     for i, item in enumerate(recordings):
         if len(item) != 2:
             raise ValueError(f"recordings[{i}] must be an (x, positions) pair, got {len(item)} items")
-        x, pos = (torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a) for a in item)
-        if x.ndim != 2 or pos.ndim != 2 or pos.shape != (x.shape[0], 2):
+        x, pos = (a.detach().cpu() if torch.is_tensor(a) else np.asarray(a) for a in item)
+        if x.ndim != 2 or pos.ndim != 2 or tuple(pos.shape) != (x.shape[0], 2):
             raise ValueError(
                 f"recordings[{i}]: x must be (channels, times) and positions (channels, 2); got "
                 f"x {tuple(x.shape)} and positions {tuple(pos.shape)}"
             )
-        arrays.append((x.float(), pos.float()))
-    batch = len(arrays)
-    n_chans = max(x.shape[0] for x, _ in arrays)
-    n_times = max(x.shape[1] for x, _ in arrays)
-    out = EEGBatch(
-        x=torch.zeros(batch, n_chans, n_times),
-        positions=torch.full((batch, n_chans, 2), float("nan")),
-        channel_mask=torch.zeros(batch, n_chans, dtype=torch.bool),
-        n_times=torch.tensor([x.shape[1] for x, _ in arrays], dtype=torch.long),
-    )
-    for i, (x, pos) in enumerate(arrays):
-        out.x[i, : x.shape[0], : x.shape[1]] = x
-        out.positions[i, : x.shape[0]] = pos
-        out.channel_mask[i, : x.shape[0]] = True
-    return out
+        signals.append(x)
+        positions.append(pos)
+    return pad_into(signals, positions)

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from .cache import CacheEntry
-from .collate import EEGBatch
+from .collate import EEGBatch, pad_into
 
 __all__ = ["WindowDataset", "collate_windows"]
 
@@ -125,24 +125,9 @@ class WindowDataset(Dataset):
             ``x`` (B, max C, window), contiguous; padded channels are zeros.
         """
         indices = np.asarray(indices, dtype=np.int64)
-        entries, starts = self._entry[indices], self._start[indices]
-        n_chans = self._n_chans[entries]
-        shape = self.batch_shape(indices)
-        numel = int(np.prod(shape))
-        if out is None:
-            out = torch.empty(numel)
-        elif out.numel() < numel or out.dtype != torch.float32:
-            raise ValueError(f"out must be a float32 tensor with >= {numel} elements, got {out.dtype} {out.numel()}")
-        x = out[:numel].view(shape)
-        xs = x.numpy()
-        positions = torch.full((shape[0], shape[1], 2), float("nan"))
-        for i, (entry, start, c) in enumerate(zip(entries.tolist(), starts.tolist(), n_chans.tolist())):
-            xs[i, :c] = self._array(entry)[:, start:start + self.window]  # the only copy of the signal
-            xs[i, c:] = 0.0
-            positions[i, :c] = torch.from_numpy(self._positions[entry])
-        channel_mask = torch.arange(shape[1])[None, :] < torch.from_numpy(n_chans)[:, None]
-        n_times = torch.full((shape[0],), self.window, dtype=torch.long)
-        return EEGBatch(x=x, positions=positions, channel_mask=channel_mask, n_times=n_times)
+        entries, starts = self._entry[indices].tolist(), self._start[indices].tolist()
+        signals = [self._array(e)[:, s:s + self.window] for e, s in zip(entries, starts)]
+        return pad_into(signals, [self._positions[e] for e in entries], out)
 
 
 def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
@@ -170,21 +155,5 @@ def collate_windows(items: Sequence[dict]) -> EEGBatch:
     """
     if not items:
         raise ValueError("collate_windows got an empty batch")
-    n_chans = max(item["x"].shape[0] for item in items)
-    n_times = max(item["x"].shape[1] for item in items)
-    x = _batch_tensor((len(items), n_chans, n_times))
-    xs = x.numpy()
-    positions = torch.full((len(items), n_chans, 2), float("nan"))
-    channel_mask = torch.zeros(len(items), n_chans, dtype=torch.bool)
-    lengths = torch.empty(len(items), dtype=torch.long)
-    for i, item in enumerate(items):
-        c, t = item["x"].shape
-        xs[i, :c, :t] = item["x"]  # the only copy of the signal
-        if c < n_chans:
-            xs[i, c:] = 0.0
-        if t < n_times:
-            xs[i, :c, t:] = 0.0
-        positions[i, :c] = torch.from_numpy(np.asarray(item["positions"], dtype=np.float32))
-        channel_mask[i, :c] = True
-        lengths[i] = t
-    return EEGBatch(x=x, positions=positions, channel_mask=channel_mask, n_times=lengths)
+    shape = (len(items), max(it["x"].shape[0] for it in items), max(it["x"].shape[1] for it in items))
+    return pad_into([it["x"] for it in items], [it["positions"] for it in items], _batch_tensor(shape).view(-1))
