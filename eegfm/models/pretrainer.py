@@ -1,0 +1,219 @@
+"""``MaskedPretrainer``: masked EEG modelling that predicts tokenizer codes (paper 3.1.4).
+
+Per step, for each masking strategy (random, channel, temporal; see
+:mod:`eegfm.modules.masking`, True = masked):
+
+    targets (B, C*K)   = frozen tokenizer codes of the UNMASKED input
+    embeddings         = patch embeddings, with masked tokens replaced by a learned mask
+                         embedding BEFORE the position embedding (MAPE) is added
+    logits (M, codes)  = linear head on the encoder's masked tokens
+    loss               = cross-entropy on masked, non-padded tokens only
+
+The loss over strategies is their sum (each strategy's mean cross-entropy, summed; computed
+as the number of strategies times the mean over all their masked tokens, which is the same
+when each strategy masks the same share of tokens). Accuracy on masked tokens is reported
+beside the accuracy of always predicting the most frequent code seen so far in training.
+
+The pre-trained encoder is ``pretrainer.encoder``: save it with
+``pretrainer.encoder.save_pretrained(...)`` and fine-tune it anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..hub import HubMixin, hub_card
+from ..modules.masking import MASK_STRATEGIES, make_mask
+from .encoder import MAPEEncoder
+
+__all__ = ["MaskedPretrainer", "PretrainOutput"]
+
+
+@dataclass
+class PretrainOutput:
+    """What :meth:`MaskedPretrainer.forward` returns.
+
+    Attributes
+    ----------
+    loss : torch.Tensor
+        Sum over strategies of the masked-token cross-entropy (scalar).
+    loss_sum, count : torch.Tensor
+        ``loss = loss_sum / count`` (for exact averaging across processes).
+    accuracy : dict of str -> float tensor
+        Masked-token accuracy per strategy.
+    baseline_accuracy : torch.Tensor
+        Accuracy of always predicting the most frequent code (over all masked tokens).
+    n_masked : dict of str -> int tensor
+        Masked tokens per strategy.
+    """
+
+    loss: torch.Tensor
+    loss_sum: torch.Tensor
+    count: torch.Tensor
+    accuracy: dict = field(default_factory=dict)
+    baseline_accuracy: torch.Tensor | None = None
+    n_masked: dict = field(default_factory=dict)
+
+
+class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
+    """Masked pre-training of a :class:`~eegfm.MAPEEncoder` on tokenizer codes.
+
+    Parameters
+    ----------
+    patch_size, embed_dim, depth, num_heads, mlp_ratio, position_embedding, sfreq, preprocessing
+        The encoder's (see :class:`~eegfm.MAPEEncoder`); the tokenizer must use the same
+        ``patch_size``.
+    num_codes : int
+        Codebook size of the tokenizer (the head's number of classes).
+    strategies : sequence of str
+        Masking strategies run each step, any of ``"random"``, ``"channel"``, ``"temporal"``.
+    random_ratio, channel_ratio, temporal_ratio : float
+        Share of tokens / channels / time steps each strategy masks (paper: 0.5 best).
+    symmetric : bool
+        Also predict the complement of each mask (LaBraM's symmetric pass).
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 100,
+        embed_dim: int = 200,
+        depth: int = 12,
+        num_heads: int = 10,
+        mlp_ratio: float = 4.0,
+        position_embedding: str = "mape",
+        sfreq: float = 200.0,
+        preprocessing: dict | None = None,
+        num_codes: int = 2048,
+        strategies: Sequence[str] = ("random", "channel", "temporal"),
+        random_ratio: float = 0.5,
+        channel_ratio: float = 0.5,
+        temporal_ratio: float = 0.5,
+        symmetric: bool = False,
+    ):
+        super().__init__()
+        strategies = list(strategies)
+        unknown = [s for s in strategies if s not in MASK_STRATEGIES]
+        if not strategies or unknown:
+            raise ValueError(f"strategies must be a non-empty subset of {sorted(MASK_STRATEGIES)}, got {strategies}")
+        self.strategies = strategies
+        self.ratios = {"random": random_ratio, "channel": channel_ratio, "temporal": temporal_ratio}
+        for name in strategies:
+            if not 0.0 < self.ratios[name] < 1.0:
+                raise ValueError(f"{name}_ratio must be in (0, 1), got {self.ratios[name]}")
+        self.symmetric = symmetric
+        self.encoder = MAPEEncoder(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                                   mlp_ratio=mlp_ratio, position_embedding=position_embedding, sfreq=sfreq,
+                                   preprocessing=preprocessing)
+        self.mask_embedding = nn.Parameter(torch.zeros(embed_dim))
+        nn.init.trunc_normal_(self.mask_embedding, std=0.02)
+        self.head = nn.Linear(embed_dim, num_codes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("target_counts", torch.zeros(num_codes, dtype=torch.long))
+        self._tokenizer = None  # frozen, not a submodule: not trained, not in state_dict
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters AdamW should not decay."""
+        return {"mask_embedding", "encoder.cls_token"}
+
+    def attach_tokenizer(self, tokenizer: nn.Module) -> MaskedPretrainer:
+        """Use ``tokenizer`` (frozen) to make the target codes. Returns self."""
+        if not hasattr(tokenizer, "tokenize"):
+            raise TypeError(f"tokenizer must have a tokenize() method, got {type(tokenizer).__name__}")
+        tok_patch = getattr(getattr(tokenizer, "encoder", tokenizer), "patch_size", self.encoder.patch_size)
+        if tok_patch != self.encoder.patch_size:
+            raise ValueError(f"tokenizer patch_size={tok_patch} differs from the encoder's {self.encoder.patch_size}")
+        tokenizer.eval().requires_grad_(False)
+        object.__setattr__(self, "_tokenizer", tokenizer)  # not a submodule: frozen, not saved
+        return self
+
+    def _targets(self, x, positions, channel_mask, n_times) -> torch.Tensor:
+        if self._tokenizer is None:
+            raise RuntimeError("no tokenizer: call pretrainer.attach_tokenizer(tokenizer) or pass targets=")
+        if next(self._tokenizer.parameters()).device != x.device:
+            self._tokenizer.to(x.device)
+        codes, _ = self._tokenizer.tokenize(x, positions, channel_mask=channel_mask, n_times=n_times)
+        return codes
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        *,
+        channel_mask: torch.Tensor | None = None,
+        n_times: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> PretrainOutput:
+        """Masked-token prediction loss.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B, C, T)
+            EEG in µV.
+        positions : torch.Tensor, shape (B, C, 2) or (C, 2)
+        channel_mask : torch.Tensor of bool, shape (B, C), optional
+        n_times : torch.Tensor of int, shape (B,), optional
+        targets : torch.Tensor of int, shape (B, C*K), optional
+            Code of each token (-1 or anything at padding); by default from the tokenizer.
+        generator : torch.Generator, optional
+            Makes the masks reproducible.
+
+        Returns
+        -------
+        PretrainOutput
+        """
+        enc = self.encoder
+        positions, channel_mask, n_times = enc._check_inputs(x, positions, channel_mask, n_times, None)
+        if targets is None:
+            with torch.no_grad():
+                targets = self._targets(x, positions, channel_mask, n_times)
+        patches = enc.patchify(x)  # (B, C, K, W)
+        token_mask = enc.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
+        embeddings = enc.patch_embed(patches)  # (B, C, K, D)
+        valid_patches = torch.div(n_times, enc.patch_size, rounding_mode="floor")
+        positions = positions.to(embeddings.dtype)
+        flat_targets = targets.reshape(targets.shape[0], -1)
+        if self.training:
+            self.target_counts += torch.bincount(flat_targets[token_mask.flatten(1)], minlength=len(self.target_counts))
+        most_frequent = self.target_counts.argmax()
+
+        masks = []
+        for name in self.strategies:
+            mask = make_mask(name, token_mask, self.ratios[name], generator)
+            masks.append((name, mask))
+            if self.symmetric:
+                masks.append((f"{name}_complement", token_mask & ~mask))
+        loss_sum = torch.zeros((), device=x.device)
+        count = torch.zeros((), device=x.device)
+        accuracy, n_masked, hits_baseline, n_total = {}, {}, 0, 0
+        for name, mask in masks:
+            hidden = torch.where(mask[..., None], self.mask_embedding.to(embeddings.dtype), embeddings)
+            out = enc.encode(hidden, positions, token_mask, valid_patches)
+            chosen = mask.flatten(1)  # (B, C*K)
+            logits = self.head(out.tokens[chosen]).float()  # (M, num_codes)
+            target = flat_targets[chosen]
+            loss_sum = loss_sum + F.cross_entropy(logits, target, reduction="sum")
+            count = count + chosen.sum()
+            with torch.no_grad():
+                accuracy[name] = (logits.argmax(1) == target).float().mean()
+                n_masked[name] = chosen.sum()
+                hits_baseline = hits_baseline + (target == most_frequent).sum()
+                n_total = n_total + target.numel()
+        count = count / len(masks)  # loss = sum over strategies of (about) each one's mean
+        return PretrainOutput(
+            loss=loss_sum / count.clamp_min(1), loss_sum=loss_sum, count=count, accuracy=accuracy,
+            baseline_accuracy=hits_baseline / max(n_total, 1), n_masked=n_masked,
+        )
+
+    def training_step(self, batch) -> dict:
+        """One step's loss for :class:`eegfm.training.Trainer` (``loss_sum``, ``count``, metrics)."""
+        out = self(**batch.encoder_inputs())
+        metrics = {f"accuracy_{name}": acc for name, acc in out.accuracy.items()}
+        return {"loss_sum": out.loss_sum, "count": out.count, **metrics,
+                "baseline_accuracy": out.baseline_accuracy.float()}
