@@ -54,3 +54,15 @@ def test_epochs_reshuffle_and_errors(windows):
         WindowLoader(windows, sampler, num_threads=0)
     with pytest.raises(ValueError, match="out must be a float32 tensor"):
         windows.read_batch([0, 1], out=torch.empty(3))
+
+
+def test_batches_from_a_start_index_skip_without_reading(windows, monkeypatch):
+    sampler = TokenBucketBatchSampler(windows.token_counts(50), 4, seed=0)
+    loader = WindowLoader(windows, sampler)
+    full = [b.x.clone() for b in loader.batches(epoch=2)]
+    reads = []
+    original = windows.read_batch
+    monkeypatch.setattr(windows, "read_batch", lambda idx, out=None: reads.append(list(idx)) or original(idx, out))
+    tail = [b.x.clone() for b in loader.batches(epoch=2, start=3)]
+    assert len(tail) == len(full) - 3 and len(reads) == len(tail)
+    assert all(torch.equal(a, b) for a, b in zip(tail, full[3:]))

@@ -13,6 +13,7 @@ Copies to a GPU with ``.to(device)`` (blocking) are safe.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -64,11 +65,22 @@ class WindowLoader:
         return self._buffers[slot]
 
     def __iter__(self) -> Iterator[EEGBatch]:
+        return self._read(iter(self.batch_sampler))
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[EEGBatch]:
+        """The batches of ``epoch`` from batch index ``start`` on (earlier ones are not read).
+
+        This is the ``batches(epoch, start)`` callable :class:`eegfm.training.Trainer` takes,
+        so a resumed run continues with exactly the batches it had not seen.
+        """
+        self.set_epoch(epoch)
+        return self._read(itertools.islice(iter(self.batch_sampler), start, None))
+
+    def _read(self, batches: Iterator) -> Iterator[EEGBatch]:
         in_flight = self.num_threads + self.prefetch
         ring = in_flight + 2  # the batch being read, the one held, and the one before it
         if len(self._buffers) != ring:
             self._buffers = [torch.empty(0) for _ in range(ring)]
-        batches = iter(self.batch_sampler)
         pending: deque = deque()
         pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="eegfm-windows")
         slot = 0
