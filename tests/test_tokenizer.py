@@ -1,0 +1,181 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from eegfm import pad_recordings
+from eegfm.models.tokenizer import NeuralTokenizer, TokenizerOutput, amplitude_target
+
+TINY = dict(patch_size=25, embed_dim=32, depth=1, num_heads=2, code_dim=8, num_codes=16, decoder_depth=1)
+
+
+def tiny(**kw):
+    return NeuralTokenizer(**{**TINY, **kw})
+
+
+def recording(n_chans, n_times, seed):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n_times) / 200.0
+    freqs = torch.rand(n_chans, 1, generator=g) * 30 + 2
+    x = 20 * torch.sin(2 * torch.pi * freqs * t) + 5 * torch.randn(n_chans, n_times, generator=g)
+    return x, torch.rand(n_chans, 2, generator=g) * 100
+
+
+def mixed_batch():
+    return pad_recordings([recording(6, 260, 1), recording(4, 110, 2)])  # 10 and 4 patches
+
+
+def test_shapes_and_minus_one_at_padding():
+    model = tiny()
+    batch = mixed_batch()
+    out = model(**batch.encoder_inputs())
+    assert isinstance(out, TokenizerOutput)
+    n = 6 * 10
+    assert out.codes.shape == out.token_mask.shape == (2, n) and out.codes.dtype == torch.long
+    assert out.amplitude.shape == out.target.shape == (2, n, 13)
+    assert int(out.n_valid) == 60 + 16 == int(out.token_mask.sum())
+    assert torch.all(out.codes[~out.token_mask] == -1)
+    assert torch.all((out.codes[out.token_mask] >= 0) & (out.codes[out.token_mask] < 16))
+    assert out.token_mask.view(2, 6, 10)[1, :4, :4].all() and out.token_mask.view(2, 6, 10)[1].sum() == 16
+    for loss in (out.loss, out.amplitude_loss, out.commitment_loss):
+        assert loss.shape == () and torch.isfinite(loss)
+    assert torch.allclose(out.loss, out.commitment_loss + out.amplitude_loss)
+    codes, mask = model.tokenize(**batch.encoder_inputs())
+    assert codes.shape == (2, n) and torch.equal(mask, out.token_mask)
+    assert torch.all(codes[~mask] == -1)
+
+
+def test_padding_never_changes_valid_outputs():
+    model = tiny()
+    model(**mixed_batch().encoder_inputs())  # k-means init on a training batch
+    model.eval()
+    small = recording(4, 110, 2)
+    alone_codes, _ = model.tokenize(small[0][None], small[1])
+    alone = model(small[0][None], small[1])
+    batch = mixed_batch()
+    codes, mask = model.tokenize(**batch.encoder_inputs())
+    padded = model(**batch.encoder_inputs())
+    grid = lambda t: t[1].view(6, 10, *t.shape[2:])[:4, :4].reshape(16, *t.shape[2:])  # noqa: E731
+    assert torch.equal(grid(codes), alone_codes[0])
+    assert torch.equal(grid(padded.codes), alone.codes[0])
+    assert torch.allclose(grid(padded.target), alone.target[0], atol=1e-5)
+    assert torch.allclose(grid(padded.amplitude), alone.amplitude[0], atol=1e-4)
+
+
+def test_amplitude_target_matches_numpy():
+    batch = mixed_batch()
+    model = tiny()
+    out = model.eval()(**batch.encoder_inputs())
+    x = batch.x.numpy().astype(np.float64)
+    for b, (n_chans, n_patches) in enumerate([(6, 10), (4, 4)]):
+        patches = x[b, :n_chans, : n_patches * 25].reshape(n_chans, n_patches, 25)
+        amp = np.abs(np.fft.rfft(patches, axis=-1))  # (C, K, 13)
+        expected = (amp - amp.mean()) / amp.std()
+        got = out.target[b].view(6, 10, 13)[:n_chans, :n_patches].numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        assert got.mean() == pytest.approx(0.0, abs=1e-5) and got.std() == pytest.approx(1.0, abs=1e-4)
+    assert torch.all(out.target[~out.token_mask] == 0)
+
+
+def test_amplitude_target_ignores_nan_in_padding_and_floors_the_std():
+    patches = torch.zeros(1, 2, 3, 8)
+    mask = torch.tensor([[[True, True, True], [False, False, False]]])
+    patches[0, 1] = float("nan")
+    target = amplitude_target(patches, mask)
+    assert torch.all(target == 0)  # flat signal: std floored, no NaN
+
+
+def garbage_in_padding(batch):
+    x = batch.x.clone()
+    g = torch.Generator().manual_seed(9)
+    x[1, 4:, :] = torch.randn(2, x.shape[-1], generator=g) * 1e3  # padded channels
+    x[1, :, 110:] = torch.randn(6, x.shape[-1] - 110, generator=g) * 1e3  # padded samples
+    return dict(batch.encoder_inputs(), x=x)
+
+
+def test_loss_ignores_padding():
+    model = tiny()
+    batch = mixed_batch()
+    clean = copy.deepcopy(model)
+    torch.manual_seed(3)
+    a = clean(**batch.encoder_inputs())  # training mode: k-means + EMA from valid tokens only
+    torch.manual_seed(3)
+    b = model(**garbage_in_padding(batch))
+    for name in ("loss", "amplitude_loss", "commitment_loss"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-6), name
+    assert torch.equal(a.codes, b.codes)
+    for (key, before), after in zip(clean.quantizer.state_dict().items(), model.quantizer.state_dict().values()):
+        assert torch.allclose(before.float(), after.float(), atol=1e-6), key
+    clean.eval(), model.eval()
+    assert torch.allclose(clean(**batch.encoder_inputs()).loss, model(**garbage_in_padding(batch)).loss, atol=1e-6)
+
+
+def test_training_lowers_the_loss():
+    model = tiny(dead_code_steps=10)
+    batch = mixed_batch()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(30):
+        out = model(**batch.encoder_inputs())
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(float(out.loss.detach()))
+    print(f"tokenizer loss before {losses[0]:.4f} after {losses[-1]:.4f}; codebook {model.codebook_stats()}")
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+    stats = model.codebook_stats()
+    assert set(stats) == {"usage", "perplexity", "dead", "restarts"} and stats["usage"] > 0
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny()
+    batch = mixed_batch()
+    model(**batch.encoder_inputs())
+    model(**batch.encoder_inputs())
+    model.save_pretrained(tmp_path)
+    loaded = NeuralTokenizer.from_pretrained(tmp_path)
+    assert not loaded.training
+    for name in ("codebook", "cluster_size", "embed_sum", "initialized", "steps_since_used", "usage_counts"):
+        assert torch.equal(getattr(loaded.quantizer, name), getattr(model.quantizer, name)), name
+    assert torch.equal(loaded.tokenize(**batch.encoder_inputs())[0], model.tokenize(**batch.encoder_inputs())[0])
+    assert loaded.get_config()["preprocessing"]["sfreq"] == 200.0
+    assert loaded.codebook_stats() == model.codebook_stats()
+
+
+def test_tokenize_keeps_training_mode_and_buffers():
+    model = tiny()
+    batch = mixed_batch()
+    model(**batch.encoder_inputs())
+    before = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
+    model.tokenize(**batch.encoder_inputs())
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.quantizer.state_dict().items())
+
+
+def test_training_step_contract():
+    model = tiny()
+    batch = mixed_batch()
+    step = model.training_step(batch)
+    assert set(step) == {"loss_sum", "count", "amplitude_loss", "commitment_loss"}
+    assert step["count"].dtype == torch.float32 and float(step["count"]) == 76.0
+    assert step["loss_sum"].requires_grad and step["loss_sum"].shape == ()
+    expected = step["amplitude_loss"] + step["commitment_loss"]
+    assert torch.allclose(step["loss_sum"] / step["count"], expected, atol=1e-6)
+    step["loss_sum"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [(dict(decoder_depth=0), "decoder_depth must be >= 1"), (dict(commitment_weight=-1.0), "commitment_weight")],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny(**kwargs)
+
+
+def test_wrong_sampling_rate_is_an_error():
+    x, pos = recording(3, 100, 0)
+    with pytest.raises(ValueError, match="expects sfreq=200.0"):
+        tiny()(x[None], pos, sfreq=250.0)
