@@ -157,7 +157,9 @@ def test_training_step_contract():
     model = tiny()
     batch = mixed_batch()
     step = model.training_step(batch)
-    assert set(step) == {"loss_sum", "count", "amplitude_loss", "commitment_loss"}
+    assert set(step) == {"loss_sum", "count", "amplitude_loss", "commitment_loss", "codebook_usage",
+                         "codebook_perplexity", "dead_codes"}
+    assert 0 < step["codebook_usage"] <= 1 and 1 <= step["codebook_perplexity"] <= model.quantizer.num_codes
     assert step["count"].dtype == torch.float32 and float(step["count"]) == 76.0
     assert step["loss_sum"].requires_grad and step["loss_sum"].shape == ()
     expected = step["amplitude_loss"] + step["commitment_loss"]

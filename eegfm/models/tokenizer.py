@@ -319,13 +319,23 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
         dict
             ``loss_sum`` (the loss times the number of valid tokens: the engine divides by
             the global count over processes), ``count`` (valid tokens, float tensor),
-            ``amplitude_loss`` and ``commitment_loss`` (detached, for logging).
+            ``amplitude_loss`` and ``commitment_loss`` (detached, for logging), and the
+            batch's codebook health: ``codebook_usage`` (share of codes used by this batch),
+            ``codebook_perplexity`` (exp entropy of its code frequencies) and ``dead_codes``.
         """
         out = self(**batch.encoder_inputs())
         count = out.n_valid.to(out.loss.dtype)
+        with torch.no_grad():
+            counts = torch.bincount(out.codes[out.token_mask], minlength=self.quantizer.num_codes).float()
+            probs = counts / counts.sum().clamp_min(1)
+            perplexity = torch.exp(-(probs * probs.clamp_min(1e-12).log()).sum())
+            dead = (self.quantizer.steps_since_used >= max(self.quantizer.dead_code_steps, 1)).sum()
         return {
             "loss_sum": out.loss * count,
             "count": count,
             "amplitude_loss": out.amplitude_loss.detach(),
             "commitment_loss": out.commitment_loss.detach(),
+            "codebook_usage": (counts > 0).float().mean(),
+            "codebook_perplexity": perplexity,
+            "dead_codes": dead.float(),
         }
