@@ -3,15 +3,18 @@ import json
 from eegfm.cli.main import main
 
 
-def test_demo_runs_on_bundled_sample_and_saves_a_hub_model(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+def test_demo_runs_the_whole_path_on_the_bundled_sample(tmp_path, capsys):
+    assert main(["demo", f"--out={tmp_path}", "--tokenizer_steps=12", "--pretrain_steps=12", "--progress=false"]) == 0
     printed = capsys.readouterr().out
-    assert "eegbci_S001R04" in printed and "64 channels" in printed and "19 channels" in printed
+    assert "3 recordings, 53 windows of 4 s" in printed
+    assert "codebook:" in printed and "perplexity" in printed
+    assert "masked-token accuracy: random" in printed and "most-frequent-code baseline" in printed
     assert "reloaded outputs identical: True" in printed
-    config = json.loads((tmp_path / "mape_encoder_tiny" / "config.json").read_text())
-    assert config["embed_dim"] == 64
+    config = json.loads((tmp_path / "pretrain" / "encoder" / "config.json").read_text())
+    assert config["embed_dim"] == 64 and config["preprocessing"]["l_freq"] == 0.5
 
 
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
-    assert "demo" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "demo" in out and "tokenizer" in out and "pretrain" in out

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo
+from . import demo, pretrain, tokenizer
 
-COMMANDS = {"demo": demo}
+COMMANDS = {"demo": demo, "tokenizer": tokenizer, "pretrain": pretrain}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,10 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, module in COMMANDS.items():
         module.add_parser(sub)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    # every command takes its settings as --key=value overrides (checked against its config)
+    args.overrides = [*extra, *(getattr(args, "overrides", None) or [])]
     return COMMANDS[args.command].run(args)
 
 

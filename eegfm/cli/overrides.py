@@ -40,7 +40,7 @@ def _keys(config, prefix="") -> list[str]:
     return keys
 
 
-def _parse(text: str, kind, key: str):
+def _parse(text: str, kind, key: str, current=None):
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         if text.lower() in {"none", "null", ""} and type(None) in args:
@@ -48,7 +48,8 @@ def _parse(text: str, kind, key: str):
         inner = [a for a in args if a is not type(None)]
         return _parse(text, inner[0], key)
     if origin in (tuple, list, Sequence, typing.Sequence) or kind in (tuple, list):
-        item = args[0] if args else str
+        # bare `tuple`/`list`: take the item type from the current value, e.g. (0.9, 0.98) -> float
+        item = args[0] if args else (type(current[0]) if current else str)
         values = [_parse(part.strip(), item, key) for part in text.split(",") if part.strip()]
         return tuple(values) if origin is tuple or kind is tuple else values
     if kind is bool:
@@ -96,7 +97,7 @@ def apply_overrides(config, overrides: Sequence[str]):
             child = dataclasses.replace(getattr(target, part))
             setattr(target, part, child)
             target = child
-        setattr(target, name, _parse(text, _fields(type(target))[name], key))
+        setattr(target, name, _parse(text, _fields(type(target))[name], key, getattr(target, name)))
     return config
 
 

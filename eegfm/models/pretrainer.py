@@ -211,6 +211,43 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             baseline_accuracy=hits_baseline / max(n_total, 1), n_masked=n_masked,
         )
 
+    @torch.no_grad()
+    def evaluate(self, batches, *, seed: int = 0) -> dict:
+        """Masked-token accuracy per strategy beside the most-frequent-code baseline.
+
+        Parameters
+        ----------
+        batches : iterable of EEGBatch
+        seed : int
+            Seeds the masks, so two models can be compared on the same masks.
+
+        Returns
+        -------
+        dict
+            ``accuracy`` {strategy: float}, ``baseline_accuracy`` (always predicting the code
+            most frequent in training), ``masked_tokens`` {strategy: int}.
+        """
+        was_training = self.training
+        self.eval()
+        generator = torch.Generator().manual_seed(seed)
+        hits, totals, base_hits, base_total = {}, {}, 0.0, 0
+        device = self.mask_embedding.device
+        for batch in batches:
+            out = self(**batch.to(device).encoder_inputs(), generator=generator)
+            for name, acc in out.accuracy.items():
+                n = int(out.n_masked[name])
+                hits[name] = hits.get(name, 0.0) + float(acc) * n
+                totals[name] = totals.get(name, 0) + n
+            n_all = sum(int(v) for v in out.n_masked.values())
+            base_hits += float(out.baseline_accuracy) * n_all
+            base_total += n_all
+        self.train(was_training)
+        return {
+            "accuracy": {name: hits[name] / max(totals[name], 1) for name in hits},
+            "baseline_accuracy": base_hits / max(base_total, 1),
+            "masked_tokens": totals,
+        }
+
     def training_step(self, batch) -> dict:
         """One step's loss for :class:`eegfm.training.Trainer` (``loss_sum``, ``count``, metrics)."""
         out = self(**batch.encoder_inputs())

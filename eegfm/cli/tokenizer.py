@@ -1,0 +1,94 @@
+"""``eegfm tokenizer``: train a neural tokenizer (VQ codebook predicting Fourier amplitudes).
+
+    eegfm tokenizer --data.sources="bids:/data/my_bids;moabb:PhysionetMI:1,2" --train.steps=20000
+    torchrun --nproc_per_node 4 -m eegfm tokenizer --data.sources=... # several processes (DDP)
+
+Writes to --train.run_dir: checkpoints/ (resume with --train.resume=true), metrics.csv,
+model/ (Hub format: load with NeuralTokenizer.from_pretrained), codebook_usage.png,
+run_config.json. --push_to_hub=you/name uploads the tokenizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..training import TrainConfig, Trainer, init_distributed, is_main_process
+from .overrides import apply_overrides, config_to_dict, describe
+from .runs import DataConfig, TokenizerModelConfig, build_loader, check_loader
+
+
+@dataclass
+class TokenizerRun:
+    model: TokenizerModelConfig = field(default_factory=TokenizerModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(run_dir="runs/tokenizer"))
+    push_to_hub: str | None = None  # Hub repo id to upload the trained tokenizer to
+
+
+def plot_codebook_usage(counts, path: Path, title: str) -> None:
+    """Bar plot of how often each code was used (sorted), saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(np.arange(len(counts)), np.maximum(counts, 0.5), width=1.0, color="tab:blue")
+    ax.set_yscale("log")
+    ax.set_xlabel("code (sorted by use)")
+    ax.set_ylabel("tokens assigned")
+    used = int((counts > 0).sum())
+    ax.set_title(f"{title}: {used}/{len(counts)} codes used")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def train_tokenizer(cfg: TokenizerRun):
+    """Train a tokenizer as configured. Returns (tokenizer, summary dict)."""
+    from ..models.tokenizer import NeuralTokenizer
+
+    init_distributed()
+    corpus, windows, loader = build_loader(cfg.data, cfg.model.patch_size, cfg.train.seed,
+                                           progress=cfg.train.progress and is_main_process())
+    check_loader(loader)
+    tokenizer = NeuralTokenizer(**config_to_dict(cfg.model), sfreq=cfg.data.sfreq,
+                                preprocessing=cfg.data.preprocess_config().to_dict())
+    tokenizer.quantizer.reset_stats()
+    fit = Trainer(tokenizer, cfg.train, loader.batches).fit()
+    stats = tokenizer.codebook_stats()
+    summary = {"recordings": len(corpus), "skipped": len(corpus.skipped), "windows": len(windows),
+               "padding_fraction": round(loader.batch_sampler.padding_fraction(), 4), "codebook": stats,
+               "train": {k: v for k, v in fit.items() if isinstance(v, (int, float, str))}}
+    if is_main_process():
+        run_dir = Path(cfg.train.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        plot_codebook_usage(tokenizer.quantizer.usage_counts.cpu().numpy(), run_dir / "codebook_usage.png",
+                            f"tokenizer after {cfg.train.steps} steps")
+        (run_dir / "run_config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if cfg.push_to_hub:
+            tokenizer.push_to_hub(cfg.push_to_hub)
+    return tokenizer, summary
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser("tokenizer", help="train a neural tokenizer", formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description=__doc__ + "\noptions (--key=value):\n" + describe(TokenizerRun()))
+    parser.add_argument("overrides", nargs="*", help="--key=value settings (see above)")
+    return parser
+
+
+def run(args) -> int:
+    cfg = apply_overrides(TokenizerRun(), args.overrides)
+    _, summary = train_tokenizer(cfg)
+    if is_main_process():
+        c = summary["codebook"]
+        print(f"codebook: {c['usage']:.1%} of codes used, perplexity {c['perplexity']:.1f}, {c['dead']} dead, "
+              f"{c['restarts']} restarts -> {Path(cfg.train.run_dir) / 'model'}")
+    return 0

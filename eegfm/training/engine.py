@@ -1,0 +1,444 @@
+"""The training loop: AdamW + cosine warm-up, grad clipping, autocast, DDP, exact resume.
+
+The loop lives here; launchers (CLI subcommands, example scripts, torchrun entry points) build a
+model, a ``batches`` function and a :class:`TrainConfig`, then call ``Trainer(...).fit()``.
+
+Model contract
+--------------
+``model.training_step(batch) -> dict[str, Tensor]`` returns at least
+
+- ``"loss_sum"``: differentiable SUM of the per-item losses on this process,
+- ``"count"``: number of items in that sum (tensor or int),
+
+plus any scalar metrics. The engine sums ``count`` over processes and backpropagates
+``loss_sum * world_size / global_count``: DDP averages gradients over processes, so the update
+equals one process on the whole global batch, whatever the per-process counts. Logged metrics
+are count-weighted averages over processes (``loss`` = global ``loss_sum / count``).
+
+Data contract
+-------------
+``batches(epoch, start)`` returns an iterator over the batches of ``epoch`` starting at batch
+index ``start`` and ends at the end of the epoch; it must be deterministic in ``(epoch, start)``
+so that resume replays exactly (use ``epoch`` to reseed a sampler). Under DDP every process must
+yield the same number of batches per epoch. Batches may be objects with ``.to(device)``
+(``EEGBatch``, tensors) or tuples / lists / dicts of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import distributed as D
+from .checkpoint import (
+    capture_rng_state,
+    link_or_copy_atomic,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from .metrics import MetricsLogger
+from .schedule import make_scheduler
+
+__all__ = ["TrainConfig", "Trainer"]
+
+_AMP = ("auto", "bf16", "fp16", "no")
+_RESERVED = ("loss_sum", "count")
+
+
+@dataclass
+class TrainConfig:
+    # schedule length
+    steps: int = 1000  # optimizer steps in total (over as many epochs as needed)
+    # AdamW (SPEC 4: lr 5e-4, LaBraM-style)
+    lr: float = 5e-4  # peak learning rate, reached at the end of warm-up
+    min_lr: float = 1e-5  # floor of the cosine decay, reached at `steps`
+    weight_decay: float = 0.05  # not applied to biases, norms, 1-d params, model.no_weight_decay()
+    betas: tuple = (0.9, 0.98)
+    warmup_steps: int = 100  # linear warm-up steps
+    grad_clip: float = 1.0  # max global grad L2 norm; <= 0 disables clipping (norm still logged)
+    # precision
+    amp: str = "auto"  # "auto": bf16 autocast on CUDA if supported, else off | "bf16" | "fp16" (CUDA, GradScaler) | "no"
+    # bookkeeping
+    log_every: int = 10  # log metrics every N steps (and at the last step)
+    checkpoint_every: int = 200  # write run_dir/checkpoints/step_XXXXXXX.pt + last.pt every N steps and at the end
+    seed: int = 0  # python/numpy/torch seeded with seed + rank at the start of fit()
+    run_dir: str = "runs/eegfm"  # checkpoints/, metrics.csv, model/ (save_pretrained) go here
+    resume: bool = False  # continue exactly from run_dir/checkpoints/last.pt
+    metrics: str = "csv"  # "csv" | "tensorboard" (also writes the CSV) | "none"
+    progress: bool = True  # tqdm progress bar on rank 0
+    device: str = "auto"  # "auto": cuda:LOCAL_RANK if available, else cpu; or any torch device string
+    find_unused_parameters: bool = False  # passed to DDP, for models that skip parameters in some steps
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class _StepModule(nn.Module):
+    """Makes ``training_step`` the ``forward`` so DDP's gradient hooks see it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.training_step(batch)
+
+
+def _to_device(batch, device: torch.device):
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(_to_device(b, device) for b in batch))
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    return batch
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Train ``model`` for ``config.steps`` optimizer steps.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Has ``training_step(batch) -> dict`` (see the module docstring). Seed before building it:
+        ``fit()`` seeds only the training randomness. Under DDP, rank 0's weights are broadcast.
+    config : TrainConfig
+    batches : callable ``(epoch: int, start: int) -> Iterator[batch]``
+    trainable_parameters : iterable of nn.Parameter, optional
+        Parameters to optimise; every other parameter of ``model`` is frozen
+        (``requires_grad_(False)``). Default: all parameters with ``requires_grad``.
+    callbacks : sequence of callable ``(trainer, step) -> None``, optional
+        Called after every optimizer step (after logging and checkpointing). ``trainer.metrics``
+        holds the last logged metrics; ``trainer.request_stop()`` ends training after this step
+        (with a final checkpoint).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        batches: Callable[[int, int], Iterable],
+        *,
+        trainable_parameters: Iterable[nn.Parameter] | None = None,
+        callbacks: Sequence[Callable] | None = None,
+    ):
+        if not callable(getattr(model, "training_step", None)):
+            raise TypeError(
+                f"{type(model).__name__} has no training_step(batch) method; the Trainer needs one "
+                "returning a dict with 'loss_sum' (differentiable sum of per-item losses) and 'count'"
+            )
+        if config.amp not in _AMP:
+            raise ValueError(f"amp={config.amp!r} is not one of {_AMP}")
+        if config.metrics not in ("csv", "tensorboard", "none"):
+            raise ValueError(f"metrics={config.metrics!r} is not one of ('csv', 'tensorboard', 'none')")
+        for name in ("steps", "log_every", "checkpoint_every"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {name}={getattr(config, name)}")
+        if not callable(batches):
+            raise TypeError(f"batches must be a callable (epoch, start) -> iterator, got {type(batches).__name__}")
+        self.model = model
+        self.config = config
+        self.batches = batches
+        self.callbacks = list(callbacks or [])
+        self.run_dir = Path(config.run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        if trainable_parameters is not None:
+            chosen = {id(p) for p in trainable_parameters}
+            known = {id(p) for p in model.parameters()}
+            if not chosen <= known:
+                raise ValueError(f"trainable_parameters contains parameters that are not in {type(model).__name__}")
+            for p in model.parameters():
+                p.requires_grad_(id(p) in chosen)
+        # run state (what a checkpoint restores)
+        self.step = 0  # optimizer steps done
+        self.epoch = 0  # current epoch
+        self.batch_in_epoch = 0  # batches of `epoch` consumed so far
+        self.metrics: dict[str, float] = {}  # last logged metrics
+        self._stop = False
+
+    # ------------------------------------------------------------------ setup
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def _resolve_device(self) -> torch.device:
+        if self.config.device != "auto":
+            return torch.device(self.config.device)
+        if torch.cuda.is_available():
+            return torch.device("cuda", D.local_rank())
+        return torch.device("cpu")
+
+    def _autocast(self):
+        amp, dev = self.config.amp, self.device
+        if amp == "auto":
+            amp = "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+        if amp == "no":
+            return lambda: nullcontext(), None
+        if amp == "fp16":
+            if dev.type != "cuda":
+                raise ValueError(f"amp='fp16' needs a CUDA device, got device={dev}; use amp='bf16' or 'no'")
+            scaler = torch.amp.GradScaler("cuda")
+            return lambda: torch.autocast("cuda", dtype=torch.float16), scaler
+        return lambda: torch.autocast(dev.type, dtype=torch.bfloat16), None
+
+    def _param_groups(self) -> list[dict]:
+        model = self.model
+        skip = set(model.no_weight_decay()) if callable(getattr(model, "no_weight_decay", None)) else set()
+
+        def no_decay(name: str, p: nn.Parameter) -> bool:
+            if p.ndim < 2 or name.endswith(".bias") or name in skip:
+                return True
+            return any(name.startswith(s + ".") for s in skip)
+
+        decay, other = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (other if no_decay(name, p) else decay).append(p)
+        if not decay and not other:
+            raise ValueError(f"{type(model).__name__} has no trainable parameters")
+        return [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": other, "weight_decay": 0.0},
+        ]
+
+    # ------------------------------------------------------------------ data
+    def _next_batch(self):
+        while True:
+            if self._iter is None:
+                self._iter = iter(self.batches(self.epoch, self.batch_in_epoch))
+                self._fresh_epoch = self.batch_in_epoch == 0
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                if self._fresh_epoch:
+                    raise ValueError(f"batches(epoch={self.epoch}, start=0) yielded no batch") from None
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                self._iter = None
+                continue
+            self._fresh_epoch = False
+            self.batch_in_epoch += 1
+            return batch
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        from .. import __version__
+
+        return {
+            "format": 1,
+            "eegfm_version": __version__,
+            "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "world_size": D.world_size(),
+            "rng": D.all_gather_object(capture_rng_state()),  # one entry per rank
+            "config": self.config.to_dict(),
+        }
+
+    def save(self) -> Path:
+        """Checkpoint to ``step_XXXXXXX.pt`` and point ``last.pt`` at it (rank 0 writes)."""
+        state = self.state_dict()  # collective (RNG gather): every rank calls it
+        path = self.ckpt_dir / f"step_{self.step:07d}.pt"
+        if D.is_main_process():
+            save_checkpoint(path, state)
+            link_or_copy_atomic(path, self.ckpt_dir / "last.pt")
+        D.barrier()
+        return path
+
+    def _resume(self) -> None:
+        path = self.ckpt_dir / "last.pt"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"resume=True but run_dir {str(self.run_dir)!r} has no checkpoint ({path} is missing); "
+                "set resume=False to start a new run, or point run_dir at an existing run"
+            )
+        state = load_checkpoint(path, map_location="cpu")  # load_state_dict copies to the device
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        rngs = state["rng"]
+        if len(rngs) == D.world_size():
+            restore_rng_state(rngs[D.rank()])
+        else:  # world size changed: exact replay is impossible, reseed deterministically
+            _seed_everything(self.config.seed + D.rank() + 1_000_003 * self.step)
+
+    # ------------------------------------------------------------------ loop
+    def _call_step(self, module: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        with self._autocast_ctx():
+            out = module(batch)
+        name = type(self.model).__name__
+        if not isinstance(out, dict) or any(k not in out for k in _RESERVED):
+            got = sorted(out) if isinstance(out, dict) else type(out).__name__
+            raise ValueError(
+                f"{name}.training_step must return a dict with 'loss_sum' (differentiable sum of "
+                f"per-item losses) and 'count' (items in that sum); it returned {got}"
+            )
+        loss_sum = out["loss_sum"]
+        if not (torch.is_tensor(loss_sum) and loss_sum.numel() == 1 and loss_sum.requires_grad):
+            raise ValueError(f"{name}.training_step()['loss_sum'] must be a scalar tensor that requires grad")
+        acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
+        count = torch.as_tensor(out["count"], device=self.device).detach().to(acc_dtype).reshape(())
+        extra = {}
+        for k, v in out.items():
+            if k in _RESERVED:
+                continue
+            v = torch.as_tensor(v, device=self.device).detach()
+            if v.numel() != 1:
+                raise ValueError(f"{name}.training_step()[{k!r}] must be a scalar, got shape {tuple(v.shape)}")
+            extra[k] = v.reshape(()).to(acc_dtype)
+        return loss_sum.reshape(()), count, extra
+
+    def fit(self) -> dict:
+        cfg = self.config
+        info = D.init_distributed()
+        self.device = self._resolve_device()
+        _seed_everything(cfg.seed + info.rank)
+        self._autocast_ctx, self.scaler = self._autocast()
+        model = self.model.to(self.device)
+        model.train()
+        step_module: nn.Module = _StepModule(model)
+        if info.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            step_module = DDP(
+                step_module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.find_unused_parameters,
+            )
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, betas=tuple(cfg.betas))
+        self.scheduler = make_scheduler(
+            self.optimizer, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps, base_lr=cfg.lr, min_lr=cfg.min_lr
+        )
+        if cfg.resume:
+            self._resume()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        logger = MetricsLogger(self.run_dir, cfg.metrics, resume_step=self.step if cfg.resume else None)
+        main = D.is_main_process()
+        bar = None
+        if cfg.progress and main and self.step < cfg.steps:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True)
+        self._iter = None
+        self._fresh_epoch = False
+        t_start = time.perf_counter()
+        t_log = t_start
+        acc: torch.Tensor | None = None  # sums over the log interval: [count, loss_sum, grad_norm, metric*count...]
+        acc_steps = 0
+        keys: list[str] | None = None  # metric names, fixed by the first step
+        start_step = self.step
+        try:
+            while self.step < cfg.steps and not self._stop:
+                batch = _to_device(self._next_batch(), self.device)
+                loss_sum, count, extra = self._call_step(step_module, batch)
+                if keys is None:
+                    keys = sorted(extra)
+                elif sorted(extra) != keys:
+                    raise ValueError(
+                        f"{type(self.model).__name__}.training_step returned metrics {sorted(extra)} at step "
+                        f"{self.step + 1}, but {keys} before; return the same keys every step"
+                    )
+                # one all-reduce per step: global count (for the loss scale) + count-weighted metrics
+                local = torch.stack([count, loss_sum.detach().to(count.dtype)] + [extra[k] * count for k in keys])
+                glob = D.all_reduce_sum(local)
+                global_count = glob[0]
+                if global_count.item() <= 0:
+                    raise ValueError(f"global count is {global_count.item()} at step {self.step + 1}: no items to learn from")
+                global_loss = (glob[1] / global_count).item()
+                if not math.isfinite(global_loss):
+                    raise FloatingPointError(
+                        f"non-finite loss ({global_loss}) at step {self.step + 1}; lower the learning rate "
+                        f"(lr={cfg.lr}) or check the data for NaN/Inf values"
+                    )
+                loss = loss_sum * (info.world_size / global_count.to(loss_sum.dtype))
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                    self.scaler.unscale_(self.optimizer)
+                else:
+                    loss.backward()
+                max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                lr = self.optimizer.param_groups[0]["lr"]
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    if not torch.isfinite(grad_norm):
+                        raise FloatingPointError(
+                            f"non-finite gradient norm at step {self.step + 1}; lower the learning rate "
+                            f"(lr={cfg.lr}) or check the data for NaN/Inf values"
+                        )
+                    self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+
+                row = torch.cat([glob, grad_norm.detach().to(glob.device, glob.dtype).reshape(1)])
+                acc = row if acc is None else acc + row
+                acc_steps += 1
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    a = acc.tolist()
+                    now = time.perf_counter()
+                    self.metrics = {
+                        "loss": a[1] / a[0],
+                        **{k: a[2 + i] / a[0] for i, k in enumerate(keys)},
+                        "grad_norm": a[-1] / acc_steps,
+                        "lr": lr,
+                        "epoch": float(self.epoch),
+                        "count_per_s": a[0] / max(now - t_log, 1e-9),
+                    }
+                    logger.log(self.step, self.metrics)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{self.metrics['loss']:.4g}", lr=f"{lr:.2e}", refresh=False)
+                    acc, acc_steps, t_log = None, 0, now
+                if bar is not None:
+                    bar.update(1)
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save()
+                for cb in self.callbacks:
+                    cb(self, self.step)
+            if self.step > start_step and self.step % cfg.checkpoint_every != 0:
+                self.save()  # final checkpoint (unless just written)
+        finally:
+            if bar is not None:
+                bar.close()
+            logger.close()
+        if main and callable(getattr(self.model, "save_pretrained", None)):
+            self.model.save_pretrained(self.run_dir / "model")
+        D.barrier()
+        summary = {
+            "steps": self.step,
+            "epoch": self.epoch,
+            "seconds": round(time.perf_counter() - t_start, 3),
+            "metrics": dict(self.metrics),
+            "run_dir": str(self.run_dir),
+        }
+        if main:
+            print(f"[eegfm.training] done: {summary}")
+        return summary

@@ -1,0 +1,67 @@
+"""``eegfm tokenizer`` and ``eegfm pretrain`` end to end on the bundled sample (tiny models)."""
+
+import json
+
+import pytest
+
+from eegfm.cli.main import main
+from eegfm.cli.overrides import ConfigError
+from eegfm.models.encoder import MAPEEncoder
+from eegfm.models.tokenizer import NeuralTokenizer
+
+DATA = ["--data.sources=sample", "--data.batch_size=8", "--data.l_freq=0.5", "--data.stride_seconds=2"]
+TRAIN = ["--train.warmup_steps=2", "--train.log_every=2", "--train.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    args = ["tokenizer", *DATA, *TRAIN, f"--data.cache_dir={root / 'cache'}", f"--train.run_dir={root / 'tok'}",
+            "--train.steps=6", "--train.checkpoint_every=3", "--model.embed_dim=32", "--model.depth=1",
+            "--model.num_heads=2", "--model.num_codes=32", "--model.code_dim=8", "--model.decoder_depth=1"]
+    assert main(args) == 0
+    return root
+
+
+def test_tokenizer_command_writes_model_plot_metrics_and_checkpoints(tokenizer_dir):
+    run = tokenizer_dir / "tok"
+    tok = NeuralTokenizer.from_pretrained(run / "model")
+    assert tok.quantizer.num_codes == 32
+    assert (run / "codebook_usage.png").stat().st_size > 1000
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["recordings"] == 3 and 0 < summary["codebook"]["usage"] <= 1
+    assert {p.name for p in (run / "checkpoints").iterdir()} >= {"step_0000003.pt", "step_0000006.pt", "last.pt"}
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "codebook_usage" in header and "codebook_perplexity" in header
+
+
+def test_tokenizer_command_resumes(tokenizer_dir, capsys):
+    run = tokenizer_dir / "tok"
+    args = ["tokenizer", *DATA, *TRAIN, f"--data.cache_dir={tokenizer_dir / 'cache'}", f"--train.run_dir={run}",
+            "--train.steps=8", "--train.resume=true", "--model.embed_dim=32", "--model.depth=1",
+            "--model.num_heads=2", "--model.num_codes=32", "--model.code_dim=8", "--model.decoder_depth=1"]
+    assert main(args) == 0
+    steps = [line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(steps, key=int) and steps[-1] == "8"
+
+
+def test_pretrain_command_saves_the_encoder_and_evaluation(tokenizer_dir):
+    run = tokenizer_dir / "pre"
+    args = ["pretrain", f"--tokenizer={tokenizer_dir / 'tok' / 'model'}", *DATA, *TRAIN,
+            f"--data.cache_dir={tokenizer_dir / 'cache'}", f"--train.run_dir={run}", "--train.steps=4",
+            "--model.embed_dim=32", "--model.depth=1", "--model.num_heads=2", "--model.strategies=random,temporal",
+            "--eval_batches=2"]
+    assert main(args) == 0
+    encoder = MAPEEncoder.from_pretrained(run / "encoder")
+    assert encoder.embed_dim == 32 and encoder.preprocessing.l_freq == 0.5
+    evaluation = json.loads((run / "evaluation.json").read_text())["evaluation"]
+    assert set(evaluation["accuracy"]) == {"random", "temporal"}
+    assert 0 <= evaluation["baseline_accuracy"] <= 1
+
+
+def test_bad_settings_are_rejected(tokenizer_dir):
+    with pytest.raises(ConfigError, match="unknown config key --train.stepz. Did you mean --train.steps"):
+        main(["tokenizer", "--train.stepz=3"])
+    with pytest.raises(ValueError, match=r"l_freq=0.1 \(model expects 0.5\)"):
+        main(["pretrain", f"--tokenizer={tokenizer_dir / 'tok' / 'model'}", "--data.sources=sample",
+              f"--train.run_dir={tokenizer_dir / 'x'}"])
