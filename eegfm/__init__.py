@@ -3,6 +3,7 @@
 Public API::
 
     from eegfm import MAPEEncoder, proportion_coordinates, pad_recordings
+    from eegfm import NeuralTokenizer, MaskedPretrainer
     from eegfm import create_model, list_models
 """
 
@@ -11,6 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 from .data.collate import EEGBatch, pad_recordings
 from .hub import ModelLoadError
 from .models.encoder import EncoderOutput, MAPEEncoder
+from .models.pretrainer import MaskedPretrainer
+from .models.tokenizer import NeuralTokenizer
 from .montage import UnknownChannelError, proportion_coordinates
 from .registry import create_model, list_models
 
@@ -23,7 +26,9 @@ __all__ = [
     "EEGBatch",
     "EncoderOutput",
     "MAPEEncoder",
+    "MaskedPretrainer",
     "ModelLoadError",
+    "NeuralTokenizer",
     "UnknownChannelError",
     "__version__",
     "create_model",

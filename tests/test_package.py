@@ -19,7 +19,7 @@ def test_import_eegfm_does_not_import_braindecode_or_torchaudio():
 def test_public_api():
     import eegfm
 
-    for name in ("MAPEEncoder", "proportion_coordinates", "pad_recordings", "create_model", "list_models",
+    for name in ("MAPEEncoder", "NeuralTokenizer", "MaskedPretrainer", "proportion_coordinates", "pad_recordings", "create_model", "list_models",
                  "UnknownChannelError", "ModelLoadError", "__version__"):
         assert hasattr(eegfm, name), name
     assert eegfm.__version__.startswith("0.")

@@ -1,5 +1,7 @@
 """eegfm model classes, one file each."""
 
 from .encoder import EncoderOutput, MAPEEncoder
+from .pretrainer import MaskedPretrainer, PretrainOutput
+from .tokenizer import NeuralTokenizer, TokenizerOutput
 
-__all__ = ["EncoderOutput", "MAPEEncoder"]
+__all__ = ["EncoderOutput", "MAPEEncoder", "MaskedPretrainer", "NeuralTokenizer", "PretrainOutput", "TokenizerOutput"]
