@@ -9,6 +9,10 @@ and, on CUDA, peak memory.
 Issue target (GPU, base size, B=128, 64 ch x 4 s at 200 Hz, patch 200): MAPEEncoder
 >= 3x Labram tokens/s and <= 4 GB peak memory.
 
+``--task pretrain`` times eegfm's full masked pre-training step instead (frozen tokenizer
+targets + one encoder pass per masking strategy, three by default) against the same Labram
+forward+backward.
+
     python benchmarks/encoder_throughput.py                      # GPU if present, else a CPU-sized run
     python benchmarks/encoder_throughput.py --device cpu --batch-size 8 --dtype fp32
 """
@@ -46,13 +50,27 @@ class EncoderClassifier(nn.Module):
         return self.head(self.encoder(x, positions).cls)
 
 
+def build_pretrainer(args, dim, depth, heads):
+    from eegfm.models.pretrainer import MaskedPretrainer
+    from eegfm.models.tokenizer import NeuralTokenizer
+
+    size = dict(patch_size=args.patch_size, embed_dim=dim, depth=depth, num_heads=heads, sfreq=args.sfreq)
+    tokenizer = NeuralTokenizer(**size, num_codes=args.num_codes).eval()
+    return MaskedPretrainer(**size, num_codes=args.num_codes,
+                            strategies=args.strategies.split(",")).attach_tokenizer(tokenizer)
+
+
 def build_models(args, device):
     dim, depth, heads = SIZES[args.size]
     n_times = int(args.seconds * args.sfreq)
-    ours = EncoderClassifier(
-        MAPEEncoder(patch_size=args.patch_size, embed_dim=dim, depth=depth, num_heads=heads, sfreq=args.sfreq),
-        n_outputs=2,
-    ).to(device)
+    if args.task == "pretrain":
+        ours = build_pretrainer(args, dim, depth, heads).to(device)
+        ours._tokenizer.to(device)
+    else:
+        ours = EncoderClassifier(
+            MAPEEncoder(patch_size=args.patch_size, embed_dim=dim, depth=depth, num_heads=heads, sfreq=args.sfreq),
+            n_outputs=2,
+        ).to(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from braindecode.models import Labram
@@ -66,15 +84,14 @@ def build_models(args, device):
     return ours, labram, ch_names, n_times
 
 
-def make_step(model, call, batch, labels, device, dtype):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loss_fn = nn.CrossEntropyLoss()
+def make_step(model, loss_of, batch, labels, device, dtype):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     def step():
         opt.zero_grad(set_to_none=True)
         with autocast:
-            loss = loss_fn(call(model, batch).float(), labels)
+            loss = loss_of(model, batch, labels)
         loss.backward()
         opt.step()
 
@@ -107,6 +124,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--task", default="classify", choices=["classify", "pretrain"],
+                        help="classify: encoder + head; pretrain: the full masked pre-training step")
+    parser.add_argument("--num-codes", type=int, default=2048, help="--task pretrain: codebook size")
+    parser.add_argument("--strategies", default="random,channel,temporal", help="--task pretrain: masks per step")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
 
@@ -124,9 +145,16 @@ def main(argv=None) -> dict:
     labels = torch.randint(0, 2, (args.batch_size,), device=device)
     tokens = args.batch_size * args.n_chans * (n_times // args.patch_size)
 
+    ce = nn.CrossEntropyLoss()
+
+    def pretrain_loss(m, b, y):
+        out = m(b, positions)
+        return out.loss_sum / out.count
+
+    ours_name = "eegfm.MaskedPretrainer step" if args.task == "pretrain" else "eegfm.MAPEEncoder"
     contenders = {
-        "eegfm.MAPEEncoder": (ours, lambda m, b: m(b, positions)),
-        "braindecode.Labram": (labram, lambda m, b: m(b, ch_names=ch_names)),
+        ours_name: (ours, pretrain_loss if args.task == "pretrain" else (lambda m, b, y: ce(m(b, positions).float(), y))),
+        "braindecode.Labram": (labram, lambda m, b, y: ce(m(b, ch_names=ch_names).float(), y)),
     }
     steps = {name: make_step(m, call, x, labels, device, args.dtype) for name, (m, call) in contenders.items()}
     peak, times = {}, {name: [] for name in contenders}
@@ -150,7 +178,7 @@ def main(argv=None) -> dict:
             "tokens_per_s": round(tokens / median, 1),
             "peak_memory_GiB": round(peak[name], 3) if name in peak else None,
         }
-    ratio = results["eegfm.MAPEEncoder"]["tokens_per_s"] / results["braindecode.Labram"]["tokens_per_s"]
+    ratio = results[ours_name]["tokens_per_s"] / results["braindecode.Labram"]["tokens_per_s"]
     report = {
         "benchmark": "encoder_throughput",
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
@@ -163,12 +191,13 @@ def main(argv=None) -> dict:
         "speedup_tokens_per_s": round(ratio, 3),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"encoder_throughput_{device.type}_{args.size}_b{args.batch_size}_{args.dtype}.json"
+    prefix = "pretrain_step" if args.task == "pretrain" else "encoder"
+    path = args.out / f"{prefix}_throughput_{device.type}_{args.size}_b{args.batch_size}_{args.dtype}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     for name, r in results.items():
         mem = f", peak {r['peak_memory_GiB']:.2f} GiB" if r["peak_memory_GiB"] is not None else ""
-        print(f"{name:22s} {r['tokens_per_s']:>12,.0f} tokens/s  ({r['step_s_median'] * 1e3:.1f} ms/step{mem})")
-    print(f"MAPEEncoder / Labram tokens/s: {ratio:.2f}x   -> {path}")
+        print(f"{name:30s} {r['tokens_per_s']:>12,.0f} tokens/s  ({r['step_s_median'] * 1e3:.1f} ms/step{mem})")
+    print(f"{ours_name} / Labram tokens/s: {ratio:.2f}x   -> {path}")
     return report
 
 
