@@ -59,3 +59,27 @@ def test_ddp_two_ranks_match_single_process(tmp_path, capsys):
     # rank 0 alone wrote the final checkpoint, with both ranks' RNG states
     ckpt = torch.load(out / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2 and ckpt["step"] == STEPS
+
+
+def test_ddp_tokenizer_codebook_and_weights_match_single_process(tmp_path):
+    """EMA codebook statistics are all-reduced: 2 ranks == 1 process on the whole batch."""
+    import _ddp_tokenizer_worker as w
+
+    out = tmp_path / "ddp"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(Path(w.__file__)), str(out), "3"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    ddp = torch.load(out / "tokenizer_state.pt", weights_only=True)
+
+    single = w.make_tokenizer()
+    before = {k: v.clone() for k, v in single.state_dict().items()}
+    Trainer(single, w.config(tmp_path / "single", 3), w.batches_for()).fit()
+    ref = single.state_dict()
+    for name in ("quantizer.codebook", "quantizer.cluster_size", "quantizer.embed_sum", "encoder.blocks.0.attn.qkv.weight",
+                 "to_code.weight", "head.weight" if "head.weight" in ref else "to_code.bias"):
+        assert torch.allclose(ddp[name], ref[name], atol=1e-5, rtol=1e-4), name
+    assert not torch.allclose(before["quantizer.embed_sum"], ref["quantizer.embed_sum"])  # it really moved
+    assert torch.equal(ddp["quantizer.usage_counts"], ref["quantizer.usage_counts"])
