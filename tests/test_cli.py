@@ -65,3 +65,25 @@ def test_bad_settings_are_rejected(tokenizer_dir):
     with pytest.raises(ValueError, match=r"l_freq=0.1 \(model expects 0.5\)"):
         main(["pretrain", f"--tokenizer={tokenizer_dir / 'tok' / 'model'}", "--data.sources=sample",
               f"--train.run_dir={tokenizer_dir / 'x'}"])
+
+
+def test_push_to_hub_is_one_flag(tokenizer_dir, monkeypatch):
+    import huggingface_hub
+
+    pushed = {}
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo",
+                        lambda self, repo_id, **kw: huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}"))
+
+    def upload_folder(self, *, repo_id, folder_path, **kw):
+        from pathlib import Path
+
+        pushed[repo_id] = sorted(p.name for p in Path(folder_path).iterdir())
+        return "https://huggingface.co/commit/1"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    args = ["pretrain", f"--tokenizer={tokenizer_dir / 'tok' / 'model'}", *DATA, *TRAIN,
+            f"--data.cache_dir={tokenizer_dir / 'cache'}", f"--train.run_dir={tokenizer_dir / 'push'}",
+            "--train.steps=1", "--model.embed_dim=32", "--model.depth=1", "--model.num_heads=2",
+            "--eval_batches=1", "--push_to_hub=me/my-eeg-encoder"]
+    assert main(args) == 0
+    assert pushed == {"me/my-eeg-encoder": ["README.md", "config.json", "model.safetensors"]}
