@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from ..data import EEGCorpus, PreprocessConfig, WindowLoader
 from ..data.specs import sources_from_spec
-from ..training import TrainConfig
 
-__all__ = ["DataConfig", "PretrainModelConfig", "TokenizerModelConfig", "build_loader"]
+__all__ = ["DataConfig", "PretrainModelConfig", "TokenizerModelConfig", "build_loader", "check_loader"]
 
 
 @dataclass
@@ -68,10 +67,6 @@ def build_loader(data: DataConfig, patch_size: int, seed: int, *, progress: bool
         raise RuntimeError(f"every recording is shorter than --data.window_seconds={data.window_seconds}")
     loader = corpus.loader(windows, data.batch_size, patch_size, seed=seed, num_threads=data.num_threads)
     return corpus, windows, loader
-
-
-def default_train(run_dir: str, **changes) -> TrainConfig:
-    return TrainConfig(**{"run_dir": run_dir, **changes})
 
 
 def check_loader(loader: WindowLoader) -> None:
