@@ -256,6 +256,8 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         positions: torch.Tensor,
         token_mask: torch.Tensor,
         n_patches_per_sample: torch.Tensor | None = None,
+        *,
+        remove_position: bool = False,
     ) -> EncoderOutput:
         """Add position embeddings and run the Transformer.
 
@@ -272,6 +274,11 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             True for real tokens.
         n_patches_per_sample : torch.Tensor, shape (B,), optional
             Valid patches per recording (used by the ``sincos1d`` baseline).
+        remove_position : bool
+            Subtract the position embedding from the residual stream before the final
+            LayerNorm, so the output carries position only through what attention made of
+            it (the tokenizer uses this: its codes should say what a patch contains, not
+            where it is).
 
         Returns
         -------
@@ -280,13 +287,16 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         batch, n_chans, n_patches, dim = embeddings.shape
         # Padded channels may carry NaN positions; zero them so they cannot leak NaN.
         positions = torch.where(token_mask.any(-1, keepdim=True), positions, torch.zeros_like(positions))
-        tokens = embeddings + self.pos_embed(positions, n_patches, n_patches_per_sample).to(embeddings.dtype)
+        position = self.pos_embed(positions, n_patches, n_patches_per_sample).to(embeddings.dtype)  # (B, C, K, D)
+        tokens = embeddings + position
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens.flatten(1, 2)), dim=1)
         flat_mask = token_mask.flatten(1)  # (B, C*K)
         keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K)
         attn_mask = None if bool(flat_mask.all()) else keep[:, None, None, :]
         for block in self.blocks:
             tokens = block(tokens, attn_mask)
+        if remove_position:
+            tokens = torch.cat((tokens[:, :1], tokens[:, 1:] - position.flatten(1, 2)), dim=1)
         tokens = self.norm(tokens)
         return EncoderOutput(
             tokens=tokens[:, 1:], cls=tokens[:, 0], token_mask=flat_mask,

@@ -199,7 +199,8 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
         embeddings = self.encoder.patch_embed(patches)  # (B, C, K, D)
         valid_patches = torch.div(n_times, self.patch_size, rounding_mode="floor")  # (B,)
         positions = positions.to(embeddings.dtype)
-        encoded = self.encoder.encode(embeddings, positions, mask, valid_patches)
+        # codes describe content: the direct position term is removed (the decoder re-adds MAPE)
+        encoded = self.encoder.encode(embeddings, positions, mask, valid_patches, remove_position=True)
         z = F.normalize(self.to_code(encoded.tokens).float(), dim=-1)  # (B, C*K, d)
         return patches, positions, mask, valid_patches, z
 

@@ -6,7 +6,10 @@ GELU, then pooling and a linear map), with one deliberate change: a per-patch z-
 erases the patch's amplitude, which the tokenizer's Fourier target keeps, so the log of
 the patch's standard deviation (in µV) is fed to the linear map as one extra feature.
 The convolution output is average-pooled into ``pool_bins`` bins (not to a single value)
-so the embedding keeps the coarse time course inside the patch.
+so the embedding keeps the coarse time course inside the patch. A final LayerNorm gives every
+patch embedding unit scale, the scale of the fixed sinusoidal position embedding (MAPE) added
+to it next: without it a freshly initialised token is almost all position, and a tokenizer
+trained from there learns codes that say where a patch is rather than what it contains.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class NeuralPatchEmbedder(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool1d(pool_bins)
         self.proj = nn.Linear(in_channels * pool_bins + 1, embed_dim)
+        self.norm = nn.LayerNorm(embed_dim)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """Embed patches.
@@ -96,5 +100,5 @@ class NeuralPatchEmbedder(nn.Module):
         normalised = (flat - mean) / (std + self.eps)
         features = self.pool(self.convs(normalised)).flatten(1)  # (N, C_last * bins)
         log_amplitude = torch.log1p(std.flatten(1))  # (N, 1)
-        out = self.proj(torch.cat((features, log_amplitude), dim=1))  # (N, D)
+        out = self.norm(self.proj(torch.cat((features, log_amplitude), dim=1)))  # (N, D)
         return out.reshape(*lead, -1)
