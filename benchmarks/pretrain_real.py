@@ -38,14 +38,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def codebook_usage(tokenizer, batches) -> tuple[dict, torch.Tensor]:
-    """Usage and perplexity of the codes the tokenizer gives ``batches``."""
+    """Usage and perplexity of the codes the tokenizer gives ``batches``, and how much the codes
+    depend on the signal: the share of codes unchanged when each window's signal is replaced by
+    another window's at the same channel positions (about 1/perplexity if codes describe
+    content; near 1 if they only encode position)."""
     counts = torch.zeros(tokenizer.quantizer.num_codes, dtype=torch.long)
+    same = total = 0
     for batch in batches:
         codes, mask = tokenizer.tokenize(**batch.encoder_inputs())
         counts += torch.bincount(codes[codes >= 0], minlength=len(counts))
+        swapped, _ = tokenizer.tokenize(batch.x.roll(1, dims=0), batch.positions, channel_mask=batch.channel_mask,
+                                        n_times=batch.n_times)
+        same += int((codes[mask] == swapped[mask]).sum())
+        total += int(mask.sum())
     probs = counts.double() / counts.sum()
     perplexity = float(torch.exp(-(probs[probs > 0] * probs[probs > 0].log()).sum()))
-    return {"usage": float((counts > 0).double().mean()), "perplexity": perplexity, "tokens": int(counts.sum())}, counts
+    return {"usage": float((counts > 0).double().mean()), "perplexity": perplexity, "tokens": int(counts.sum()),
+            "codes_unchanged_when_signal_swapped": same / max(total, 1)}, counts
 
 
 def main(argv=None) -> dict:
@@ -115,7 +124,8 @@ def main(argv=None) -> dict:
     (args.out / "pretrain_real.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     acc = ", ".join(f"{k} {v:.1%}" for k, v in heldout_eval["accuracy"].items())
     print(f"codebook: train usage {tok_summary['codebook']['usage']:.1%} perplexity {tok_summary['codebook']['perplexity']:.1f}; "
-          f"held-out usage {heldout_codes['usage']:.1%} perplexity {heldout_codes['perplexity']:.1f}")
+          f"held-out usage {heldout_codes['usage']:.1%} perplexity {heldout_codes['perplexity']:.1f}; "
+          f"codes unchanged when the signal is swapped: {heldout_codes['codes_unchanged_when_signal_swapped']:.1%}")
     print(f"held-out masked-token accuracy: {acc}; most-frequent-code baseline {heldout_eval['baseline_accuracy']:.1%}")
     return report
 
