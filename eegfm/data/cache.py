@@ -36,6 +36,7 @@ import numpy as np
 
 from .preprocessing import PreprocessConfig, preprocess
 from .recording import Recording
+from .._fsutil import fsync_dir as _fsync_dir
 
 __all__ = [
     "CACHE_FORMAT", "CacheCorruptError", "CacheEntry", "RecordingCache", "cached_preprocess",
@@ -101,19 +102,6 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable: {obj!r}")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:

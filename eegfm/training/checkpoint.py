@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from .._fsutil import fsync_dir as _fsync_dir
 
 __all__ = [
     "CheckpointError",
@@ -31,19 +32,6 @@ _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be read."""
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
