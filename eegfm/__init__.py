@@ -3,7 +3,7 @@
 Public API::
 
     from eegfm import MAPEEncoder, proportion_coordinates, pad_recordings
-    from eegfm import NeuralTokenizer, MaskedPretrainer
+    from eegfm import NeuralTokenizer, MaskedPretrainer, MAPEClassifier
     from eegfm import create_model, list_models
 """
 
@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .data.collate import EEGBatch, pad_recordings
 from .hub import ModelLoadError
+from .models.classifier import MAPEClassifier
 from .models.encoder import EncoderOutput, MAPEEncoder
 from .models.pretrainer import MaskedPretrainer
 from .models.tokenizer import NeuralTokenizer
@@ -25,6 +26,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "EEGBatch",
     "EncoderOutput",
+    "MAPEClassifier",
     "MAPEEncoder",
     "MaskedPretrainer",
     "ModelLoadError",

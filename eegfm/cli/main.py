@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, pretrain, tokenizer
+from . import demo, finetune, pretrain, tokenizer
 
-COMMANDS = {"demo": demo, "tokenizer": tokenizer, "pretrain": pretrain}
+COMMANDS = {"demo": demo, "tokenizer": tokenizer, "pretrain": pretrain, "finetune": finetune}
 
 
 def main(argv: list[str] | None = None) -> int:

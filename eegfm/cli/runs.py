@@ -45,6 +45,7 @@ class PretrainModelConfig:
     embed_dim: int = 200  # patch_size and num_codes come from the tokenizer
     depth: int = 12
     num_heads: int = 10
+    position_embedding: str = "mape"  # "mape" | "sincos1d" (the 1-D baseline of the paper's Table 2 ablation)
     strategies: list[str] = field(default_factory=lambda: ["random", "channel", "temporal"])
     random_ratio: float = 0.5
     channel_ratio: float = 0.5

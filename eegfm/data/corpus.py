@@ -112,6 +112,8 @@ class EEGCorpus:
                                "positions": positions_key}
                 entry = self.cache.get(source.key, fingerprint)
                 if entry is not None:
+                    # labels/subjects come from the source as it is now, not as it was when cached
+                    entry.meta["metadata"] = {**entry.meta.get("metadata", {}), **source.metadata}
                     slots.append(entry)
                     self.n_reused += 1
                     continue

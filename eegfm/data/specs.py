@@ -34,8 +34,14 @@ def _one(spec: str) -> list:
     kind = kind.lower()
     if kind == "sample":
         from ..datasets import list_sample_recordings, load_sample
+        from ..datasets.sample import _manifest
 
-        return [from_raw(raw, key=f"eegfm-sample:{name}", metadata={"dataset": "eegfm-sample", "name": name})
+        def meta(name: str) -> dict:  # subject / task / run / label, for labels and cross-subject splits
+            rec = _manifest()[name]
+            extra = {k: rec[k] for k in ("subject", "task", "run", "label") if rec.get(k) is not None}
+            return {"dataset": "eegfm-sample", "name": name, **extra}
+
+        return [from_raw(raw, key=f"eegfm-sample:{name}", metadata=meta(name))
                 for name, raw in zip(list_sample_recordings(), load_sample(verbose=False))]
     if not rest:
         raise ValueError(f"source {spec!r} needs an argument: {kind}:PATH (kinds: {', '.join(SOURCE_KINDS)})")

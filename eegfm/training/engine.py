@@ -10,7 +10,9 @@ Model contract
 - ``"loss_sum"``: differentiable SUM of the per-item losses on this process,
 - ``"count"``: number of items in that sum (tensor or int),
 
-plus any scalar metrics. The engine sums ``count`` over processes and backpropagates
+plus any scalar metrics. Optionally ``model.optimizer_groups(weight_decay) -> list[dict]`` gives
+the AdamW parameter groups (each may carry ``lr_scale``, a factor on the scheduled rate: how
+layer-wise learning-rate decay is applied). The engine sums ``count`` over processes and backpropagates
 ``loss_sum * world_size / global_count``: DDP averages gradients over processes, so the update
 equals one process on the whole global batch, whatever the per-process counts. Logged metrics
 are count-weighted averages over processes (``loss`` = global ``loss_sum / count``).
@@ -201,6 +203,11 @@ class Trainer:
 
     def _param_groups(self) -> list[dict]:
         model = self.model
+        if callable(getattr(model, "optimizer_groups", None)):  # e.g. layer-wise lr decay
+            groups = [g for g in model.optimizer_groups(self.config.weight_decay) if g["params"]]
+            if not groups:
+                raise ValueError(f"{type(model).__name__}.optimizer_groups() gave no trainable parameters")
+            return groups
         skip = set(model.no_weight_decay()) if callable(getattr(model, "no_weight_decay", None)) else set()
 
         def no_decay(name: str, p: nn.Parameter) -> bool:
@@ -385,7 +392,7 @@ class Trainer:
                     loss.backward()
                 max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-                lr = self.optimizer.param_groups[0]["lr"]
+                lr = max(g["lr"] for g in self.optimizer.param_groups)  # the head's under layer decay
                 if self.scaler is not None:
                     self.scaler.step(self.optimizer)
                     self.scaler.update()

@@ -35,11 +35,13 @@ def make_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A ``LambdaLR`` following :func:`cosine_with_warmup`; call ``.step()`` after each optimizer step.
 
-    Every parameter group's initial lr is set to ``base_lr`` so the lambda is a plain ratio.
+    Every parameter group's initial lr is set to ``base_lr`` times the group's ``lr_scale``
+    (default 1; layer-wise decay sets it, see :func:`eegfm.finetune.layer_decay_groups`), so the
+    lambda is a plain ratio.
     """
     for group in optimizer.param_groups:
-        group["lr"] = base_lr
-        group["initial_lr"] = base_lr
+        group["lr"] = base_lr * group.get("lr_scale", 1.0)
+        group["initial_lr"] = group["lr"]
     if base_lr <= 0:
         raise ValueError(f"base_lr must be > 0, got {base_lr=}")
 

@@ -1,0 +1,143 @@
+"""``eegfm finetune``: fine-tune a (pre-trained) encoder on labelled EEG windows.
+
+    eegfm finetune --pretrained=runs/pretrain/encoder --data.sources="bids:/data/eegmat" \\
+        --data.label=task --data.test_subjects=30,31 --finetune.epochs=20
+    eegfm finetune --pretrained=eegfm/mape-encoder-base ...     # a Hub repo (encoder or classifier)
+    eegfm finetune --pretrained= ...                            # from scratch (--encoder.* sizes)
+
+Each window's label is a field of its recording's metadata (``--data.label``; BIDS gives
+``task``, ``subject``, ``session``, ``run``); ``--data.test_subjects`` holds subjects out for a
+cross-subject evaluation. For event-locked labels (motor imagery trials) use the Python API:
+``LabeledEEG.from_epochs`` (see examples/finetune_moabb.py).
+
+Writes to --finetune.run_dir: checkpoints/ (resume with --finetune.resume=true), metrics.csv,
+model/ (the fine-tuned MAPEClassifier), evaluation.json (balanced accuracy, AUROC).
+--push_to_hub=you/name uploads the classifier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..finetune import FinetuneConfig
+from .overrides import ConfigError, apply_overrides, config_to_dict, describe
+from ..data import PreprocessConfig
+
+
+@dataclass
+class LabeledDataConfig:
+    sources: str = "sample"  # ';'-separated: sample | files:GLOB | bids:ROOT[:subs] | moabb:NAME[:subs] ...
+    label: str = "task"  # recording metadata key that gives each window's class (BIDS: task)
+    classes: list[str] = field(default_factory=list)  # class names in index order (default: sorted labels)
+    test_subjects: list[str] = field(default_factory=list)  # held out for evaluation (cross-subject); empty: none
+    cache_dir: str = "~/.cache/eegfm"  # preprocessed recordings (memory-mapped, reused)
+    window_seconds: float = 4.0
+    stride_seconds: float | None = None  # hop between windows (default: window_seconds)
+    sfreq: float = 200.0  # must match a pre-trained encoder's contract
+    l_freq: float | None = 0.1
+    h_freq: float | None = 75.0
+    notch_freq: float | None = None
+
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig(sfreq=self.sfreq, l_freq=self.l_freq, h_freq=self.h_freq, notch_freq=self.notch_freq)
+
+
+@dataclass
+class ScratchEncoderConfig:
+    patch_size: int = 100  # used only when --pretrained is empty (training from scratch)
+    embed_dim: int = 200
+    depth: int = 12
+    num_heads: int = 10
+    position_embedding: str = "mape"
+
+
+@dataclass
+class FinetuneRun:
+    pretrained: str = "runs/pretrain/encoder"  # encoder or classifier folder / Hub repo id; "" = from scratch
+    pooling: str = "mean"  # mean | cls | cls+mean
+    head_dropout: float = 0.0
+    encoder: ScratchEncoderConfig = field(default_factory=ScratchEncoderConfig)
+    data: LabeledDataConfig = field(default_factory=LabeledDataConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    push_to_hub: str | None = None  # Hub repo id to upload the fine-tuned classifier to
+
+
+def _labeled_data(cfg: FinetuneRun, preprocess):
+    from ..data import EEGCorpus
+    from ..data.specs import sources_from_spec
+    from ..finetune import LabeledEEG
+
+    corpus = EEGCorpus(sources_from_spec(cfg.data.sources), cfg.data.cache_dir, preprocess,
+                       progress=cfg.finetune.progress)
+    if len(corpus) == 0:
+        raise RuntimeError(f"no usable recordings in --data.sources={cfg.data.sources!r}; skipped: {corpus.skipped}")
+    data = LabeledEEG.from_corpus(corpus, cfg.data.window_seconds, cfg.data.label, stride_seconds=cfg.data.stride_seconds,
+                                  classes=cfg.data.classes or None)
+    if cfg.data.test_subjects:
+        return data, *data.split_by_group(cfg.data.test_subjects)
+    return data, data, None
+
+
+def finetune_run(cfg: FinetuneRun) -> tuple[object, dict]:
+    """Fine-tune as configured. Returns (MAPEClassifier, summary dict)."""
+    from ..finetune import finetune
+    from ..models.classifier import MAPEClassifier
+    from ..training import is_main_process
+
+    finetune_cfg = FinetuneConfig(**dataclasses.asdict(cfg.finetune))  # re-validates overridden values
+    preprocess = cfg.data.preprocess_config()
+    data, train, test = _labeled_data(cfg, preprocess)
+    n_outputs = data.n_classes if finetune_cfg.task == "classification" else int(
+        1 if data.labels.ndim == 1 else data.labels.shape[1])
+    if cfg.pretrained:
+        model = MAPEClassifier.from_pretrained(cfg.pretrained, n_outputs=n_outputs, pooling=cfg.pooling,
+                                               head_dropout=cfg.head_dropout)
+        model.encoder.check_preprocessing(preprocess)
+    else:
+        model = MAPEClassifier(n_outputs=n_outputs, pooling=cfg.pooling, head_dropout=cfg.head_dropout,
+                               encoder={**config_to_dict(cfg.encoder), "sfreq": preprocess.sfreq,
+                                        "preprocessing": preprocess.to_dict()})
+    summary = finetune(model, train, finetune_cfg, valid=test)
+    summary.update(windows={"train": len(train), "test": len(test) if test is not None else 0},
+                   classes=data.classes, pretrained=cfg.pretrained or None)
+    if is_main_process():
+        run_dir = Path(finetune_cfg.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run_config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+        (run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=float))
+        if cfg.push_to_hub:
+            model.push_to_hub(cfg.push_to_hub)
+    return model, summary
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser("finetune", help="fine-tune an encoder on labelled EEG",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description=__doc__ + "\noptions (--key=value):\n" + describe(FinetuneRun()))
+    parser.add_argument("overrides", nargs="*", help="--key=value settings (see above)")
+    return parser
+
+
+def run(args) -> int:
+    cfg = apply_overrides(FinetuneRun(), args.overrides)
+    try:
+        _, summary = finetune_run(cfg)
+    except ValueError as err:  # a bad --finetune.* value re-validated above
+        if "must be one of" in str(err) or "must be >= 1" in str(err):
+            raise ConfigError(str(err)) from err
+        raise
+    from ..training import is_main_process
+
+    if is_main_process():
+        where = Path(cfg.finetune.run_dir) / "model"
+        if "valid" in summary:
+            v = summary["valid"]
+            shown = ", ".join(f"{k} {v[k]:.3f}" for k in ("balanced_accuracy", "auroc", "mse", "r2") if k in v)
+            print(f"test subjects {','.join(cfg.data.test_subjects)}: {shown} -> {where}")
+        else:
+            print(f"fine-tuned on {summary['windows']['train']} windows -> {where}")
+    return 0

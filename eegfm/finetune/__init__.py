@@ -1,0 +1,34 @@
+"""Fine-tuning a pre-trained :class:`eegfm.MAPEEncoder` on new EEG tasks.
+
+    from eegfm import MAPEClassifier
+    from eegfm.finetune import FinetuneConfig, LabeledEEG, evaluate, finetune
+
+    data = LabeledEEG.from_epochs(epochs)                     # or from_corpus / from_arrays
+    train, test = data.split_by_group(["9", "10"])            # cross-subject
+    model = MAPEClassifier.from_pretrained("runs/pretrain/encoder", n_outputs=data.n_classes)
+    finetune(model, train, FinetuneConfig(mode="full", epochs=20))
+    print(evaluate(model, test))
+
+braindecode users: ``from eegfm.finetune.braindecode import EEGMirror`` (an ``EEGModuleMixin``
+model for ``EEGClassifier``); importing :mod:`eegfm.finetune` itself never imports braindecode.
+"""
+
+from .data import LabeledBatch, LabeledEEG
+from .layer_decay import layer_decay_groups
+from .metrics import balanced_accuracy, classification_report, regression_report, roc_auc
+from .trainer import FinetuneConfig, FinetuneTask, evaluate, finetune, predict
+
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneTask",
+    "LabeledBatch",
+    "LabeledEEG",
+    "balanced_accuracy",
+    "classification_report",
+    "evaluate",
+    "finetune",
+    "layer_decay_groups",
+    "predict",
+    "regression_report",
+    "roc_auc",
+]

@@ -1,0 +1,200 @@
+"""A classification / regression head on a (pre-trained) :class:`MAPEEncoder`.
+
+The head API follows timm: :meth:`MAPEClassifier.forward_features` (pooled encoder features),
+:meth:`MAPEClassifier.forward_head` (features -> outputs), :meth:`MAPEClassifier.reset_head`.
+:meth:`MAPEClassifier.from_pretrained` takes either a saved classifier or a saved *encoder*
+(what ``eegfm pretrain`` writes to ``run_dir/encoder``); ``n_outputs=k`` replaces the head.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..hub import CONFIG_NAME, HubMixin, ModelLoadError, _download, hub_card
+from .encoder import MAPEEncoder
+
+__all__ = ["MAPEClassifier", "POOLINGS"]
+
+POOLINGS = ("mean", "cls", "cls+mean")
+
+
+class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
+    """MAPEEncoder + pooling + dropout + linear head.
+
+    Parameters
+    ----------
+    n_outputs : int
+        Classes (logits) or regression targets.
+    encoder : dict, optional
+        :class:`MAPEEncoder` constructor arguments (default: its defaults). Saved in
+        ``config.json``, so the whole classifier reloads from one folder.
+    pooling : {"mean", "cls", "cls+mean"}
+        Features given to the head: the mean of the real tokens (padding excluded), the CLS
+        token, or both concatenated (2 x embed_dim).
+    head_dropout : float
+        Dropout on the features before the head.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from eegfm import MAPEClassifier, proportion_coordinates
+    >>> model = MAPEClassifier(n_outputs=2, encoder=dict(embed_dim=32, depth=1, num_heads=2, patch_size=50))
+    >>> pos = torch.tensor(proportion_coordinates(["Fz", "Cz", "Pz"]), dtype=torch.float32)
+    >>> model(torch.randn(4, 3, 400), pos).shape
+    torch.Size([4, 2])
+    """
+
+    def __init__(self, n_outputs: int = 2, encoder: dict | None = None, pooling: str = "mean",
+                 head_dropout: float = 0.0):
+        super().__init__()
+        if not isinstance(n_outputs, int) or n_outputs < 1:
+            raise ValueError(f"n_outputs must be a positive int, got {n_outputs=!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling=!r}")
+        self.encoder = MAPEEncoder(**(encoder or {}))
+        if isinstance(getattr(self, "_hub_mixin_config", None), dict):  # save the full encoder config
+            self._hub_mixin_config["encoder"] = self.encoder.get_config()
+        self.pooling = pooling
+        self.n_outputs = n_outputs
+        self.num_features = self.encoder.embed_dim * (2 if pooling == "cls+mean" else 1)
+        self.head_drop = nn.Dropout(head_dropout)
+        self.head = self._new_head(n_outputs)
+
+    def _new_head(self, n_outputs: int) -> nn.Linear:
+        head = nn.Linear(self.num_features, n_outputs)
+        nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+        return head
+
+    # ------------------------------------------------------------------ head API
+    def reset_head(self, n_outputs: int) -> None:
+        """Replace the head with a freshly initialised one for ``n_outputs`` outputs."""
+        if not isinstance(n_outputs, int) or n_outputs < 1:
+            raise ValueError(f"n_outputs must be a positive int, got {n_outputs=!r}")
+        device = self.head.weight.device
+        self.head = self._new_head(n_outputs).to(device)
+        self.n_outputs = n_outputs
+        if isinstance(getattr(self, "_hub_mixin_config", None), dict):
+            self._hub_mixin_config["n_outputs"] = n_outputs
+
+    def forward_features(self, x: torch.Tensor, positions: torch.Tensor, *, channel_mask: torch.Tensor | None = None,
+                         n_times: torch.Tensor | None = None, sfreq: float | None = None) -> torch.Tensor:
+        """Pooled encoder features.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B, C, T)
+            EEG in µV at the encoder's rate (see :meth:`MAPEEncoder.forward`).
+        positions : torch.Tensor, shape (B, C, 2) or (C, 2)
+        channel_mask : torch.Tensor of bool, shape (B, C), optional
+        n_times : torch.Tensor of int, shape (B,), optional
+        sfreq : float, optional
+
+        Returns
+        -------
+        torch.Tensor, shape (B, num_features)
+        """
+        out = self.encoder(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq)
+        if self.pooling == "mean":
+            return out.pooled()
+        if self.pooling == "cls":
+            return out.cls
+        return torch.cat((out.cls, out.pooled()), dim=-1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, num_features) -> (B, n_outputs)."""
+        return self.head(self.head_drop(features))
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, *, channel_mask: torch.Tensor | None = None,
+                n_times: torch.Tensor | None = None, sfreq: float | None = None) -> torch.Tensor:
+        """Logits (or regression outputs), shape (B, n_outputs); inputs as :meth:`forward_features`."""
+        return self.forward_head(self.forward_features(x, positions, channel_mask=channel_mask,
+                                                       n_times=n_times, sfreq=sfreq))
+
+    # ------------------------------------------------------------------ fine-tuning helpers
+    def layer_id(self, name: str) -> int:
+        """Depth of parameter ``name`` for layer-wise learning-rate decay.
+
+        0 for the patch embedder, position embedding and CLS token; ``i + 1`` for
+        Transformer block ``i``; ``depth + 1`` for the final norm and the head.
+        """
+        depth = len(self.encoder.blocks)
+        if name.startswith("encoder.blocks."):
+            return int(name.split(".")[2]) + 1
+        if name.startswith(("encoder.patch_embed", "encoder.pos_embed", "encoder.cls_token")):
+            return 0
+        return depth + 1
+
+    @property
+    def num_layers(self) -> int:
+        """Layer ids run from 0 to ``num_layers - 1`` (see :meth:`layer_id`)."""
+        return len(self.encoder.blocks) + 2
+
+    def no_weight_decay(self) -> set[str]:
+        return {"encoder.cls_token"}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_encoder(cls, encoder: MAPEEncoder, n_outputs: int, *, pooling: str = "mean",
+                     head_dropout: float = 0.0) -> MAPEClassifier:
+        """A classifier whose encoder is a copy of ``encoder`` (weights included) and a new head."""
+        model = cls(n_outputs=n_outputs, encoder=encoder.get_config(), pooling=pooling, head_dropout=head_dropout)
+        model.encoder.load_state_dict(encoder.state_dict())
+        return model.to(next(encoder.parameters()).device)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, n_outputs: int | None = None,
+                        pooling: str | None = None, head_dropout: float | None = None, **kwargs) -> MAPEClassifier:
+        """Load a classifier, or build one on a pre-trained encoder.
+
+        Parameters
+        ----------
+        pretrained_model_name_or_path : str | Path
+            A folder or Hub repo written by ``MAPEClassifier.save_pretrained`` or by
+            ``MAPEEncoder.save_pretrained`` (e.g. ``runs/pretrain/encoder`` or
+            ``"eegfm/mape-encoder-base"``).
+        n_outputs : int, optional
+            Outputs of the head. From an encoder it is required; from a classifier a value
+            different from the saved one replaces the head with a new one.
+        pooling, head_dropout : optional
+            Head settings (default: saved ones, or ``"mean"`` / 0 on an encoder).
+        **kwargs
+            Passed to :meth:`HubMixin.from_pretrained` (``revision``, ``cache_dir``, ``token``,
+            ``local_files_only``, ``map_location``, ``strict``).
+
+        Returns
+        -------
+        MAPEClassifier
+            In eval mode.
+        """
+        config = cls._read_config(pretrained_model_name_or_path, kwargs)
+        head = {k: v for k, v in (("pooling", pooling), ("head_dropout", head_dropout)) if v is not None}
+        if "encoder" not in config:  # an encoder checkpoint
+            if n_outputs is None:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} holds a MAPEEncoder, not a classifier: pass "
+                    "n_outputs=<number of classes or targets> to put a new head on it"
+                )
+            encoder = MAPEEncoder.from_pretrained(pretrained_model_name_or_path, **kwargs)
+            return cls.from_encoder(encoder, n_outputs, **head).eval()
+        model = super().from_pretrained(pretrained_model_name_or_path, **head, **kwargs)
+        if n_outputs is not None and n_outputs != model.n_outputs:
+            model.reset_head(n_outputs)
+        return model.eval()
+
+    @staticmethod
+    def _read_config(source, hub_kwargs: dict) -> dict:
+        source = str(source)
+        if os.path.isdir(source):
+            path = Path(source) / CONFIG_NAME
+            if not path.is_file():
+                raise ModelLoadError(f"{path} does not exist: {source!r} is not a folder written by save_pretrained()")
+        else:
+            keys = ("revision", "cache_dir", "force_download", "local_files_only", "token")
+            path = Path(_download(source, CONFIG_NAME, **{k: hub_kwargs[k] for k in keys if k in hub_kwargs}))
+        return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,116 @@
+"""MAPEClassifier: head API, pooling, Hub round trips, head replacement, layer ids."""
+
+import json
+
+import pytest
+import torch
+
+from eegfm import MAPEClassifier, MAPEEncoder, ModelLoadError, proportion_coordinates
+
+ENC = dict(embed_dim=32, depth=2, num_heads=2, patch_size=50)
+POS = torch.tensor(proportion_coordinates(["Fz", "Cz", "Pz", "Oz"]), dtype=torch.float32)
+
+
+def _x(batch=3):
+    return torch.randn(batch, 4, 200)
+
+
+@pytest.mark.parametrize("pooling,width", [("mean", 32), ("cls", 32), ("cls+mean", 64)])
+def test_pooling_gives_the_documented_features(pooling, width):
+    model = MAPEClassifier(n_outputs=3, encoder=ENC, pooling=pooling).eval()
+    x = _x()
+    feats = model.forward_features(x, POS)
+    assert feats.shape == (3, width) and model.num_features == width
+    out = model.encoder(x, POS)
+    expected = {"mean": out.pooled(), "cls": out.cls, "cls+mean": torch.cat((out.cls, out.pooled()), -1)}[pooling]
+    torch.testing.assert_close(feats, expected)
+    torch.testing.assert_close(model(x, POS), model.head(feats))
+
+
+def test_padding_does_not_change_the_prediction():
+    model = MAPEClassifier(n_outputs=2, encoder=ENC).eval()
+    x = _x(1)
+    alone = model(x, POS)
+    padded_x = torch.zeros(2, 6, 300)
+    padded_x[0, :4, :200] = x[0]
+    padded_x[1] = torch.randn(6, 300)
+    pos6 = torch.tensor(proportion_coordinates(["Fz", "Cz", "Pz", "Oz", "C3", "C4"]), dtype=torch.float32)
+    positions = torch.stack([torch.cat([POS, torch.full((2, 2), float("nan"))]), pos6])
+    mask = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])
+    batched = model(padded_x, positions, channel_mask=mask, n_times=torch.tensor([200, 300]))
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        MAPEClassifier(encoder=ENC, pooling="max")
+    with pytest.raises(ValueError, match="n_outputs must be a positive int"):
+        MAPEClassifier(n_outputs=0, encoder=ENC)
+    with pytest.raises(ValueError, match="n_outputs must be a positive int"):
+        MAPEClassifier(encoder=ENC).reset_head(-1)
+
+
+def test_save_load_round_trip_is_identical(tmp_path):
+    model = MAPEClassifier(n_outputs=3, encoder=ENC, pooling="cls+mean", head_dropout=0.2).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["encoder"]["embed_dim"] == 32 and config["pooling"] == "cls+mean" and config["n_outputs"] == 3
+    same = MAPEClassifier.from_pretrained(tmp_path)
+    x = _x()
+    torch.testing.assert_close(same(x, POS), model(x, POS), rtol=0, atol=0)
+
+
+def test_from_pretrained_with_new_n_outputs_replaces_only_the_head(tmp_path):
+    model = MAPEClassifier(n_outputs=3, encoder=ENC).eval()
+    model.save_pretrained(tmp_path)
+    loaded = MAPEClassifier.from_pretrained(tmp_path, n_outputs=5)
+    assert loaded.n_outputs == 5 and loaded.head.weight.shape == (5, 32)
+    x = _x()
+    torch.testing.assert_close(loaded.forward_features(x, POS), model.forward_features(x, POS), rtol=0, atol=0)
+    # the replaced head is what gets saved next
+    loaded.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["n_outputs"] == 5
+    assert MAPEClassifier.from_pretrained(tmp_path / "again").head.out_features == 5
+
+
+def test_from_pretrained_on_an_encoder_puts_a_new_head_on_its_weights(tmp_path):
+    encoder = MAPEEncoder(**ENC).eval()
+    encoder.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="holds a MAPEEncoder, not a classifier: pass n_outputs="):
+        MAPEClassifier.from_pretrained(tmp_path)
+    model = MAPEClassifier.from_pretrained(tmp_path, n_outputs=4, pooling="cls")
+    x = _x()
+    torch.testing.assert_close(model.forward_features(x, POS), encoder(x, POS).cls, rtol=0, atol=0)
+    assert model(x, POS).shape == (3, 4)
+
+
+def test_from_pretrained_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="is not a folder written by save_pretrained"):
+        MAPEClassifier.from_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="not in the local Hugging Face cache"):
+        MAPEClassifier.from_pretrained("eegfm/no-such-model", n_outputs=2)
+
+
+def test_from_pretrained_reads_the_hf_cache_offline(tmp_path, monkeypatch):
+    """A Hub repo id resolves from a pre-populated cache with HF_HUB_OFFLINE=1 (real loading code)."""
+    from huggingface_hub import constants
+
+    encoder = MAPEEncoder(**ENC).eval()
+    repo = tmp_path / "hub" / "models--someone--tiny-encoder"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    encoder.save_pretrained(snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    model = MAPEClassifier.from_pretrained("someone/tiny-encoder", n_outputs=2, cache_dir=tmp_path / "hub")
+    x = _x()
+    torch.testing.assert_close(model.encoder(x, POS).tokens, encoder(x, POS).tokens, rtol=0, atol=0)
+
+
+def test_layer_ids_follow_depth():
+    model = MAPEClassifier(n_outputs=2, encoder=ENC)
+    ids = {name: model.layer_id(name) for name, _ in model.named_parameters()}
+    assert ids["encoder.cls_token"] == 0
+    assert all(v == 0 for k, v in ids.items() if k.startswith("encoder.patch_embed"))
+    assert ids["encoder.blocks.0.attn.qkv.weight"] == 1 and ids["encoder.blocks.1.mlp.0.weight"] == 2
+    assert ids["encoder.norm.weight"] == ids["head.weight"] == 3 == model.num_layers - 1
