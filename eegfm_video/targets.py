@@ -6,7 +6,7 @@ local directory with the same layout):
 - ``captions``: BLIP's caption of each clip's first frame
   (``Salesforce/blip-image-captioning-large``), one ``str`` per clip;
 - ``text_embeddings``: the last hidden state of SD 1.x's CLIP text encoder on the caption,
-  padded to 77 tokens (``runwayml/stable-diffusion-v1-5``, subfolders ``text_encoder`` and
+  padded to 77 tokens (``stable-diffusion-v1-5/stable-diffusion-v1-5``, the maintained copy of the deleted ``runwayml`` repo; subfolders ``text_encoder`` and
   ``tokenizer``), ``(77, 768)`` per clip;
 - ``latents``: SD's VAE latents of every frame, the posterior mean (or a seeded sample) times
   ``scaling_factor`` (same repo, subfolder ``vae``), ``(F, 4, H/8, W/8)`` per clip.
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-large"
-DEFAULT_SD_MODEL = "runwayml/stable-diffusion-v1-5"
+DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 KINDS = ("captions", "text_embeddings", "latents")

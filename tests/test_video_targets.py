@@ -110,7 +110,7 @@ def _run(clips, cache, config, stubs, **kwargs):
 def test_defaults_are_the_real_model_ids():
     config = TargetConfig()
     assert DEFAULT_CAPTION_MODEL == "Salesforce/blip-image-captioning-large" == config.caption_model
-    assert DEFAULT_SD_MODEL == "runwayml/stable-diffusion-v1-5" == config.text_model == config.vae_model
+    assert DEFAULT_SD_MODEL == "stable-diffusion-v1-5/stable-diffusion-v1-5" == config.text_model == config.vae_model
     assert (config.text_encoder_subfolder, config.tokenizer_subfolder, config.vae_subfolder) == (
         "text_encoder", "tokenizer", "vae")
     assert config.latent_mode == "mean"

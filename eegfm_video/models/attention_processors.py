@@ -1,0 +1,173 @@
+"""``SparseCausalAttnProcessor``: Tune-A-Video's sparse-causal self-attention as a diffusers processor.
+
+In the inflated UNet (SPEC 6) the frames of a clip run through the 2-D layers as a batch of
+images, ``(b * f, n, c)`` with the frames of one clip adjacent (index ``b_i * f + f_i``). This
+processor replaces the spatial self-attention (``attn1``) of each transformer block: the queries
+of frame ``i`` attend to the keys and values of frames ``0`` and ``i - 1`` together (``2n``
+tokens), which ties every frame to the first one and to its predecessor.
+
+Convention for the first frames: frame 0 attends to frame 0 only, and so does frame 1 (its two
+context frames are the same frame). Tune-A-Video concatenates the keys of frame 0 twice there;
+attending to a set of keys written twice gives exactly the same softmax weights per distinct key
+and so the same output, which is why both readings agree; this processor attends to one copy,
+which is cheaper and bit-for-bit ordinary self-attention. Hence with ``f = 1`` (and for a clip
+whose frames are all the same image) it equals diffusers' ``AttnProcessor2_0``.
+
+Implementation (no Python loop over frames or tokens): frames ``{0, 1}`` of a clip form one
+query sequence of ``2n`` tokens over the ``n`` keys of frame 0; frames ``2 .. f-1`` each attend
+to ``[keys of frame 0, keys of frame i-1]`` gathered by slicing, ``(b * (f - 2), 2n, c)``. Both
+go through :func:`torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient
+kernels on GPU: no attention mask is needed).
+
+The processor is weightless: ``attn.to_q``, ``attn.to_k``, ``attn.to_v`` and ``attn.to_out`` of
+the 2-D model are used as they are, so pre-trained weights keep their meaning. The number of
+frames is an attribute, :attr:`num_frames`, that :class:`~eegfm_video.models.inflated_unet.InflatedUNet`
+sets before every forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["SparseCausalAttnProcessor"]
+
+
+def _check_num_frames(num_frames, batch: int, where: str) -> int:
+    """Validate a frame count against a ``(batch * frames, ...)`` batch size; return it."""
+    if num_frames is None:
+        raise RuntimeError(
+            f"{where}.num_frames is not set: call it through InflatedUNet.forward, which sets it from "
+            f"sample.shape[2], or set num_frames to the clip length before calling the layer"
+        )
+    if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 1:
+        raise ValueError(f"{where}.num_frames must be an integer >= 1, got {num_frames!r}")
+    if batch % num_frames:
+        raise ValueError(
+            f"{where}: the batch of {batch} frame rows is not a multiple of num_frames={num_frames}; "
+            f"hidden_states must be (batch * num_frames, tokens, channels)"
+        )
+    return num_frames
+
+
+class SparseCausalAttnProcessor:
+    r"""Sparse-causal self-attention over the frames of a clip (Tune-A-Video), through SDPA.
+
+    Queries of frame ``i`` attend to the keys/values of frames ``0`` and ``i - 1``; frames 0 and
+    1 attend to frame 0 alone (see the module docstring for why this equals Tune-A-Video's
+    duplicated keys). Same call signature as diffusers' ``AttnProcessor2_0``; install it on the
+    ``attn1`` layers only (cross-attention keeps its processor).
+
+    Parameters
+    ----------
+    num_frames : int | None
+        Frames per clip ``f``; the batch of ``hidden_states`` is ``b * f`` with the frames of a
+        clip adjacent. :class:`~eegfm_video.models.inflated_unet.InflatedUNet` sets it on every
+        forward pass. ``None`` (unset) raises when called.
+
+    Notes
+    -----
+    Self-attention only: ``encoder_hidden_states`` must be ``None``. Attention masks are not
+    supported (the UNet's ``attn1`` receives none in Stable Diffusion).
+    """
+
+    def __init__(self, num_frames: int | None = None):
+        self.num_frames = num_frames
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_frames={self.num_frames})"
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Attend each frame's tokens to those of frames 0 and ``i - 1``.
+
+        Parameters
+        ----------
+        attn : diffusers.models.attention_processor.Attention
+            The layer whose projections are used.
+        hidden_states : torch.Tensor
+            ``(b * f, n, c)`` tokens (or ``(b * f, c, h, w)`` feature maps, flattened to
+            ``n = h * w`` tokens and restored on output).
+        encoder_hidden_states : None
+            Must be ``None`` (self-attention).
+        attention_mask : None
+            Must be ``None``.
+        temb : torch.Tensor | None
+            ``(b * f, t)`` time embedding, used only by layers with a spatial norm.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape as ``hidden_states``.
+        """
+        if encoder_hidden_states is not None:
+            raise ValueError(
+                "SparseCausalAttnProcessor is a self-attention processor: encoder_hidden_states must be "
+                "None (install it on attn1 only; cross-attention keeps its own processor)"
+            )
+        if attention_mask is not None:
+            raise ValueError("SparseCausalAttnProcessor does not support attention_mask; got a tensor, expected None")
+        frames = _check_num_frames(self.num_frames, hidden_states.shape[0], "SparseCausalAttnProcessor")
+
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            rows, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(rows, channel, height * width).transpose(1, 2)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        rows, tokens, _ = hidden_states.shape
+        clips = rows // frames
+        query = attn.to_q(hidden_states)  # (b*f, n, inner)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        inner = key.shape[-1]
+        heads = attn.heads
+        head_dim = inner // heads
+
+        def split_heads(x: torch.Tensor) -> torch.Tensor:  # (B, L, inner) -> (B, heads, L, head_dim)
+            return x.reshape(x.shape[0], -1, heads, head_dim).transpose(1, 2)
+
+        def attend(q, k, v):  # (B, Lq, inner), (B, Lk, inner) x2 -> (B, Lq, inner)
+            q, k, v = split_heads(q), split_heads(k), split_heads(v)
+            if attn.norm_q is not None:
+                q = attn.norm_q(q)
+            if attn.norm_k is not None:
+                k = attn.norm_k(k)
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False, scale=attn.scale)
+            return out.transpose(1, 2).reshape(q.shape[0], -1, inner)
+
+        query = query.view(clips, frames, tokens, inner)
+        key = key.view(clips, frames, tokens, inner)
+        value = value.view(clips, frames, tokens, inner)
+        head = min(frames, 2)  # frames 0 and 1: context = frame 0 only, one (head * n)-token query sequence
+        out = attend(query[:, :head].reshape(clips, head * tokens, inner), key[:, 0], value[:, 0])
+        out = out.view(clips, head, tokens, inner)
+        if frames > 2:  # frame i >= 2: context = [frame 0, frame i-1], (b * (f-2), 2n, inner)
+            rest = frames - 2
+            first_k = key[:, :1].expand(clips, rest, tokens, inner)
+            first_v = value[:, :1].expand(clips, rest, tokens, inner)
+            k = torch.cat((first_k, key[:, 1:-1]), dim=2).reshape(clips * rest, 2 * tokens, inner)
+            v = torch.cat((first_v, value[:, 1:-1]), dim=2).reshape(clips * rest, 2 * tokens, inner)
+            tail = attend(query[:, 2:].reshape(clips * rest, tokens, inner), k, v)
+            out = torch.cat((out, tail.view(clips, rest, tokens, inner)), dim=1)
+        hidden_states = out.reshape(rows, tokens, inner).to(query.dtype)
+
+        hidden_states = attn.to_out[0](hidden_states)  # linear projection
+        hidden_states = attn.to_out[1](hidden_states)  # dropout
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(rows, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
