@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eegfm import MAPEClassifier  # noqa: E402
+from eegfm import MAPEClassifier, MAPEEncoder, NeuralTokenizer  # noqa: E402
 from eegfm.cli.pretrain import PretrainRun, pretrain  # noqa: E402
 from eegfm.cli.runs import DataConfig, PretrainModelConfig, TokenizerModelConfig  # noqa: E402
 from eegfm.cli.tokenizer import TokenizerRun, train_tokenizer  # noqa: E402
@@ -122,7 +122,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--ablations", default="mask_ratio,position_embedding,channel_drop",
                         help="comma list of mask_ratio, position_embedding, channel_drop, or 'none'")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a tokenizer / pre-trained encoders already in --work-dir (after an interrupted run)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     os.environ.setdefault("MNE_DATASETS_EEGBCI_PATH", str(args.shared_data / "eegbci"))
     os.environ.setdefault("MOABB_DOWNLOAD_PROVIDER", "upstream")
     start = time.perf_counter()
@@ -166,10 +171,16 @@ def main(argv=None) -> dict:
                            checkpoint_every=steps, run_dir=str(args.work_dir / name), progress=args.progress,
                            metrics="none")
 
-    tokenizer, tok_summary = train_tokenizer(TokenizerRun(
-        model=TokenizerModelConfig(patch_size=100, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
-                                   code_dim=16, num_codes=args.num_codes, decoder_depth=1, dead_code_steps=50),
-        data=pre_data, train=train_config("tokenizer", args.tokenizer_steps, 2e-3)))
+    tok_dir = args.work_dir / "tokenizer"
+    if args.reuse and (tok_dir / "model").is_dir() and (tok_dir / "summary.json").is_file():
+        tokenizer = NeuralTokenizer.from_pretrained(tok_dir / "model")
+        tok_summary = json.loads((tok_dir / "summary.json").read_text())
+        print(f"reusing the tokenizer in {tok_dir}")
+    else:
+        tokenizer, tok_summary = train_tokenizer(TokenizerRun(
+            model=TokenizerModelConfig(patch_size=100, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
+                                       code_dim=16, num_codes=args.num_codes, decoder_depth=1, dead_code_steps=50),
+            data=pre_data, train=train_config("tokenizer", args.tokenizer_steps, 2e-3)))
     variants = {"mape_mask50": dict(position_embedding="mape", ratio=0.5)}
     if "mask_ratio" in ablations:
         variants["mape_mask25"] = dict(position_embedding="mape", ratio=0.25)
@@ -177,7 +188,18 @@ def main(argv=None) -> dict:
     if "position_embedding" in ablations:
         variants["sincos1d_mask50"] = dict(position_embedding="sincos1d", ratio=0.5)
     encoders, pretrain_eval = {}, {}
-    for name, v in variants.items():
+
+    def pretrained_encoder(name: str) -> MAPEEncoder:
+        """Pre-train variant ``name`` once (or reuse it from --work-dir with --reuse)."""
+        if name in encoders:
+            return encoders[name]
+        v = variants[name]
+        run_dir = args.work_dir / f"pretrain_{name}"
+        if args.reuse and (run_dir / "encoder").is_dir() and (run_dir / "evaluation.json").is_file():
+            encoders[name] = MAPEEncoder.from_pretrained(run_dir / "encoder")
+            pretrain_eval[name] = json.loads((run_dir / "evaluation.json").read_text())["evaluation"]
+            print(f"reusing the pre-trained encoder in {run_dir}")
+            return encoders[name]
         model_cfg = PretrainModelConfig(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
                                         position_embedding=v["position_embedding"], random_ratio=v["ratio"],
                                         channel_ratio=v["ratio"], temporal_ratio=v["ratio"])
@@ -186,6 +208,7 @@ def main(argv=None) -> dict:
                                                    eval_batches=10), tokenizer=tokenizer)
         encoders[name] = pretrainer.encoder
         pretrain_eval[name] = summary["evaluation"]
+        return encoders[name]
 
     # ---------------------------------------------------------------- fine-tuning
     def run_eegfm(name: str, seed: int, encoder=None, position_embedding="mape") -> tuple[dict, MAPEClassifier]:
@@ -207,8 +230,39 @@ def main(argv=None) -> dict:
 
     runs: dict[str, list[dict]] = {}
     channel_drop: dict[str, dict[str, list[float]]] = {}
+
+    def write_report(partial: bool) -> dict:
+        table = {name: {"balanced_accuracy": summarize([r["balanced_accuracy"] for r in rs]),
+                        "auroc": summarize([r["auroc"] for r in rs])} for name, rs in runs.items()}
+        drop_table = {name: {k: summarize(v) for k, v in d.items()} for name, d in channel_drop.items()}
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = {
+            "benchmark": "mental_arithmetic",
+            "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+            "partial": partial,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "torch": torch.__version__,
+            "minutes": round((time.perf_counter() - start) / 60, 1),
+            "split": {"train_subjects": train_subjects, "test_subjects": test_subjects, "window_seconds": args.window_seconds,
+                      "windows": {"train": len(train_set), "test": len(test_set)}, "per_class": counts},
+            "pretraining": {"sources": pre_sources, "recordings": tok_summary["recordings"],
+                            "windows_4s": tok_summary["windows"], "codebook": tok_summary["codebook"],
+                            "masked_accuracy": pretrain_eval},
+            "results": table,
+            "channel_drop": drop_table,
+            "runs": runs,
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        }
+        (args.out / "mental_arithmetic.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+        plot(report, args.out)
+        print(format_table(report))
+        return report
+
+    # phase 1, the main table: pre-trained vs scratch eegfm (+ channel-impaired test), baselines
     for seed in seeds:
-        for name, encoder in [("eegfm_pretrained", encoders["mape_mask50"]), ("eegfm_scratch", None)]:
+        for name in ("eegfm_pretrained", "eegfm_scratch"):
+            encoder = pretrained_encoder("mape_mask50") if name == "eegfm_pretrained" else None
             result, model = run_eegfm(name, seed, encoder)
             runs.setdefault(name, []).append(result)
             if "channel_drop" in ablations:
@@ -216,46 +270,26 @@ def main(argv=None) -> dict:
                     impaired = test_set.drop_channels(frac, seed=seed) if frac else test_set
                     bal = evaluate(model, impaired)["balanced_accuracy"]
                     channel_drop.setdefault(name, {}).setdefault(f"{int(frac * 100)}%", []).append(bal)
-        for name in [n for n in variants if n != "mape_mask50"]:
-            result, _ = run_eegfm(f"eegfm_pretrained_{name}", seed, encoders[name])
-            runs.setdefault(f"eegfm_pretrained_{name}", []).append(result)
-        if "position_embedding" in ablations:
-            result, _ = run_eegfm("eegfm_scratch_sincos1d", seed, None, position_embedding="sincos1d")
-            runs.setdefault("eegfm_scratch_sincos1d", []).append(result)
         for name in [b for b in args.baselines.split(",") if b]:
             t0 = time.perf_counter()
-            result = braindecode_baseline(name, train_set, test_set, seed, args.baseline_epochs, args.baseline_lr,
-                                          64)
+            result = braindecode_baseline(name, train_set, test_set, seed, args.baseline_epochs, args.baseline_lr, 64)
             result["seconds"] = round(time.perf_counter() - t0, 1)
             print(f"  braindecode {name} seed {seed}: balanced acc {result['balanced_accuracy']:.3f}, "
                   f"AUROC {result['auroc']:.3f}")
             runs.setdefault(f"braindecode_{name}", []).append(result)
-
-    table = {name: {"balanced_accuracy": summarize([r["balanced_accuracy"] for r in rs]),
-                    "auroc": summarize([r["auroc"] for r in rs])} for name, rs in runs.items()}
-    drop_table = {name: {k: summarize(v) for k, v in d.items()} for name, d in channel_drop.items()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "mental_arithmetic",
-        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "torch": torch.__version__,
-        "minutes": round((time.perf_counter() - start) / 60, 1),
-        "split": {"train_subjects": train_subjects, "test_subjects": test_subjects, "window_seconds": args.window_seconds,
-                  "windows": {"train": len(train_set), "test": len(test_set)}, "per_class": counts},
-        "pretraining": {"sources": pre_sources, "recordings": tok_summary["recordings"],
-                        "windows_4s": tok_summary["windows"], "codebook": tok_summary["codebook"],
-                        "masked_accuracy": pretrain_eval},
-        "results": table,
-        "channel_drop": drop_table,
-        "runs": runs,
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-    }
-    (args.out / "mental_arithmetic.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    plot(report, args.out)
-    print(format_table(report))
-    return report
+        write_report(partial=True)
+    # phase 2, the pre-training ablations: masking ratio, 1-D sin/cos position embedding
+    for name in [n for n in variants if n != "mape_mask50"]:
+        encoder = pretrained_encoder(name)
+        for seed in seeds:
+            result, _ = run_eegfm(f"eegfm_pretrained_{name}", seed, encoder)
+            runs.setdefault(f"eegfm_pretrained_{name}", []).append(result)
+        write_report(partial=True)
+    if "position_embedding" in ablations:
+        for seed in seeds:
+            result, _ = run_eegfm("eegfm_scratch_sincos1d", seed, None, position_embedding="sincos1d")
+            runs.setdefault("eegfm_scratch_sincos1d", []).append(result)
+    return write_report(partial=False)
 
 
 def format_table(report: dict) -> str:

@@ -64,6 +64,7 @@ def test_trains_inside_braindecode_eegclassifier():
     assert losses[-1] < losses[0]
     assert (clf.predict(X) == y).mean() >= 0.8
     assert clf.predict_proba(X).shape == (24, 2)
+    assert "EEGMirror" in repr(clf) and "MAPEEncoder" in str(module)  # sklearn/skorch printing works
 
 
 def test_input_scale_turns_volts_into_microvolts():

@@ -129,6 +129,10 @@ class EEGMirror(EEGModuleMixin, nn.Module):
             x = x * self.input_scale
         return self.model(x, self.channel_positions.to(x.dtype))
 
+    def __str__(self) -> str:
+        # braindecode's __str__ runs torchinfo, which cannot size the encoder's EncoderOutput
+        return nn.Module.__repr__(self)
+
     def layer_id(self, name: str) -> int:
         return self.model.layer_id(name.removeprefix("model."))
 
