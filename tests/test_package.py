@@ -38,3 +38,11 @@ def test_examples_run(script, tmp_path):
                          cwd=tmp_path, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip()
+
+
+def test_eegfm_video_imports_lazily_and_exports_its_api():
+    code = ("import sys, eegfm_video; assert 'diffusers' not in sys.modules and 'transformers' not in sys.modules; "
+            "names = eegfm_video.__all__[1:]; [getattr(eegfm_video, n) for n in names]; print(len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout) >= 30
