@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from eegfm.data import EEGCorpus, PreprocessConfig, collate_windows, from_files
+from eegfm.data import EEGCorpus, PreprocessConfig, from_files
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,6 @@ from eegfm_video.evaluation import (
     TorchClassifier,
     VideoClassifier,
     VideoMAEClassifier,
-    chance_level,
     evaluate_clips,
     n_way_top_k,
 )
