@@ -57,6 +57,10 @@ def test_split_by_group_and_deterministic_shuffled_batches():
     assert len(list(data.batches(5, drop_last=True))) == 2
     resumed = [b.labels.tolist() for b in data.batches(5, shuffle=True, seed=1, epoch=0, start=1)]
     assert resumed == first[1:]
+    halves = [[b.labels.tolist() for b in data.batches(5, shuffle=True, seed=1, rank=r, world_size=2)] for r in (0, 1)]
+    assert [a + b for a, b in zip(*halves)] != [] and [len(a) + len(b) for a, b in zip(*halves)] == [5, 5, 2]
+    with pytest.raises(ValueError, match=r"rank must be in \[0, world_size\), got rank=2, world_size=2"):
+        next(data.batches(5, rank=2, world_size=2))
     eeg, labels = data.batch([0, 1])
     torch.testing.assert_close(eeg.x, torch.from_numpy(X[:2]))
 

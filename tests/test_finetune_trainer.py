@@ -103,3 +103,28 @@ def test_regression_task(real_subset, tmp_path):
     before = evaluate(model, targets, task="regression")["mse"]
     finetune(model, targets, _config(tmp_path, task="regression", epochs=10))
     assert evaluate(model, targets, task="regression")["mse"] < before
+
+
+def test_ddp_two_ranks_match_one_process(tmp_path):
+    """Each rank takes half of every global batch; class-weighted loss normalised globally."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import _ddp_finetune_worker as w
+
+    out = tmp_path / "ddp"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(Path(w.__file__)), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    ddp = torch.load(out / "state.pt", weights_only=True)
+    single = w.model()
+    start = {k: v.clone() for k, v in single.state_dict().items()}
+    finetune(single, w.toy_data(), w.config(tmp_path / "single"))
+    for name, p in single.state_dict().items():
+        torch.testing.assert_close(ddp[name], p, atol=1e-5, rtol=1e-4, msg=name)
+    assert not torch.allclose(start["head.weight"], single.state_dict()["head.weight"])

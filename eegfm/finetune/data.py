@@ -201,14 +201,22 @@ class LabeledEEG(torch.utils.data.Dataset):
         return LabeledBatch(eeg, torch.from_numpy(self.labels[indices]))
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0, start: int = 0,
-                drop_last: bool = False) -> Iterator[LabeledBatch]:
-        """Batches in order (or shuffled by ``seed + epoch``), from batch ``start`` on."""
+                drop_last: bool = False, rank: int = 0, world_size: int = 1) -> Iterator[LabeledBatch]:
+        """Batches in order (or shuffled by ``seed + epoch``), from batch ``start`` on.
+
+        With ``world_size > 1`` (DDP) every process gets the same number of batches: process
+        ``rank`` takes items ``rank::world_size`` of each global batch of ``batch_size``.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got {rank=}, {world_size=}")
         order = np.arange(len(self))
         if shuffle:
             order = np.random.default_rng([seed, epoch]).permutation(len(self))
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for begin in range(start * batch_size, stop, batch_size):
-            yield self.batch(order[begin:begin + batch_size])
+            chunk = order[begin:begin + batch_size][rank::world_size]
+            if len(chunk):
+                yield self.batch(chunk)
 
     def drop_channels(self, fraction: float, *, seed: int = 0) -> LabeledEEG:
         """A copy where each example keeps a random ``1 - fraction`` of its channels (at least one).

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training import TrainConfig, Trainer, is_main_process
+from ..training import distributed as D
 from .data import LabeledEEG
 from .layer_decay import layer_decay_groups
 from .metrics import classification_report, regression_report
@@ -173,8 +174,15 @@ def finetune(model: nn.Module, train: LabeledEEG, config: FinetuneConfig | None 
         progress=config.progress, device=config.device,
     )
 
-    def batches(epoch: int, start: int):
-        return train.batches(batch_size, shuffle=True, seed=config.seed, epoch=epoch, start=start, drop_last=drop_last)
+    D.init_distributed()  # under torchrun: the process group (idempotent; a no-op otherwise)
+    world, rank = D.world_size(), D.rank()
+    if world > 1 and (batch_size < world or (not drop_last and len(train) % batch_size and len(train) % batch_size < world)):
+        raise ValueError(f"batch_size={batch_size} must give every one of the {world} processes at least one example "
+                         "per batch; raise batch_size")
+
+    def batches(epoch: int, start: int):  # under DDP each process takes its share of every global batch
+        return train.batches(batch_size, shuffle=True, seed=config.seed, epoch=epoch, start=start, drop_last=drop_last,
+                             rank=rank, world_size=world)
 
     fit = Trainer(task, train_cfg, batches, trainable_parameters=task.trainable_parameters()).fit()
     model.eval()
