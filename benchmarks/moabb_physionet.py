@@ -3,8 +3,8 @@
     python benchmarks/moabb_physionet.py --encoder /tmp/eegfm-mental-arithmetic/pretrain_mape_mask50/encoder
 
 ``WithinSessionEvaluation`` (5-fold, MOABB's default score: ROC AUC for two classes) of
-imagined left vs right fist, for: ``EEGMirror`` on a pre-trained eegfm encoder and the same
-model from scratch (braindecode ``EEGClassifier``, epochs at the encoder's contract: 200 Hz,
+imagined left vs right fist, for: ``EEGMirror`` on a pre-trained eegfm encoder (fully
+fine-tuned, and as a linear probe with the encoder frozen) and the same model from scratch (braindecode ``EEGClassifier``, epochs at the encoder's contract: 200 Hz,
 0.5-75 Hz), beside MOABB's classic pipelines CSP+LDA and tangent space + logistic regression
 (8-32 Hz). The pre-trained encoder is the one ``benchmarks/mental_arithmetic.py`` writes
 (pre-trained without labels on PhysioNet MI subject 1, the EEGLAB sample and eegmat).
@@ -47,6 +47,7 @@ def main(argv=None) -> dict:
     os.environ.setdefault("MNE_DATASETS_EEGBCI_PATH", str(args.shared_data / "eegbci"))
     os.environ.setdefault("MOABB_DOWNLOAD_PROVIDER", "upstream")
     from braindecode import EEGClassifier
+    from skorch.callbacks import Freezer
     from mne.decoding import CSP
     from moabb.datasets import PhysionetMI
     from moabb.evaluations import WithinSessionEvaluation
@@ -74,27 +75,33 @@ def main(argv=None) -> dict:
     epochs, _, _ = eegfm_paradigm.get_data(dataset, subjects=[args.subject], return_epochs=True)
     signal = dict(n_outputs=2, chs_info=epochs.info["chs"], n_times=len(epochs.times))
 
-    def eegfm_pipeline(module):
+    def eegfm_pipeline(module, frozen_encoder: bool = False):
+        callbacks = [("freeze_encoder", Freezer("model.encoder.*"))] if frozen_encoder else []
         clf = EEGClassifier(module, optimizer=torch.optim.AdamW, lr=args.lr, batch_size=16, max_epochs=args.epochs,
-                            train_split=None, verbose=0, iterator_train__shuffle=True)
+                            train_split=None, verbose=0, iterator_train__shuffle=True, callbacks=callbacks)
         return make_pipeline(FunctionTransformer(to_microvolts), clf)
 
     torch.manual_seed(0)
     pretrained = EEGMirror.from_encoder(encoder, sfreq=encoder.sfreq, **signal)
     scratch = EEGMirror(sfreq=encoder.sfreq, encoder=encoder.get_config(), **signal)
     eegfm_pipelines = {"eegfm pre-trained (EEGMirror)": eegfm_pipeline(pretrained),
+                       "eegfm pre-trained, linear probe": eegfm_pipeline(pretrained, frozen_encoder=True),
                        "eegfm from scratch (EEGMirror)": eegfm_pipeline(scratch)}
     classic_pipelines = {"CSP+LDA": make_pipeline(CSP(n_components=8), LinearDiscriminantAnalysis()),
                          "TS+LR": make_pipeline(Covariances("oas"), TangentSpace(), LogisticRegression(max_iter=1000))}
     rows = []
-    for paradigm, pipelines in ((eegfm_paradigm, eegfm_pipelines), (classic_paradigm, classic_pipelines)):
+    jobs = [(eegfm_paradigm, name, p) for name, p in eegfm_pipelines.items()]
+    jobs += [(classic_paradigm, name, p) for name, p in classic_pipelines.items()]
+    for i, (paradigm, name, pipeline) in enumerate(jobs):
+        # one evaluation per pipeline: MOABB keys stored results by the pipeline's repr, which is the
+        # same for the pre-trained and the scratch EEGMirror (weights are not part of it)
         evaluation = WithinSessionEvaluation(paradigm=paradigm, datasets=[dataset], overwrite=True,
-                                             hdf5_path=str(args.work_dir), suffix="eegfm", n_jobs=1)
-        frame = evaluation.process(pipelines)
+                                             hdf5_path=str(args.work_dir / f"job{i}"), suffix=f"eegfm{i}", n_jobs=1)
+        frame = evaluation.process({name: pipeline})
         for _, row in frame.iterrows():
-            rows.append({"pipeline": row["pipeline"], "score": float(row["score"]), "subject": str(row["subject"]),
+            rows.append({"pipeline": name, "score": float(row["score"]), "subject": str(row["subject"]),
                          "session": str(row["session"]), "samples": int(row["samples"]), "time": float(row["time"])})
-            print(f"{row['pipeline']:<34} score {row['score']:.3f} (session {row['session']}, {row['samples']} trials)")
+            print(f"{name:<34} score {row['score']:.3f} (session {row['session']}, {row['samples']} trials)")
     report = {
         "benchmark": "moabb_physionet",
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
