@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,3 +52,26 @@ def test_vq_lookup_memory_runs(tmp_path):
     report = bench.main(["--n", "20000", "--naive-n", "5000", "--k", "256", "--device", "cpu", "--out", str(tmp_path)])
     assert report["same_codes_at_naive_N"] is True
     assert report["cdist_distance_matrix_GiB_at_N"] == round(20000 * 256 * 4 / 2**30, 2)
+
+
+@pytest.mark.slow
+# braindecode's own EEGNet default (the benchmark keeps it, as its published results used it)
+@pytest.mark.filterwarnings("ignore:Parameter 'final_layer_with_constraint=False' is deprecated:DeprecationWarning")
+def test_mental_arithmetic_runs_every_model_and_ablation(tmp_path, shared_data):
+    bench = _load("mental_arithmetic")
+    report = bench.main(["--shared-data", str(shared_data), "--subjects", "02-04", "--test-subjects", "04",
+                         "--seeds", "0", "--tokenizer-steps", "2", "--pretrain-steps", "2", "--finetune-epochs", "1",
+                         "--baseline-epochs", "1", "--embed-dim", "16", "--heads", "2", "--depth", "1",
+                         "--num-codes", "16", "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work")])
+    assert report["split"]["test_subjects"] == ["04"] and report["split"]["train_subjects"] == ["02", "03"]
+    assert set(report["results"]) == {
+        "eegfm_pretrained", "eegfm_scratch", "braindecode_eegnet", "braindecode_shallow",
+        "eegfm_pretrained_mape_mask25", "eegfm_pretrained_mape_mask75", "eegfm_pretrained_sincos1d_mask50",
+        "eegfm_scratch_sincos1d"}
+    for r in report["results"].values():
+        assert 0 <= r["balanced_accuracy"]["mean"] <= 1 and 0 <= r["auroc"]["mean"] <= 1
+    assert set(report["channel_drop"]["eegfm_pretrained"]) == {"0%", "30%", "50%"}
+    assert report["partial"] is False
+    assert (tmp_path / "out" / "mental_arithmetic.png").is_file() and (tmp_path / "out" / "channel_drop.png").is_file()
+    with pytest.raises(SystemExit, match=r"subjects \['99'\] are not in the dataset"):
+        bench.main(["--shared-data", str(shared_data), "--subjects", "02,99"])
