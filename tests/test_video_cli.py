@@ -14,13 +14,7 @@ from eegfm_video.synthetic import CaptionEmbedder, ShapeCaptioner, make_syntheti
 from eegfm_video.targets import TargetConfig, VaeFrameEncoder, precompute_targets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is much faster than two on a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only cost here
 
 
 @pytest.mark.parametrize("command, keys", [

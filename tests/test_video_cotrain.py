@@ -18,13 +18,7 @@ from eegfm_video.pipeline import EEG2VideoPipeline
 N, C, T, F, LAT, WIDTH = 6, 3, 200, 3, 4, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is much faster than two on a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only cost here
 
 
 def tiny_alignment(mode="learned", seed=0) -> EEGAlignment:

@@ -33,13 +33,7 @@ TEMPORAL_PARAMS = ["norm.weight", "norm.bias", "to_q.weight", "to_k.weight", "to
                    "to_out.bias"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and OpenMP threads spin badly on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only cost here
 
 
 def tiny_unet() -> UNet2DConditionModel:

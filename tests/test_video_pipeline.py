@@ -16,13 +16,7 @@ B, C, T, F, LAT = 2, 3, 200, 3, 4  # clips, EEG channels, samples, frames, laten
 WIDTH = 16  # condition width = cross_attention_dim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is much faster than two on a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only cost here
 
 
 def tiny_pipeline(seed=0) -> EEG2VideoPipeline:

@@ -28,13 +28,7 @@ from eegfm_video.synthetic import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is much faster than two on a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only cost here
 
 
 def linear_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray) -> float:
