@@ -114,7 +114,29 @@ def main(argv=None) -> dict:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "moabb_physionet.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / "moabb_physionet.png")
     return report
+
+
+def plot(report: dict, path: Path) -> None:
+    """Bar chart of the pipelines' scores (``python -c`` on a saved JSON redraws it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["results"]
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
+    ax.barh([r["pipeline"] for r in rows], [r["score"] for r in rows], color="tab:blue", alpha=0.8)
+    ax.axvline(0.5, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("ROC AUC (MOABB WithinSessionEvaluation, 5-fold)")
+    ax.set_title("PhysioNet MI subject 1, imagined left vs right fist")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

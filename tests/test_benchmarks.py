@@ -75,3 +75,22 @@ def test_mental_arithmetic_runs_every_model_and_ablation(tmp_path, shared_data):
     assert (tmp_path / "out" / "mental_arithmetic.png").is_file() and (tmp_path / "out" / "channel_drop.png").is_file()
     with pytest.raises(SystemExit, match=r"subjects \['99'\] are not in the dataset"):
         bench.main(["--shared-data", str(shared_data), "--subjects", "02,99"])
+
+
+@pytest.mark.slow
+# MOABB's results store calls h5py in a way h5py now deprecates
+@pytest.mark.filterwarnings("ignore:Creating a dataset without passing data or dtype is deprecated")
+def test_moabb_evaluation_runs_eegfm_beside_classic_pipelines(tmp_path, shared_data):
+    from eegfm import MAPEEncoder
+
+    bench = _load("moabb_physionet")
+    MAPEEncoder(embed_dim=16, depth=1, num_heads=2, patch_size=100).save_pretrained(tmp_path / "encoder")
+    report = bench.main(["--shared-data", str(shared_data), "--encoder", str(tmp_path / "encoder"), "--epochs", "1",
+                         "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work")])
+    names = [r["pipeline"] for r in report["results"]]
+    assert names == ["eegfm pre-trained (EEGMirror)", "eegfm pre-trained, linear probe",
+                     "eegfm from scratch (EEGMirror)", "CSP+LDA", "TS+LR"]
+    assert all(0 <= r["score"] <= 1 and r["samples"] == 45 for r in report["results"])
+    assert (tmp_path / "out" / "moabb_physionet.png").is_file()
+    with pytest.raises(SystemExit, match="cannot load the pre-trained encoder"):
+        bench.main(["--shared-data", str(shared_data), "--encoder", str(tmp_path / "missing")])
