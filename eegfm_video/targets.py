@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eegfm._fsutil import fsync_dir
+from eegfm._fsutil import atomic_write, fsync_dir
 
 __all__ = [
     "DEFAULT_CAPTION_MODEL",
@@ -434,24 +434,9 @@ class VideoTargets:
             raise KeyError(f"clip {clip_id!r} is not in the targets of {self.directory}") from None
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it onto ``path``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
-
-
 def _write_manifest(directory: Path, manifest: dict) -> None:
     data = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
-    _atomic_write(directory / MANIFEST_NAME, lambda file: file.write(data))
+    atomic_write(directory / MANIFEST_NAME, lambda file: file.write(data))
 
 
 def _read_manifest(directory: Path) -> dict | None:
@@ -572,7 +557,7 @@ def precompute_targets(
                 raise ValueError(f"captioner returned {len(got)} captions for {len(first)} images")
             captions += [str(c) for c in got]
         array = np.array(captions, dtype=np.str_)
-        _atomic_write(directory / "captions.npy", lambda file: np.save(file, array, allow_pickle=False))
+        atomic_write(directory / "captions.npy", lambda file: np.save(file, array, allow_pickle=False))
         finish("captions", shape=[len(captions)])
     captions = _load_kind(directory, "captions", mmap=False)
 
@@ -589,7 +574,7 @@ def precompute_targets(
         if embeddings.ndim != 3 or len(embeddings) != len(captions):
             raise ValueError(f"text_embedder must return (captions, tokens, width), got {embeddings.shape} "
                              f"for {len(captions)} captions")
-        _atomic_write(directory / "text_embeddings.npy", lambda file: np.save(file, embeddings))
+        atomic_write(directory / "text_embeddings.npy", lambda file: np.save(file, embeddings))
         finish("text_embeddings", shape=list(embeddings.shape), dtype="float32")
 
     # -- VAE latents of every frame, one clip at a time into a memory-mapped file

@@ -1,6 +1,6 @@
 """Atomic checkpoints: a crash while saving never leaves a half-written file that is read later.
 
-A checkpoint is written to ``<path>.tmp-<pid>``, flushed and fsync'ed, then renamed over
+A checkpoint is written to a hidden temporary file beside it, flushed and fsync'ed, then renamed over
 ``path`` with :func:`os.replace` (atomic on POSIX and Windows). Checkpoints hold only tensors and
 plain Python values (RNG states included, see :func:`capture_rng_state`), so
 :func:`load_checkpoint` uses ``torch.load(weights_only=True)`` and never unpickles code.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from .._fsutil import atomic_write
 from .._fsutil import fsync_dir as _fsync_dir
 
 __all__ = [
@@ -36,20 +37,7 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def link_or_copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
+from .._fsutil import atomic_write
 from .distributed import is_main_process
 
 __all__ = ["MetricsLogger"]
@@ -59,13 +59,13 @@ class MetricsLogger:
             self._rewrite(fields, rows)
 
     def _rewrite(self, fields: list[str], rows: list[dict]) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", newline="") as f:
+        def write(f):
             if fields:
                 writer = csv.DictWriter(f, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(rows)
-        os.replace(tmp, self.path)
+
+        atomic_write(self.path, write, mode="w", newline="")
         self._fields = fields
 
     def log(self, step: int, metrics: dict) -> None:
