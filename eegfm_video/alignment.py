@@ -35,7 +35,8 @@ from torch import nn
 
 from eegfm.models.encoder import EncoderOutput, MAPEEncoder
 
-from .losses import DEFAULT_TEMPERATURE, AlignmentLoss, _check_option, alignment_loss
+from ._validation import check_option
+from .losses import DEFAULT_TEMPERATURE, AlignmentLoss, alignment_loss
 from .models.semantic_decoder import SemanticDecoder
 from .models.seq2seq import Seq2SeqLatentDecoder
 
@@ -122,10 +123,10 @@ class EEGAlignment(ModelMixin, ConfigMixin):
         encoder_config = _json_dict("encoder_config", encoder_config)
         semantic_decoder_config = _json_dict("semantic_decoder_config", semantic_decoder_config)
         seq2seq_config = _json_dict("seq2seq_config", seq2seq_config)
-        _check_option("pooled_from", pooled_from, POOLED_FROM)
-        _check_option("negative_embedding_mode", negative_embedding_mode, NEGATIVE_EMBEDDING_MODES)
-        _check_option("pooling", pooling, ("flatten", "mean"))
-        _check_option("direction", direction, ("one", "both"))
+        check_option("pooled_from", pooled_from, POOLED_FROM)
+        check_option("negative_embedding_mode", negative_embedding_mode, NEGATIVE_EMBEDDING_MODES)
+        check_option("pooling", pooling, ("flatten", "mean"))
+        check_option("direction", direction, ("one", "both"))
         self.register_to_config(encoder_config=encoder_config, semantic_decoder_config=semantic_decoder_config,
                                 seq2seq_config=seq2seq_config)
         self.encoder = MAPEEncoder(**encoder_config)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from torch import nn
 
 from eegfm.training import TrainConfig, Trainer
 
+from ._validation import check_weight
 from .alignment import EEGAlignment
 from .models.inflated_unet import TRAINABLE_MODES, InflatedUNet
 
@@ -51,11 +51,6 @@ def _check_fraction(name: str, value, *, closed: bool = True) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 1 if closed else 0 <= value < 1):
         interval = "[0, 1]" if closed else "[0, 1)"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-
-
-def _check_weight(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
 
 
 class VideoCoTrainer(nn.Module):
@@ -104,8 +99,8 @@ class VideoCoTrainer(nn.Module):
                 raise ValueError(f"noise_scheduler must be a diffusers scheduler with add_noise() and a config, "
                                  f"got {type(noise_scheduler).__name__}")
         _check_fraction("cond_drop_prob", cond_drop_prob, closed=False)
-        _check_weight("diffusion_weight", diffusion_weight)
-        _check_weight("alignment_weight", alignment_weight)
+        check_weight("diffusion_weight", diffusion_weight)
+        check_weight("alignment_weight", alignment_weight)
         if isinstance(unet_lr_scale, bool) or not isinstance(unet_lr_scale, (int, float)) or not unet_lr_scale > 0:
             raise ValueError(f"unet_lr_scale must be a positive number, got {unet_lr_scale!r}")
         if unet_trainable not in TRAINABLE_MODES:

@@ -22,12 +22,13 @@ sum over ``i``: the sum only rescales it by ``N`` and ties its size to the batch
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from ._validation import check_option, check_weight
 
 __all__ = [
     "DEFAULT_TEMPERATURE",
@@ -45,13 +46,6 @@ POOLINGS = ("flatten", "mean")
 DIRECTIONS = ("one", "both")
 
 
-def _check_option(name: str, value, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}.{hint}")
-
-
 def _check_temperature(temperature) -> None:
     if isinstance(temperature, torch.Tensor):
         if temperature.numel() != 1:
@@ -62,11 +56,6 @@ def _check_temperature(temperature) -> None:
         value = temperature
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-
-
-def _check_weight(name: str, value) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -109,8 +98,8 @@ def softclip_loss(
         The loss, float32 (computed in float32 whatever the input dtype). A batch of one gives
         exactly 0: the loss contrasts samples of a batch.
     """
-    _check_option("pooling", pooling, POOLINGS)
-    _check_option("direction", direction, DIRECTIONS)
+    check_option("pooling", pooling, POOLINGS)
+    check_option("direction", direction, DIRECTIONS)
     _check_temperature(temperature)
     _check_pair(pred, target)
     if pooling == "mean":
@@ -156,7 +145,7 @@ def alignment_text_loss(
     torch.Tensor, shape ()
         float32 loss.
     """
-    _check_weight("mse_weight", mse_weight)
+    check_weight("mse_weight", mse_weight)
     soft = softclip_loss(pred, target, temperature, pooling=pooling, direction=direction)
     return soft + mse_weight * F.mse_loss(pred.float(), target.float())
 
@@ -202,8 +191,8 @@ def alignment_loss(
     AlignmentLoss
         ``total`` to back-propagate, and its terms.
     """
-    _check_weight("mse_weight", mse_weight)
-    _check_weight("low_weight", low_weight)
+    check_weight("mse_weight", mse_weight)
+    check_weight("low_weight", low_weight)
     if latent_pred.shape != latent_target.shape:
         raise ValueError(f"latent_pred and latent_target must have the same shape, got latent_pred "
                          f"{tuple(latent_pred.shape)} and latent_target {tuple(latent_target.shape)}")

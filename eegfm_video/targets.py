@@ -48,6 +48,8 @@ import torch
 
 from eegfm._fsutil import atomic_write, fsync_dir
 
+from ._validation import check_option, check_positive_int
+
 __all__ = [
     "DEFAULT_CAPTION_MODEL",
     "DEFAULT_SD_MODEL",
@@ -74,18 +76,6 @@ LATENT_MODES = ("mean", "sample")
 
 class TargetCacheError(RuntimeError):
     """A target cache directory is missing, incomplete, or was made with other models/clips."""
-
-
-def _check_option(name: str, value, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}.{hint}")
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _model_key(model_id: str | os.PathLike) -> str:
@@ -123,9 +113,9 @@ class BlipCaptioner:
     """
 
     def __init__(self, model, processor, *, max_new_tokens: int = 30, num_beams: int = 1, batch_size: int = 16):
-        _check_positive_int("max_new_tokens", max_new_tokens)
-        _check_positive_int("num_beams", num_beams)
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int("max_new_tokens", max_new_tokens)
+        check_positive_int("num_beams", num_beams)
+        check_positive_int("batch_size", batch_size)
         self.model, self.processor = model, processor
         self.max_new_tokens, self.num_beams, self.batch_size = max_new_tokens, num_beams, batch_size
 
@@ -197,7 +187,7 @@ class ClipTextEmbedder:
     """
 
     def __init__(self, text_encoder, tokenizer, *, batch_size: int = 64):
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int("batch_size", batch_size)
         self.text_encoder, self.tokenizer, self.batch_size = text_encoder, tokenizer, batch_size
         self.max_length = min(int(tokenizer.model_max_length), int(text_encoder.config.max_position_embeddings))
 
@@ -271,8 +261,8 @@ class VaeFrameEncoder:
     """
 
     def __init__(self, vae, *, latent_mode: str = "mean", seed: int = 0, batch_size: int = 8):
-        _check_option("latent_mode", latent_mode, LATENT_MODES)
-        _check_positive_int("batch_size", batch_size)
+        check_option("latent_mode", latent_mode, LATENT_MODES)
+        check_positive_int("batch_size", batch_size)
         self.vae, self.latent_mode, self.batch_size = vae, latent_mode, batch_size
         self.scaling_factor = float(vae.config.scaling_factor)
         self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -332,7 +322,7 @@ def load_vae_encoder(
     device, dtype
         Where the VAE runs.
     """
-    _check_option("latent_mode", latent_mode, LATENT_MODES)
+    check_option("latent_mode", latent_mode, LATENT_MODES)
     from diffusers import AutoencoderKL
 
     # dtype at load time: diffusers keeps the modules it must keep in float32 there
@@ -360,9 +350,9 @@ class TargetConfig:
     seed: int = 0  # seed of latent_mode="sample"
 
     def __post_init__(self):
-        _check_option("latent_mode", self.latent_mode, LATENT_MODES)
-        _check_positive_int("caption_max_new_tokens", self.caption_max_new_tokens)
-        _check_positive_int("caption_num_beams", self.caption_num_beams)
+        check_option("latent_mode", self.latent_mode, LATENT_MODES)
+        check_positive_int("caption_max_new_tokens", self.caption_max_new_tokens)
+        check_positive_int("caption_num_beams", self.caption_num_beams)
 
     def to_dict(self) -> dict:
         """JSON-safe dict of every field."""
@@ -381,7 +371,7 @@ class TargetConfig:
 
     def key(self, kind: str) -> dict:
         """What identifies ``kind`` ("captions" | "text_embeddings" | "latents") in the manifest."""
-        _check_option("kind", kind, KINDS)
+        check_option("kind", kind, KINDS)
         captions = {"caption_model": _model_key(self.caption_model),
                     "caption_max_new_tokens": self.caption_max_new_tokens,
                     "caption_num_beams": self.caption_num_beams}
@@ -517,7 +507,7 @@ def precompute_targets(
     config = TargetConfig() if config is None else config
     if not isinstance(config, TargetConfig):
         raise TypeError(f"config must be a TargetConfig, got {type(config).__name__}")
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("batch_size", batch_size)
     clip_ids = [str(c) for c in clips]
     if not clip_ids:
         raise ValueError("clips is empty: pass a mapping clip id -> frames (F, H, W, 3) uint8")

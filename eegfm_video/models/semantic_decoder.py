@@ -22,12 +22,9 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .._validation import check_positive_int
+
 __all__ = ["SemanticDecoder"]
-
-
-def _check_positive_int(name: str, value, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 class SemanticDecoder(ModelMixin, ConfigMixin):
@@ -70,11 +67,11 @@ class SemanticDecoder(ModelMixin, ConfigMixin):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
-        _check_positive_int("encoder_dim", encoder_dim)
-        _check_positive_int("hidden_dim", hidden_dim)
-        _check_positive_int("num_blocks", num_blocks, minimum=0)
-        _check_positive_int("seq_len", seq_len)
-        _check_positive_int("width", width)
+        check_positive_int("encoder_dim", encoder_dim)
+        check_positive_int("hidden_dim", hidden_dim)
+        check_positive_int("num_blocks", num_blocks, minimum=0)
+        check_positive_int("seq_len", seq_len)
+        check_positive_int("width", width)
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.in_norm = nn.LayerNorm(encoder_dim, eps=layer_norm_eps)

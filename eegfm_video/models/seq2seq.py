@@ -37,12 +37,9 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from .._validation import check_positive_int
+
 __all__ = ["Seq2SeqLatentDecoder"]
-
-
-def _check_positive_int(name: str, value, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def sinusoidal_positions(n_positions: int, dim: int, *, device=None, dtype=None) -> torch.Tensor:
@@ -162,7 +159,7 @@ class Seq2SeqLatentDecoder(ModelMixin, ConfigMixin):
                             ("num_heads", num_heads), ("latent_channels", latent_channels),
                             ("latent_height", latent_height), ("latent_width", latent_width),
                             ("num_frames", num_frames)):
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
         if d_model % 2 or d_model % num_heads:
             raise ValueError(f"d_model must be even and divisible by num_heads, got {d_model=}, {num_heads=}")
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -286,7 +283,7 @@ class Seq2SeqLatentDecoder(ModelMixin, ConfigMixin):
             Predicted frame latents (in the scaled latent space of the training targets).
         """
         num_frames = self.config.num_frames if num_frames is None else num_frames
-        _check_positive_int("num_frames", num_frames)
+        check_positive_int("num_frames", num_frames)
         memory, attn_mask = self._prepare_memory(memory, memory_mask)
         batch = memory.shape[0]
         frames = memory.new_zeros(batch, 0, self.frame_out.out_features)  # (B, i, C*h*w): outputs so far
