@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..training import TrainConfig
-from .overrides import apply_overrides, describe
+from .overrides import add_config_parser, apply_overrides
 from .pretrain import PretrainRun, format_evaluation, pretrain
 from .runs import DataConfig, PretrainModelConfig, TokenizerModelConfig
 from .tokenizer import TokenizerRun, train_tokenizer
@@ -86,11 +86,7 @@ def run_demo(cfg: DemoRun) -> dict:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser("demo", help="tokenizer + masked pre-training on the bundled real EEG sample",
-                            description=__doc__ + "\noptions (--key=value):\n" + describe(DemoRun()),
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="--key=value settings (see above)")
-    return parser
+    return add_config_parser(sub, "demo", "tokenizer + masked pre-training on the bundled real EEG sample", __doc__, DemoRun())
 
 
 def run(args) -> int:

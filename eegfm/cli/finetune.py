@@ -23,9 +23,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..finetune import FinetuneConfig
-from .overrides import ConfigError, apply_overrides, config_to_dict, describe
 from ..data import PreprocessConfig
+from ..finetune import FinetuneConfig
+from .overrides import ConfigError, add_config_parser, apply_overrides, config_to_dict
 
 
 @dataclass
@@ -115,11 +115,7 @@ def finetune_run(cfg: FinetuneRun) -> tuple[object, dict]:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser("finetune", help="fine-tune an encoder on labelled EEG",
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description=__doc__ + "\noptions (--key=value):\n" + describe(FinetuneRun()))
-    parser.add_argument("overrides", nargs="*", help="--key=value settings (see above)")
-    return parser
+    return add_config_parser(sub, "finetune", "fine-tune an encoder on labelled EEG", __doc__, FinetuneRun())
 
 
 def run(args) -> int:

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Sequence
 
-__all__ = ["ConfigError", "apply_overrides", "config_to_dict", "describe"]
+__all__ = ["ConfigError", "add_config_parser", "apply_overrides", "config_to_dict", "describe"]
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -117,3 +117,16 @@ def describe(config, prefix="") -> str:
             shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
             lines.append(f"  --{prefix}{name}={shown}")
     return "\n".join(lines)
+
+
+def add_config_parser(sub, name: str, help: str, doc: str, config):
+    """A subcommand whose settings are ``--key=value`` overrides of the dataclass ``config``.
+
+    Its ``--help`` is ``doc`` followed by every key with its default (:func:`describe`).
+    """
+    import argparse
+
+    parser = sub.add_parser(name, help=help, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description=doc + "\noptions (--key=value):\n" + describe(config))
+    parser.add_argument("overrides", nargs="*", help="--key=value settings (see above)")
+    return parser

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training import TrainConfig, Trainer, init_distributed, is_main_process
-from .overrides import apply_overrides, config_to_dict, describe
+from .overrides import add_config_parser, apply_overrides, config_to_dict
 from .runs import DataConfig, PretrainModelConfig, build_loader, check_loader
 
 
@@ -71,10 +71,7 @@ def format_evaluation(evaluation: dict) -> str:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser("pretrain", help="masked pre-training of an encoder", formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description=__doc__ + "\noptions (--key=value):\n" + describe(PretrainRun()))
-    parser.add_argument("overrides", nargs="*", help="--key=value settings (see above)")
-    return parser
+    return add_config_parser(sub, "pretrain", "masked pre-training of an encoder", __doc__, PretrainRun())
 
 
 def run(args) -> int:

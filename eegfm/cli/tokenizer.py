@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training import TrainConfig, Trainer, init_distributed, is_main_process
-from .overrides import apply_overrides, config_to_dict, describe
+from .overrides import add_config_parser, apply_overrides, config_to_dict
 from .runs import DataConfig, TokenizerModelConfig, build_loader, check_loader
 
 
@@ -78,10 +78,7 @@ def train_tokenizer(cfg: TokenizerRun):
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser("tokenizer", help="train a neural tokenizer", formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description=__doc__ + "\noptions (--key=value):\n" + describe(TokenizerRun()))
-    parser.add_argument("overrides", nargs="*", help="--key=value settings (see above)")
-    return parser
+    return add_config_parser(sub, "tokenizer", "train a neural tokenizer", __doc__, TokenizerRun())
 
 
 def run(args) -> int:
