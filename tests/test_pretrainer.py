@@ -123,3 +123,64 @@ def test_errors():
         MaskedPretrainer(**TINY).attach_tokenizer(AmplitudeBins(patch_size=50))
     with pytest.raises(TypeError, match="must have a tokenize"):
         MaskedPretrainer(**TINY).attach_tokenizer(nn.Linear(2, 2))
+
+
+def _spy_encode(pre):
+    calls = []
+    original = pre.encoder.encode
+
+    def spy(embeddings, *args, **kwargs):
+        calls.append((embeddings == pre.mask_embedding.detach()).all(-1))  # (B, C, K): masked tokens
+        return original(embeddings, *args, **kwargs)
+
+    pre.encoder.encode = spy
+    return calls
+
+
+def test_single_pass_masks_each_sample_with_one_strategy_in_one_pass():
+    torch.manual_seed(0)
+    batch = pad_recordings([(torch.randn(6, 200) * 10, torch.rand(6, 2) * 100) for _ in range(6)])
+    pre = model(single_pass=True)
+    calls = _spy_encode(pre)
+    out = pre(**batch.encoder_inputs(), generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 1  # one encoder pass for all three strategies
+    masked = calls[0]  # (6, 6, 8)
+    kinds = []
+    for sample in masked:
+        whole_channels = bool(((sample.all(1)) | (~sample.any(1))).all())
+        whole_steps = bool(((sample.all(0)) | (~sample.any(0))).all())
+        kinds.append("channel" if whole_channels else "temporal" if whole_steps else "random")
+        assert int(sample.sum()) == 24  # half of 48 tokens whatever the strategy
+    # strategies in turn: each one on two of the six samples, consecutive samples differ
+    assert sorted(kinds) == ["channel"] * 2 + ["random"] * 2 + ["temporal"] * 2
+    assert all(a != b for a, b in zip(kinds, kinds[1:]))
+    assert set(out.accuracy) == {"random", "channel", "temporal"}
+    assert all(int(out.n_masked[k]) == 48 for k in out.n_masked)
+    assert out.count == 144  # the loss is the mean over the one pass's masked tokens
+
+
+def test_single_pass_loss_is_the_mean_cross_entropy_and_trains():
+    torch.manual_seed(0)
+    pre = model(single_pass=True)
+    opt = torch.optim.AdamW(pre.parameters(), lr=3e-3)
+    batch = batch_of()
+    losses = []
+    for _ in range(30):
+        out = pre.training_step(batch)
+        loss = out["loss_sum"] / out["count"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert {"accuracy_random", "accuracy_channel", "accuracy_temporal"} <= set(out)
+
+
+def test_evaluate_runs_every_strategy_on_every_sample_in_either_mode():
+    batch = batch_of()
+    one, three = model(single_pass=True), model()
+    three.load_state_dict(one.state_dict())
+    calls = _spy_encode(one)
+    a, b = one.evaluate([batch], seed=5), three.evaluate([batch], seed=5)
+    assert len(calls) == 3 and one.single_pass  # evaluate used all passes, then restored the mode
+    assert a == b

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.code_cache import cache_codes
 from ..training import TrainConfig, Trainer, init_distributed, is_main_process
 from .overrides import add_config_parser, apply_overrides, config_to_dict
 from .runs import DataConfig, PretrainModelConfig, build_loader, check_loader
@@ -29,6 +30,7 @@ class PretrainRun:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(run_dir="runs/pretrain"))
     eval_batches: int = 20  # batches for the final masked-accuracy report (seeded masks)
+    cache_codes: bool = True  # tokenizer codes computed once (fp32) into <cache_dir>/codes and reused by every run
     push_to_hub: str | None = None  # Hub repo id to upload the pre-trained encoder to
 
 
@@ -47,6 +49,9 @@ def pretrain(cfg: PretrainRun, tokenizer=None):
     corpus, windows, loader = build_loader(cfg.data, patch_size, cfg.train.seed,
                                            progress=cfg.train.progress and is_main_process())
     check_loader(loader)
+    if cfg.cache_codes:  # the frozen tokenizer runs once per window, not once per step
+        loader.windows = cache_codes(windows, tokenizer, cfg.data.cache_dir,
+                                     progress=cfg.train.progress and is_main_process())
     pretrainer = MaskedPretrainer(patch_size=patch_size, num_codes=tokenizer.quantizer.num_codes,
                                   sfreq=cfg.data.sfreq, preprocessing=cfg.data.preprocess_config().to_dict(),
                                   **config_to_dict(cfg.model)).attach_tokenizer(tokenizer)

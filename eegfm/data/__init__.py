@@ -4,6 +4,7 @@ See :class:`EEGCorpus` for the whole path; the pieces are usable on their own.
 """
 
 from .cache import CacheCorruptError, CacheEntry, RecordingCache
+from .code_cache import CodedWindows, cache_codes, tokenizer_fingerprint
 from .collate import EEGBatch, pad_recordings
 from .corpus import EEGCorpus
 from .loader import WindowLoader
@@ -23,6 +24,7 @@ from .sources import (
 from .windows import WindowDataset, collate_windows
 
 __all__ = [
+    "CodedWindows", "cache_codes", "tokenizer_fingerprint",
     "CacheCorruptError", "CacheEntry", "EEGBatch", "EEGCorpus", "PreprocessConfig", "PreprocessError",
     "Recording", "RecordingCache", "RecordingSource", "TokenBucketBatchSampler", "WindowDataset", "WindowLoader",
     "collate_windows", "file_fingerprint", "from_bids", "from_braindecode", "from_files", "from_moabb",

@@ -25,16 +25,22 @@ class EEGBatch:
         True for real channels.
     n_times : torch.Tensor of int64, shape (B,)
         Valid samples per recording.
+    targets : torch.Tensor of int64, shape (B, C*K), optional
+        Precomputed tokenizer codes of every token (-1 at padding), attached by a loader
+        over :class:`eegfm.data.CodedWindows`; None otherwise.
     """
 
     x: torch.Tensor
     positions: torch.Tensor
     channel_mask: torch.Tensor
     n_times: torch.Tensor
+    targets: torch.Tensor | None = None
 
     def to(self, device) -> EEGBatch:
         """Move every tensor to ``device``."""
-        return EEGBatch(*(t.to(device) for t in (self.x, self.positions, self.channel_mask, self.n_times)))
+        targets = None if self.targets is None else self.targets.to(device)
+        return EEGBatch(*(t.to(device) for t in (self.x, self.positions, self.channel_mask, self.n_times)),
+                        targets=targets)
 
     def encoder_inputs(self) -> dict:
         """Keyword arguments for ``MAPEEncoder(**batch.encoder_inputs())``."""

@@ -1,7 +1,8 @@
 """``MaskedPretrainer``: masked EEG modelling that predicts tokenizer codes (paper 3.1.4).
 
 Per step, for each masking strategy (random, channel, temporal; see
-:mod:`eegfm.modules.masking`, True = masked):
+:mod:`eegfm.modules.masking`, True = masked), one encoder pass each (or, with
+``single_pass=True``, ONE pass in which each sample gets one of the strategies, in turn):
 
     targets (B, C*K)   = frozen tokenizer codes of the UNMASKED input
     embeddings         = patch embeddings, with masked tokens replaced by a learned mask
@@ -11,7 +12,13 @@ Per step, for each masking strategy (random, channel, temporal; see
 
 The loss over strategies is their sum (each strategy's mean cross-entropy, summed; computed
 as the number of strategies times the mean over all their masked tokens, which is the same
-when each strategy masks the same share of tokens). Accuracy on masked tokens is reported
+when each strategy masks the same share of tokens). With ``single_pass`` the loss is the mean
+cross-entropy over the step's masked tokens.
+
+The targets come from the frozen tokenizer, always run in float32 outside any autocast
+(in bf16 about 7 % of the codes change), or precomputed: pass ``targets=`` (the training
+step takes ``batch.targets`` when the loader attaches cached codes, see
+:class:`eegfm.data.TokenCodeCache`). Accuracy on masked tokens is reported
 beside the accuracy of always predicting the most frequent code seen so far in training.
 
 The pre-trained encoder is ``pretrainer.encoder``: save it with
@@ -76,6 +83,11 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         Share of tokens / channels / time steps each strategy masks (paper: 0.5 best).
     symmetric : bool
         Also predict the complement of each mask (LaBraM's symmetric pass).
+    single_pass : bool
+        One encoder pass per step instead of one per strategy: sample ``i`` of a batch is
+        masked with strategy ``(i + offset) % len(strategies)``, ``offset`` drawn per step.
+        About ``len(strategies)`` times less compute per step; the loss is the mean over the
+        masked tokens of that one pass.
     """
 
     def __init__(
@@ -94,6 +106,7 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         channel_ratio: float = 0.5,
         temporal_ratio: float = 0.5,
         symmetric: bool = False,
+        single_pass: bool = False,
     ):
         super().__init__()
         strategies = list(strategies)
@@ -106,6 +119,7 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             if not 0.0 < self.ratios[name] < 1.0:
                 raise ValueError(f"{name}_ratio must be in (0, 1), got {self.ratios[name]}")
         self.symmetric = symmetric
+        self.single_pass = single_pass
         self.encoder = MAPEEncoder(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                                    mlp_ratio=mlp_ratio, position_embedding=position_embedding, sfreq=sfreq,
                                    preprocessing=preprocessing)
@@ -137,8 +151,27 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             raise RuntimeError("no tokenizer: call pretrainer.attach_tokenizer(tokenizer) or pass targets=")
         if next(self._tokenizer.parameters()).device != x.device:
             self._tokenizer.to(x.device)
-        codes, _ = self._tokenizer.tokenize(x, positions, channel_mask=channel_mask, n_times=n_times)
+        with torch.autocast(x.device.type, enabled=False):  # frozen teacher: always float32
+            codes, _ = self._tokenizer.tokenize(x.float(), positions.float(), channel_mask=channel_mask,
+                                                n_times=n_times)
         return codes
+
+    def _masks(self, token_mask: torch.Tensor, generator: torch.Generator | None) -> list[tuple]:
+        """The step's masks: ``(name, mask (B, C, K), strategy of each sample (B,) or None)``."""
+        masks = [(name, make_mask(name, token_mask, self.ratios[name], generator)) for name in self.strategies]
+        if self.single_pass:
+            batch = token_mask.shape[0]
+            offset = torch.randint(len(masks), (1,), generator=generator).to(token_mask.device)
+            strategy_of_sample = (torch.arange(batch, device=token_mask.device) + offset) % len(masks)  # (B,)
+            stacked = torch.stack([mask for _, mask in masks])  # (S, B, C, K)
+            mixed = stacked[strategy_of_sample, torch.arange(batch, device=token_mask.device)]  # (B, C, K)
+            chosen = [("mixed", mixed, strategy_of_sample)]
+        else:
+            chosen = [(name, mask, None) for name, mask in masks]
+        if self.symmetric:
+            chosen = [item for name, mask, which in chosen
+                      for item in ((name, mask, which), (f"{name}_complement", token_mask & ~mask, which))]
+        return chosen
 
     def forward(
         self,
@@ -183,16 +216,11 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             self.target_counts += torch.bincount(flat_targets[token_mask.flatten(1)], minlength=len(self.target_counts))
         most_frequent = self.target_counts.argmax()
 
-        masks = []
-        for name in self.strategies:
-            mask = make_mask(name, token_mask, self.ratios[name], generator)
-            masks.append((name, mask))
-            if self.symmetric:
-                masks.append((f"{name}_complement", token_mask & ~mask))
+        masks = self._masks(token_mask, generator)
         loss_sum = torch.zeros((), device=x.device)
         count = torch.zeros((), device=x.device)
         accuracy, n_masked, hits_baseline, n_total = {}, {}, 0, 0
-        for name, mask in masks:
+        for name, mask, strategy_of_sample in masks:
             hidden = torch.where(mask[..., None], self.mask_embedding.to(embeddings.dtype), embeddings)
             out = enc.encode(hidden, positions, token_mask, valid_patches)
             chosen = mask.flatten(1)  # (B, C*K)
@@ -201,11 +229,21 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             loss_sum = loss_sum + F.cross_entropy(logits, target, reduction="sum")
             count = count + chosen.sum()
             with torch.no_grad():
-                accuracy[name] = (logits.argmax(1) == target).float().mean()
-                n_masked[name] = chosen.sum()
+                hits = (logits.argmax(1) == target).float()  # (M,)
+                if strategy_of_sample is None:
+                    accuracy[name] = hits.mean()
+                    n_masked[name] = chosen.sum()
+                else:  # one pass, several strategies: split the hits by each sample's strategy
+                    which = strategy_of_sample[:, None].expand_as(chosen)[chosen]  # (M,)
+                    suffix = name.removeprefix("mixed")
+                    for i, strategy in enumerate(self.strategies):
+                        of_strategy = (which == i).float()
+                        accuracy[strategy + suffix] = (hits * of_strategy).sum() / of_strategy.sum().clamp_min(1)
+                        n_masked[strategy + suffix] = of_strategy.sum().long()
                 hits_baseline = hits_baseline + (target == most_frequent).sum()
                 n_total = n_total + target.numel()
-        count = count / len(masks)  # loss = sum over strategies of (about) each one's mean
+        if not self.single_pass:
+            count = count / len(masks)  # loss = sum over strategies of (about) each one's mean
         return PretrainOutput(
             loss=loss_sum / count.clamp_min(1), loss_sum=loss_sum, count=count, accuracy=accuracy,
             baseline_accuracy=hits_baseline / max(n_total, 1), n_masked=n_masked,
@@ -227,13 +265,15 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             ``accuracy`` {strategy: float}, ``baseline_accuracy`` (always predicting the code
             most frequent in training), ``masked_tokens`` {strategy: int}.
         """
-        was_training = self.training
+        was_training, single_pass = self.training, self.single_pass
         self.eval()
+        self.single_pass = False  # every strategy on every sample: figures comparable across modes
         generator = torch.Generator().manual_seed(seed)
         hits, totals, base_hits, base_total = {}, {}, 0.0, 0
         device = self.mask_embedding.device
         for batch in batches:
-            out = self(**batch.to(device).encoder_inputs(), generator=generator)
+            batch = batch.to(device)
+            out = self(**batch.encoder_inputs(), targets=getattr(batch, "targets", None), generator=generator)
             for name, acc in out.accuracy.items():
                 n = int(out.n_masked[name])
                 hits[name] = hits.get(name, 0.0) + float(acc) * n
@@ -242,6 +282,7 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             base_hits += float(out.baseline_accuracy) * n_all
             base_total += n_all
         self.train(was_training)
+        self.single_pass = single_pass
         return {
             "accuracy": {name: hits[name] / max(totals[name], 1) for name in hits},
             "baseline_accuracy": base_hits / max(base_total, 1),
@@ -250,7 +291,7 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
 
     def training_step(self, batch) -> dict:
         """One step's loss for :class:`eegfm.training.Trainer` (``loss_sum``, ``count``, metrics)."""
-        out = self(**batch.encoder_inputs())
+        out = self(**batch.encoder_inputs(), targets=getattr(batch, "targets", None))
         metrics = {f"accuracy_{name}": acc for name, acc in out.accuracy.items()}
         return {"loss_sum": out.loss_sum, "count": out.count, **metrics,
                 "baseline_accuracy": out.baseline_accuracy.float()}
