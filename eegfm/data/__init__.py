@@ -14,19 +14,24 @@ from .sampler import TokenBucketBatchSampler
 from .sources import (
     RecordingSource,
     file_fingerprint,
+    from_arff,
     from_bids,
     from_braindecode,
+    from_eegbci,
     from_files,
     from_moabb,
+    from_openbci,
     from_raw,
     infer_channel_types,
 )
+from .text_formats import read_arff, read_openbci_txt
 from .windows import WindowDataset, collate_windows
 
 __all__ = [
     "CodedWindows", "cache_codes", "tokenizer_fingerprint",
     "CacheCorruptError", "CacheEntry", "EEGBatch", "EEGCorpus", "PreprocessConfig", "PreprocessError",
     "Recording", "RecordingCache", "RecordingSource", "TokenBucketBatchSampler", "WindowDataset", "WindowLoader",
-    "collate_windows", "file_fingerprint", "from_bids", "from_braindecode", "from_files", "from_moabb",
-    "from_raw", "infer_channel_types", "pad_recordings", "preprocess",
+    "collate_windows", "file_fingerprint", "from_arff", "from_bids", "from_braindecode", "from_eegbci",
+    "from_files", "from_moabb", "from_openbci", "from_raw", "infer_channel_types", "pad_recordings", "preprocess",
+    "read_arff", "read_openbci_txt",
 ]

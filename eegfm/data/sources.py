@@ -12,6 +12,10 @@ Supported:
 - BIDS datasets through mne-bids (:func:`from_bids`);
 - MOABB datasets, offline from a local MNE data path (:func:`from_moabb`);
 - braindecode ``BaseConcatDataset`` (raw or windows datasets, :func:`from_braindecode`);
+- OpenBCI GUI text recordings (:func:`from_openbci`) and ARFF tables (:func:`from_arff`),
+  read by :mod:`eegfm.data.text_formats`;
+- PhysioNet EEG Motor Movement/Imagery EDF files already on disk in MNE's ``eegbci`` layout
+  (:func:`from_eegbci`; never downloads);
 - the paper's SEED-DV, SEED and FACED releases (:mod:`eegfm.data.paper_datasets`).
 
 Channel types: many files type every channel ``eeg``. :func:`infer_channel_types` retypes
@@ -21,6 +25,7 @@ that "EEG channels only" means what it says; pass ``channel_types=`` to override
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -30,14 +35,18 @@ from pathlib import Path
 import mne
 
 from .recording import Recording
+from .text_formats import read_arff, read_openbci_txt
 
 __all__ = [
     "RecordingSource",
     "file_fingerprint",
     "from_bids",
+    "from_arff",
     "from_braindecode",
+    "from_eegbci",
     "from_files",
     "from_moabb",
+    "from_openbci",
     "from_raw",
     "infer_channel_types",
 ]
@@ -259,4 +268,177 @@ def from_braindecode(concat_dataset) -> list[RecordingSource]:
                                            file_fingerprint(*files) if files else {"n": len(ds.windows)}, meta))
         else:
             raise TypeError(f"concat_dataset.datasets[{i}] ({type(ds).__name__}) has neither .raw nor .windows")
+    return sources
+
+
+def _file_list(paths, what: str) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out = [Path(p) for p in paths]
+    for path in out:
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} file {path} does not exist")
+    return out
+
+
+def from_openbci(paths, ch_names: Sequence[str] | None = None, *, channel_types: dict | None = None,
+                 metadata: dict | None = None) -> list[RecordingSource]:
+    """One source per OpenBCI GUI text recording (:func:`~eegfm.data.text_formats.read_openbci_txt`).
+
+    Parameters
+    ----------
+    paths : str | Path | iterable of str | Path
+        The GUI's ``.txt`` files.
+    ch_names : sequence of str, optional
+        Electrode site of each EXG column, in order (the file does not record them). Without
+        it the channels are ``EXG0``.. and have no scalp position, so :class:`EEGCorpus`
+        skips the recording with an "unknown channel" reason unless it gets ``positions=``.
+    channel_types : dict, optional
+        ``{name: type}`` overrides (after :func:`infer_channel_types`).
+    metadata : dict, optional
+        Added to every source's metadata (which starts as ``{"file": name}``).
+    """
+    names = list(ch_names) if ch_names is not None else None
+    sources = []
+    for path in _file_list(paths, "OpenBCI"):
+        def load(p=str(path)):
+            return infer_channel_types(read_openbci_txt(p, names), channel_types)
+        fingerprint = {**file_fingerprint(path), "reader": {"format": "openbci", "ch_names": names}}
+        sources.append(RecordingSource(str(path.resolve()), load, fingerprint,
+                                       {"file": path.name, **(metadata or {})}))
+    return sources
+
+
+def from_arff(paths, sfreq: float, *, label_columns: Sequence[str] | None = None, scale: float = 1e-6,
+              channel_types: dict | None = None, metadata: dict | None = None) -> list[RecordingSource]:
+    """One source per ARFF table of EEG samples (:func:`~eegfm.data.text_formats.read_arff`).
+
+    The label attributes (e.g. ``eyeDetection``) are not channels and are not loaded into the
+    corpus; read them with :func:`~eegfm.data.text_formats.read_arff`, which returns them.
+
+    Parameters
+    ----------
+    paths : str | Path | iterable of str | Path
+        The ``.arff`` files.
+    sfreq : float
+        Sampling rate in Hz of every file (ARFF stores none; UCI "EEG Eye State": 128).
+    label_columns : sequence of str, optional
+        Attributes that are labels, not channels (default: names like ``eyeDetection``; see
+        :func:`~eegfm.data.text_formats.read_arff`).
+    scale : float
+        Multiplies the values to give volts (default 1e-6: µV).
+    channel_types : dict, optional
+        ``{name: type}`` overrides (after :func:`infer_channel_types`).
+    metadata : dict, optional
+        Added to every source's metadata (which starts as ``{"file": name}``).
+    """
+    labels = list(label_columns) if label_columns is not None else None
+    sources = []
+    for path in _file_list(paths, "ARFF"):
+        def load(p=str(path)):
+            raw, _ = read_arff(p, sfreq=sfreq, label_columns=labels, scale=scale)
+            return infer_channel_types(raw, channel_types)
+        # the reading parameters change the signal, so they invalidate a cached copy too
+        reader = {"format": "arff", "sfreq": float(sfreq), "scale": float(scale), "label_columns": labels}
+        sources.append(RecordingSource(str(path.resolve()), load, {**file_fingerprint(path), "reader": reader},
+                                       {"file": path.name, **(metadata or {})}))
+    return sources
+
+
+#: PhysioNet eegmmidb run number -> task (R01 eyes open, R02 eyes closed; then three rounds of
+#: executed L/R fist, imagined L/R fist, executed fists/feet, imagined fists/feet).
+EEGBCI_TASKS = {1: "baseline_open", 2: "baseline_closed",
+                **{r: "motor_execution" for r in (3, 5, 7, 9, 11, 13)},
+                **{r: "motor_imagery" for r in (4, 6, 8, 10, 12, 14)}}
+_EEGBCI_LAYOUT = ("MNE-eegbci-data", "files", "eegmmidb", "1.0.0")
+_EEGBCI_FILE = re.compile(r"^S(\d{3})R(\d{2})\.edf$")
+
+
+def _numbers(name: str, values, top: int) -> list[int] | None:
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        try:
+            v = operator.index(v)  # int or numpy integer, not bool-like floats/strings
+        except TypeError:
+            v = None
+        if v is None or isinstance(v, bool) or not 1 <= v <= top:
+            raise ValueError(f"eegbci {name}s must be integers in 1-{top}, got {values!r}")
+        out.append(v)
+    return sorted(set(out))
+
+
+def _read_eegbci(path: str) -> mne.io.BaseRaw:
+    from mne.datasets import eegbci
+
+    raw = mne.io.read_raw_edf(path, preload=False, verbose="error")
+    eegbci.standardize(raw)  # "Fc5." -> "FC5", "Fp1." -> "Fp1" (MNE's own renaming)
+    return infer_channel_types(raw)
+
+
+def from_eegbci(root, subjects: Sequence[int] | None = None, runs: Sequence[int] | None = None
+                ) -> list[RecordingSource]:
+    """One source per PhysioNet EEG Motor Movement/Imagery (eegmmidb) EDF file present on disk.
+
+    Finds ``ROOT/MNE-eegbci-data/files/eegmmidb/1.0.0/S###/S###R##.edf`` (the layout of
+    ``mne.datasets.eegbci.load_data(..., path=ROOT)`` and MOABB's ``PhysionetMI``) by listing
+    the folders; ``ROOT`` may also be that ``1.0.0`` folder itself. Nothing is downloaded.
+    Channel names are standardised by ``mne.datasets.eegbci.standardize`` (``"Fc5."`` ->
+    ``"FC5"``); every one has a ``standard_1005`` position.
+
+    Parameters
+    ----------
+    root : str | Path
+    subjects : sequence of int, optional
+        Subject numbers (1-109); default: every subject present.
+    runs : sequence of int, optional
+        Run numbers (1-14); default: every run present.
+
+    Returns
+    -------
+    list of RecordingSource
+        Sorted by subject then run, each with metadata ``{"dataset": "eegbci", "subject": int,
+        "run": int, "task": str}``; ``task`` is ``"baseline_open"`` (R01), ``"baseline_closed"``
+        (R02), ``"motor_execution"`` (R03/05/07/09/11/13) or ``"motor_imagery"``
+        (R04/06/08/10/12/14). Runs 3, 4, 7, 8, 11, 12 are left/right fist, runs 5, 6, 9, 10,
+        13, 14 both fists/both feet.
+
+    Raises
+    ------
+    FileNotFoundError
+        No eegmmidb files under ``root``, a requested subject or run with no file, or (when
+        both ``subjects`` and ``runs`` are given) any requested file missing, all listed.
+    ValueError
+        A subject outside 1-109 or a run outside 1-14.
+    """
+    root = Path(root).expanduser()
+    folder = root.joinpath(*_EEGBCI_LAYOUT)
+    if not folder.is_dir() and root.name == _EEGBCI_LAYOUT[-1] and root.is_dir():
+        folder = root
+    found = {}
+    if folder.is_dir():
+        for path in folder.glob("S[0-9][0-9][0-9]/S[0-9][0-9][0-9]R[0-9][0-9].edf"):
+            m = _EEGBCI_FILE.match(path.name)
+            if m and path.parent.name == path.name[:4]:
+                found[int(m.group(1)), int(m.group(2))] = path
+    if not found:
+        raise FileNotFoundError(f"no eegmmidb EDF files (S###/S###R##.edf) in {folder}; eegfm never downloads: "
+                                "fetch them with mne.datasets.eegbci.load_data(subject, runs, path=ROOT)")
+    subjects = _numbers("subject", subjects, 109)
+    runs = _numbers("run", runs, 14)
+    if subjects is not None and runs is not None:
+        missing = [f"S{s:03d}R{r:02d}" for s in subjects for r in runs if (s, r) not in found]
+    else:
+        missing = [f"subject {s}" for s in subjects or [] if not any(k[0] == s for k in found)]
+        missing += [f"run {r}" for r in runs or [] if not any(k[1] == r for k in found)]
+    if missing:
+        raise FileNotFoundError(f"eegbci files not in {folder}: {', '.join(missing)} (eegfm never downloads)")
+    sources = []
+    for (subject, run), path in sorted(found.items()):
+        if (subjects is not None and subject not in subjects) or (runs is not None and run not in runs):
+            continue
+        meta = {"dataset": "eegbci", "subject": subject, "run": run, "task": EEGBCI_TASKS[run]}
+        fingerprint = {**file_fingerprint(path), "reader": {"format": "eegbci", "names": "standardize"}}
+        sources.append(RecordingSource(str(path.resolve()), lambda p=str(path): _read_eegbci(p), fingerprint, meta))
     return sources
