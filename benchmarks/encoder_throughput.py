@@ -1,8 +1,9 @@
 """Training-step throughput of MAPEEncoder vs braindecode's Labram, side by side in one process.
 
 Both models get the same input (B recordings of C channels x T samples), the same patch
-size and Transformer size, a 2-class head, cross-entropy, AdamW, and (by default on GPU)
-bf16 autocast. Rounds alternate between the two models so drift hits both alike; the
+size and Transformer size, a 2-class head, cross-entropy, the same AdamW (fused, as eegfm's
+Trainer uses, unless ``--adamw foreach``), and (by default on GPU) bf16 autocast. On CPU the
+clock is process CPU time (robust to other load on a shared machine). Rounds alternate between the two models so drift hits both alike; the
 median step time of each is reported as tokens/s (B * C * T // patch_size tokens a step)
 and, on CUDA, peak memory.
 
@@ -11,7 +12,8 @@ Issue target (GPU, base size, B=128, 64 ch x 4 s at 200 Hz, patch 200): MAPEEnco
 
 ``--task pretrain`` times eegfm's full masked pre-training step instead (frozen tokenizer
 targets + one encoder pass per masking strategy, three by default) against the same Labram
-forward+backward.
+forward+backward. ``--cached-codes`` takes the targets precomputed (what ``eegfm pretrain``
+does with its code cache) and ``--single-pass`` uses one encoder pass per step.
 
     python benchmarks/encoder_throughput.py                      # GPU if present, else a CPU-sized run
     python benchmarks/encoder_throughput.py --device cpu --batch-size 8 --dtype fp32
@@ -56,8 +58,8 @@ def build_pretrainer(args, dim, depth, heads):
 
     size = dict(patch_size=args.patch_size, embed_dim=dim, depth=depth, num_heads=heads, sfreq=args.sfreq)
     tokenizer = NeuralTokenizer(**size, num_codes=args.num_codes).eval()
-    return MaskedPretrainer(**size, num_codes=args.num_codes,
-                            strategies=args.strategies.split(",")).attach_tokenizer(tokenizer)
+    return MaskedPretrainer(**size, num_codes=args.num_codes, strategies=args.strategies.split(","),
+                            single_pass=args.single_pass).attach_tokenizer(tokenizer)
 
 
 def build_models(args, device):
@@ -84,8 +86,8 @@ def build_models(args, device):
     return ours, labram, ch_names, n_times
 
 
-def make_step(model, loss_of, batch, labels, device, dtype):
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+def make_step(model, loss_of, batch, labels, device, dtype, fused=False):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=fused or None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     def step():
@@ -98,16 +100,16 @@ def make_step(model, loss_of, batch, labels, device, dtype):
     return step
 
 
-def time_steps(step, n, device) -> list[float]:
+def time_steps(step, n, device, clock=time.perf_counter) -> list[float]:
     times = []
     for _ in range(n):
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
 
 
@@ -128,6 +130,14 @@ def main(argv=None) -> dict:
                         help="classify: encoder + head; pretrain: the full masked pre-training step")
     parser.add_argument("--num-codes", type=int, default=2048, help="--task pretrain: codebook size")
     parser.add_argument("--strategies", default="random,channel,temporal", help="--task pretrain: masks per step")
+    parser.add_argument("--single-pass", action="store_true",
+                        help="--task pretrain: one encoder pass per step, one strategy per sample")
+    parser.add_argument("--cached-codes", action="store_true",
+                        help="--task pretrain: targets precomputed once (as eegfm pretrain's code cache does)")
+    parser.add_argument("--adamw", default="fused", choices=["fused", "foreach"],
+                        help="AdamW implementation for BOTH models (eegfm's Trainer uses fused)")
+    parser.add_argument("--clock", default=None, choices=["wall", "process"],
+                        help="wall time, or process CPU time (default on CPU: robust to other load)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
 
@@ -147,8 +157,13 @@ def main(argv=None) -> dict:
 
     ce = nn.CrossEntropyLoss()
 
+    targets = None
+    if args.task == "pretrain" and args.cached_codes:
+        with torch.no_grad():
+            targets = ours._targets(x, positions.expand(len(x), -1, -1), None, None)
+
     def pretrain_loss(m, b, y):
-        out = m(b, positions)
+        out = m(b, positions, targets=targets)
         return out.loss_sum / out.count
 
     ours_name = "eegfm.MaskedPretrainer step" if args.task == "pretrain" else "eegfm.MAPEEncoder"
@@ -156,7 +171,8 @@ def main(argv=None) -> dict:
         ours_name: (ours, pretrain_loss if args.task == "pretrain" else (lambda m, b, y: ce(m(b, positions).float(), y))),
         "braindecode.Labram": (labram, lambda m, b, y: ce(m(b, ch_names=ch_names).float(), y)),
     }
-    steps = {name: make_step(m, call, x, labels, device, args.dtype) for name, (m, call) in contenders.items()}
+    steps = {name: make_step(m, call, x, labels, device, args.dtype, args.adamw == "fused")
+             for name, (m, call) in contenders.items()}
     peak, times = {}, {name: [] for name in contenders}
     for name, step in steps.items():  # warm-up and peak memory, one model at a time
         if device.type == "cuda":
@@ -165,9 +181,11 @@ def main(argv=None) -> dict:
         time_steps(step, args.warmup, device)
         if device.type == "cuda":
             peak[name] = torch.cuda.max_memory_allocated() / 2**30
-    for _ in range(args.rounds):
+    args.clock = args.clock or ("wall" if device.type == "cuda" else "process")
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    for _ in range(args.rounds):  # alternating rounds: drift hits both alike
         for name, step in steps.items():
-            times[name] += time_steps(step, args.steps, device)
+            times[name] += time_steps(step, args.steps, device, clock)
 
     results = {}
     for name, (model, _) in contenders.items():
@@ -192,6 +210,8 @@ def main(argv=None) -> dict:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     prefix = "pretrain_step" if args.task == "pretrain" else "encoder"
+    if args.task == "pretrain":
+        prefix += ("_single" if args.single_pass else "") + ("_cached" if args.cached_codes else "")
     path = args.out / f"{prefix}_throughput_{device.type}_{args.size}_b{args.batch_size}_{args.dtype}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     for name, r in results.items():
