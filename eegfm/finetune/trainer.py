@@ -2,6 +2,8 @@
 
 Runs on the shared training engine (:class:`eegfm.training.Trainer`): AdamW, cosine schedule
 with warm-up, clipping, autocast, atomic checkpoints and exact ``resume``, DDP under torchrun.
+With a validation set, :func:`finetune` evaluates it after every epoch, keeps the weights of the
+best epoch (``FinetuneConfig.monitor``, ``select_best``) and stops early (``patience``).
 
 Example
 -------
@@ -11,6 +13,8 @@ Example
 >>> finetune(model, train_set, FinetuneConfig(epochs=10))                           # doctest: +SKIP
 >>> evaluate(model, test_set)                                                        # doctest: +SKIP
 {'balanced_accuracy': ..., 'accuracy': ..., 'auroc': ..., 'n': ...}
+>>> out = finetune(model, train_set, FinetuneConfig(epochs=50, patience=5), valid=valid_set)  # doctest: +SKIP
+>>> out["best_epoch"], out["valid"]["balanced_accuracy"], len(out["history"])      # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from torch import nn
 
 from ..training import TrainConfig, Trainer, is_main_process
 from ..training import distributed as D
+from ..training.checkpoint import capture_rng_state, restore_rng_state
 from .data import LabeledEEG
 from .layer_decay import layer_decay_groups
 from .metrics import classification_report, regression_report
@@ -35,10 +40,22 @@ __all__ = ["FinetuneConfig", "FinetuneTask", "evaluate", "finetune", "predict"]
 
 MODES = ("full", "linear")
 TASKS = ("classification", "regression")
+#: keys of :func:`evaluate`'s dict that ``FinetuneConfig.monitor`` may name, per task
+MONITORS = {"classification": ("balanced_accuracy", "accuracy", "auroc"), "regression": ("mse", "mae", "r2")}
+_MINIMISED = ("mse", "mae")  # every other monitor is maximised
 
 
 @dataclass
 class FinetuneConfig:
+    """Settings of :func:`finetune` (each field is commented below).
+
+    ``patience``, ``select_best`` and ``monitor`` act only when :func:`finetune` is given
+    ``valid=...``. ``monitor`` is a key of :func:`evaluate`'s dict (``MONITORS[task]``), maximised
+    except ``"mse"`` and ``"mae"``; with ``task="regression"`` the default ``"balanced_accuracy"``
+    becomes ``"mse"``. An epoch improves when its value is strictly better than the best so far
+    (NaN never is).
+    """
+
     mode: str = "full"  # "full": every weight, layer-wise lr decay | "linear": frozen encoder, head only (linear probing)
     task: str = "classification"  # "classification" (cross-entropy) | "regression" (MSE)
     epochs: int = 30
@@ -59,6 +76,10 @@ class FinetuneConfig:
     checkpoint_every_epochs: int = 5
     metrics: str = "csv"
     progress: bool = True
+    # validation (only used when finetune() is given valid=...; evaluated after every epoch)
+    patience: int | None = None  # stop after this many epochs without improvement of `monitor` (None: never stop early)
+    select_best: bool = True  # restore the weights of the best validation epoch at the end
+    monitor: str = "balanced_accuracy"  # evaluate() key to maximise ("mse"/"mae": minimised); regression default: "mse"
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -67,6 +88,16 @@ class FinetuneConfig:
             raise ValueError(f"task must be one of {TASKS}, got task={self.task!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got epochs={self.epochs}, batch_size={self.batch_size}")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
+                                          or self.patience < 1):
+            raise ValueError(f"patience must be >= 1 (epochs) or None, got patience={self.patience!r}")
+        if not isinstance(self.select_best, bool):
+            raise ValueError(f"select_best must be True or False, got select_best={self.select_best!r}")
+        if self.task == "regression" and self.monitor == "balanced_accuracy":  # the classification default
+            self.monitor = "mse"
+        if self.monitor not in MONITORS[self.task]:
+            raise ValueError(f"monitor must be one of {MONITORS[self.task]} for task={self.task!r}, "
+                             f"got monitor={self.monitor!r}")
 
 
 class FinetuneTask(nn.Module):
@@ -121,6 +152,95 @@ class FinetuneTask(nn.Module):
         return {"loss_sum": F.mse_loss(out.float(), target, reduction="sum") / out.shape[-1], "count": len(labels)}
 
 
+class _Selection(nn.Module):
+    """Per-epoch validation of :func:`finetune`: a Trainer callback with best-weights selection.
+
+    After the last step of every epoch it evaluates ``valid`` (:func:`evaluate`, on the main
+    process; the metrics are shared so that every process takes the same decision), appends them
+    to ``history``, keeps a CPU copy of the best weights (``select_best``) and asks the trainer to
+    stop after ``patience`` epochs without a strict improvement of ``monitor``. The RNG state is
+    restored after evaluating, so the training stream and batches are those of a run without
+    validation.
+
+    It is a module (a child of :class:`FinetuneTask`, no parameters) only so that its state rides
+    in the trainer's checkpoints as extra state: ``resume=True`` continues the selection exactly.
+    """
+
+    def __init__(self, model: nn.Module, valid: LabeledEEG, config: FinetuneConfig, per_epoch: int):
+        super().__init__()
+        self._model = (model,)  # a tuple: not registered as a child (its weights are the task's already)
+        self.valid, self.config, self.per_epoch = valid, config, per_epoch
+        self.trainer: Trainer | None = None
+        self.history: list[dict] = []  # [{"epoch": e (1-based), **evaluate()}, ...]
+        self.best_epoch: int | None = None
+        self.best_value: float | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None  # model.state_dict() of best_epoch (select_best)
+        self.bad_epochs = 0  # epochs since the last improvement
+
+    def _improves(self, value: float) -> bool:
+        best = self.best_value
+        if best is None:
+            return True
+        if math.isnan(value):  # e.g. AUROC of a one-class validation set
+            return False
+        if math.isnan(best):
+            return True
+        return value < best if self.config.monitor in _MINIMISED else value > best
+
+    def _should_stop(self) -> bool:
+        return self.config.patience is not None and self.bad_epochs >= self.config.patience
+
+    def on_step(self, trainer: Trainer, step: int) -> None:
+        """The trainer's callback: validate at every epoch end (once, see :meth:`get_extra_state`)."""
+        if step % self.per_epoch == 0:  # else nothing: no host sync inside an epoch
+            self._validate(trainer)
+
+    def _validate(self, trainer: Trainer) -> None:
+        epoch = trainer.step // self.per_epoch
+        if trainer.step % self.per_epoch or epoch < 1 or (self.history and self.history[-1]["epoch"] >= epoch):
+            return  # mid-epoch, or this epoch is validated already
+        model = self._model[0]
+        metrics = None
+        if D.is_main_process():
+            rng = capture_rng_state()
+            metrics = evaluate(model, self.valid, task=self.config.task, batch_size=self.config.batch_size)
+            restore_rng_state(rng)
+        metrics = D.all_gather_object(metrics)[0]  # the main process's metrics, on every process
+        trainer.model.train()  # predict() left model.encoder in train mode; a linear probe's stays in eval
+        self.history.append({"epoch": epoch, **metrics})
+        value = float(metrics[self.config.monitor])
+        if self._improves(value):
+            self.best_epoch, self.best_value, self.bad_epochs = epoch, value, 0
+            if self.config.select_best:
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+        if self._should_stop():
+            trainer.request_stop()
+
+    def get_extra_state(self) -> dict:
+        # The trainer checkpoints an epoch end before it calls the step callbacks: validate that
+        # epoch first, so that the checkpoint holds the selection state of its own step.
+        if self.trainer is not None:
+            self._validate(self.trainer)
+        return {"monitor": self.config.monitor, "history": self.history, "best_epoch": self.best_epoch,
+                "best_value": self.best_value, "bad_epochs": self.bad_epochs, "best_state": self.best_state}
+
+    def set_extra_state(self, state: dict) -> None:  # resume: Trainer._resume loads the task's state_dict
+        if state["monitor"] != self.config.monitor:
+            raise ValueError(f"resume=True with monitor={self.config.monitor!r}, but the run in "
+                             f"{self.config.run_dir!r} selected on monitor={state['monitor']!r}; keep the monitor")
+        self.history = list(state["history"])
+        self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
+        self.bad_epochs = state["bad_epochs"]
+        self.best_state = state["best_state"]
+        if self.config.select_best and self.best_state is None and self.best_epoch is not None:
+            raise ValueError(f"resume=True with select_best=True, but the run in {self.config.run_dir!r} "
+                             "kept no best weights (select_best=False); keep select_best")
+        if self._should_stop() and self.trainer is not None:  # the run had stopped early: train no further
+            self.trainer.request_stop()
+
+
 def _class_weights(data: LabeledEEG) -> torch.Tensor:
     counts = np.bincount(data.labels, minlength=data.n_classes).astype(np.float64)
     weights = np.where(counts > 0, len(data.labels) / (len(counts) * np.maximum(counts, 1)), 0.0)
@@ -129,30 +249,58 @@ def _class_weights(data: LabeledEEG) -> torch.Tensor:
 
 def finetune(model: nn.Module, train: LabeledEEG, config: FinetuneConfig | None = None, *,
              valid: LabeledEEG | None = None) -> dict:
-    """Fine-tune ``model`` on ``train`` in place.
+    """Fine-tune ``model`` on ``train`` in place, optionally selecting on ``valid``.
 
     Parameters
     ----------
     model : nn.Module
-        e.g. :class:`eegfm.MAPEClassifier` (``from_pretrained(path, n_outputs=k)``).
+        ``model(x, positions, channel_mask=..., n_times=...) -> (B, n_outputs)``, e.g.
+        :class:`eegfm.MAPEClassifier` (``from_pretrained(path, n_outputs=k)``).
     train : LabeledEEG
-        Its ``sfreq`` must be the encoder's.
+        N examples, labels of shape (N,) (int classes) or (N,) / (N, n_outputs) (regression
+        targets). Its ``sfreq`` must be the encoder's.
     config : FinetuneConfig, optional
     valid : LabeledEEG, optional
-        Evaluated after training (:func:`evaluate`).
+        Validation examples, evaluated with :func:`evaluate` after every epoch (on the main
+        process under DDP; the stop decision is shared). The weights of the best epoch by
+        ``config.monitor`` are restored at the end when ``config.select_best``, and training stops
+        after ``config.patience`` epochs without a strict improvement. Evaluating changes neither
+        the training RNG nor the batches: with ``patience=None`` and ``select_best=False`` the
+        final weights equal those of a run without ``valid``. The selection state (history,
+        best weights) is part of the checkpoints, so ``resume=True`` needs the same ``valid``
+        (given or not) as the run it continues; ``checkpoints/`` hold the last weights, the
+        selected ones are in ``config.run_dir/model``. Never pass the test set here.
 
     Returns
     -------
     dict
-        ``steps``, ``train`` (last logged metrics) and ``valid`` (metrics, when given). The
-        fine-tuned model is also saved to ``config.run_dir/model`` (when it has
+        ``steps`` (optimizer steps done: fewer than planned after an early stop), ``train`` (last
+        logged training metrics) and ``config``; with ``valid`` also
+
+        - ``history``: list with one dict per epoch run, ``{"epoch": e, **evaluate(model, valid)}``
+          (``e`` 1-based),
+        - ``best_epoch``: int, 1-based epoch of the best ``config.monitor`` value,
+        - ``valid``: :func:`evaluate` metrics of the returned weights (those of ``best_epoch`` when
+          ``select_best``, else of the last epoch).
+
+        The fine-tuned (selected) model is also saved to ``config.run_dir/model`` (when it has
         ``save_pretrained``), beside ``checkpoints/`` and ``metrics.csv``.
+
+    Raises
+    ------
+    ValueError
+        On data that does not fit the model or the task, and for ``config.patience`` without
+        ``valid``.
     """
     config = config or FinetuneConfig()
+    if config.patience is not None and valid is None:
+        raise ValueError(f"patience={config.patience} needs a validation set to monitor: pass valid=..., "
+                         "or set patience=None")
     encoder = getattr(model, "encoder", None)
-    if encoder is not None and float(train.sfreq) != float(encoder.sfreq):
-        raise ValueError(f"train.sfreq={train.sfreq} Hz but the encoder expects {encoder.sfreq} Hz; "
-                         "preprocess the data with the model's contract (model.encoder.preprocessing)")
+    for name, data in (("train", train), ("valid", valid)):
+        if data is not None and encoder is not None and float(data.sfreq) != float(encoder.sfreq):
+            raise ValueError(f"{name}.sfreq={data.sfreq} Hz but the encoder expects {encoder.sfreq} Hz; "
+                             "preprocess the data with the model's contract (model.encoder.preprocessing)")
     n_out = getattr(model, "n_outputs", None)
     if config.task == "classification":
         if train.labels.dtype.kind not in "iu":
@@ -184,14 +332,26 @@ def finetune(model: nn.Module, train: LabeledEEG, config: FinetuneConfig | None 
         return train.batches(batch_size, shuffle=True, seed=config.seed, epoch=epoch, start=start, drop_last=drop_last,
                              rank=rank, world_size=world)
 
-    fit = Trainer(task, train_cfg, batches, trainable_parameters=task.trainable_parameters()).fit()
+    selection = None
+    if valid is not None:
+        task.selection = selection = _Selection(model, valid, config, per_epoch)
+    trainer = Trainer(task, train_cfg, batches, trainable_parameters=task.trainable_parameters(),
+                      callbacks=[selection.on_step] if selection is not None else None)
+    if selection is not None:
+        selection.trainer = trainer  # a resumed run that had stopped early stops again at once
+    fit = trainer.fit()
+    if selection is not None and config.select_best and selection.best_state is not None:
+        model.load_state_dict(selection.best_state)
     model.eval()
     if callable(getattr(model, "save_pretrained", None)) and is_main_process():
         model.save_pretrained(Path(config.run_dir) / "model")
     summary = {"steps": steps, "train": {k: v for k, v in fit.get("metrics", {}).items()},
                "config": dataclasses.asdict(config)}
-    if valid is not None:
-        summary["valid"] = evaluate(model, valid, task=config.task, batch_size=config.batch_size)
+    if selection is not None:
+        chosen = selection.best_epoch if config.select_best else selection.history[-1]["epoch"]
+        metrics = next(h for h in selection.history if h["epoch"] == chosen)
+        summary.update(steps=fit["steps"], history=[dict(h) for h in selection.history],
+                       best_epoch=selection.best_epoch, valid={k: v for k, v in metrics.items() if k != "epoch"})
     return summary
 
 
