@@ -84,7 +84,7 @@ def _labeled_data(cfg: FinetuneRun, preprocess):
 
 def finetune_run(cfg: FinetuneRun) -> tuple[object, dict]:
     """Fine-tune as configured. Returns (MAPEClassifier, summary dict)."""
-    from ..finetune import finetune
+    from ..finetune import evaluate, finetune
     from ..models.classifier import MAPEClassifier
     from ..training import is_main_process
 
@@ -101,7 +101,9 @@ def finetune_run(cfg: FinetuneRun) -> tuple[object, dict]:
         model = MAPEClassifier(n_outputs=n_outputs, pooling=cfg.pooling, head_dropout=cfg.head_dropout,
                                encoder={**config_to_dict(cfg.encoder), "sfreq": preprocess.sfreq,
                                         "preprocessing": preprocess.to_dict()})
-    summary = finetune(model, train, finetune_cfg, valid=test)
+    summary = finetune(model, train, finetune_cfg)  # the test subjects never choose an epoch
+    if test is not None:
+        summary["valid"] = evaluate(model, test, task=finetune_cfg.task, batch_size=finetune_cfg.batch_size)
     summary.update(windows={"train": len(train), "test": len(test) if test is not None else 0},
                    classes=data.classes, pretrained=cfg.pretrained or None)
     if is_main_process():
