@@ -1,0 +1,907 @@
+"""Downstream, cross-subject: does pre-training help on subjects the model never saw?
+
+    python benchmarks/downstream.py                                  # both tasks, 5 folds, 5 seeds
+    python benchmarks/downstream.py --tasks mi --folds 3 --seeds 0,1,2
+    python benchmarks/downstream.py --tasks ma --test-subjects ma:26-31   # one given held-out set
+    python benchmarks/downstream.py --reuse                          # resume an interrupted run
+
+Tasks (every subject present is tested once, in leave-subjects-out folds; label-free
+pre-training never sees the fold's test subjects):
+
+- ``ma``: Mental Arithmetic (PhysioNet eegmat, BIDS), rest vs arithmetic, 5-s windows of the
+  whole recordings, 19 channels; subjects 02-31.
+- ``mi``: PhysioNet EEG Motor Movement/Imagery, imagined left vs right fist (runs R04, R08,
+  R12; events T1 = left, T2 = right), 0-4 s after the cue, 64 channels; S001-S012 and S015.
+
+Per task: subjects are split into ``--folds`` seeded groups (saved in the JSON); in each fold
+one group is the test set and a seeded ``--val-fraction`` of the remaining subjects the
+validation set, used for early stopping / best-epoch selection only. Test subjects are never
+used for any choice.
+
+Pre-training (eegfm CLI functions, all sizes set by flags):
+
+1. one neural tokenizer per task, on the corpus WITHOUT any recording of the task's dataset
+   (``ma``: eegmmidb + EEGLAB sample + UCI Eye State (+ OpenBCI, skipped: no channel
+   positions); ``mi``: eegmat + the same extras), so it never sees any test subject;
+2. per fold, masked pre-training on the whole corpus minus the fold's test subjects (the
+   task's own training and validation subjects included, without labels), seeded with the
+   first seed. Its masked-token accuracy per strategy (beside the most-frequent-code baseline)
+   and the tokenizer's codebook usage are reported.
+
+Models per (task, fold, seed): ``eegfm_pretrained`` (full fine-tuning, layer-wise lr decay),
+``eegfm_linear`` (linear probe on the same pre-trained encoder), ``eegfm_scratch`` (same
+architecture and budget, random init, no layer decay), braindecode ``eegnet`` and ``shallow``
+(ShallowFBCSPNet) with the same validation-based early stopping and best-epoch selection, and,
+once per fold (deterministic), ``ts_lr`` (pyriemann OAS covariances + tangent space + logistic
+regression) and, for ``mi``, ``csp_lda`` (mne CSP + LDA), trained on training + validation
+subjects (they make no choice that needs a validation set).
+
+Headline metric, per (task, model): for each seed, the test predictions of all folds are
+pooled (every subject is tested exactly once) into one balanced accuracy and one AUROC; the
+table gives mean +- std (ddof=1) of these over seeds. Pre-trained vs scratch: paired per-seed
+differences, the number of seeds where pre-training wins, paired t-test and Wilcoxon p-values.
+
+Cost (measured on this 2-core CPU with ``--threads 1``, the other core busy; seconds):
+tokenizer 400 steps ~550 (``ma``: 64-channel eegmmidb corpus) / ~120 (``mi``); masked
+pre-training 400 steps per fold ~590 / ~530 (~300 with ``--single-pass``); one epoch (train +
+validation) of eegfm full fine-tuning ~10 (``ma``) / ~16 (``mi``), linear probe ~4 / ~6, EEGNet
+~7 / ~7, ShallowFBCSPNet ~4 / ~7; a classic fit 6-11. The defaults (2 tasks x 5 folds x 5 seeds
+x 5 deep models, up to 15 / 20 epochs with early stopping, 10 pre-trainings) are therefore
+about 8-9 h on one core, most of it fine-tuning; ``--seeds 0,1,2 --single-pass
+--pretrain-steps 200 --finetune-epochs 6 --patience 2 --baseline-epochs 8
+--baseline-patience 2`` is about 2.7 h. The script prints an estimate after every fold;
+``--reuse`` resumes.
+
+Writes ``downstream.json``, ``summary.md``, ``downstream.png`` and
+``paired_pretrained_vs_scratch.png`` to ``--out`` (after every (task, fold): partial results);
+models, caches and finished rows go to ``--work-dir`` (``--reuse`` resumes from them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eegfm import MAPEClassifier, MAPEEncoder, NeuralTokenizer  # noqa: E402
+from eegfm.cli.pretrain import PretrainRun, pretrain  # noqa: E402
+from eegfm.cli.runs import DataConfig, PretrainModelConfig, TokenizerModelConfig  # noqa: E402
+from eegfm.cli.tokenizer import TokenizerRun, train_tokenizer  # noqa: E402
+from eegfm.data import EEGCorpus  # noqa: E402
+from eegfm.data.preprocessing import preprocess  # noqa: E402
+from eegfm.data.specs import SOURCE_KINDS, sources_from_spec  # noqa: E402
+from eegfm.finetune import FinetuneConfig, LabeledEEG, finetune, predict  # noqa: E402
+from eegfm.finetune.metrics import classification_report  # noqa: E402
+from eegfm.training import TrainConfig  # noqa: E402
+
+TASK_NAMES = {"ma": "Mental Arithmetic (rest vs arithmetic)", "mi": "Motor Imagery (left vs right fist)"}
+CLASSES = {"ma": ["rest", "arithmetic"], "mi": ["left", "right"]}
+MI_RUNS = (4, 8, 12)  # imagined left / right fist
+MI_EVENTS = {"T1": 0, "T2": 1}  # T1 = left fist, T2 = right fist
+EEGBCI_SUBDIR = Path("eegbci") / "MNE-eegbci-data" / "files" / "eegmmidb" / "1.0.0"
+EEGFM_MODELS = ("eegfm_pretrained", "eegfm_linear", "eegfm_scratch")
+BRAINDECODE_MODELS = ("eegnet", "shallow")
+CLASSIC_MODELS = ("ts_lr", "csp_lda")
+ALL_MODELS = EEGFM_MODELS + BRAINDECODE_MODELS + CLASSIC_MODELS
+TASK_MODELS = {"ma": [m for m in ALL_MODELS if m != "csp_lda"], "mi": list(ALL_MODELS)}
+EXTRAS = ("eeglab", "uci", "openbci")
+PAIRS = (("eegfm_pretrained", "eegfm_scratch"), ("eegfm_linear", "eegfm_scratch"))
+METRIC_DEFINITION = (
+    "For each seed, the test-set predictions of all folds are pooled (every subject of the task is a test "
+    "subject in exactly one fold), giving one balanced accuracy and one AUROC per seed (AUROC from the "
+    "pooled class-1 probabilities); 'mean' and 'std' are the mean and sample std (ddof=1) of these over "
+    "seeds. 'fold_mean' is the secondary figure: per seed the unweighted mean over folds of the per-fold "
+    "test metric, then mean/std over seeds. Classic pipelines are deterministic: one value, std 0. "
+    "Paired comparisons use the per-seed pooled values of the two models.")
+
+
+# ---------------------------------------------------------------------------------- subjects & folds
+def _expand(text: str) -> list[int]:
+    """'2,5,7' / '02-05' / '1-3,15' -> ints."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = (int(v.strip().lstrip("Ss") or 0) for v in part.split("-"))
+            out += list(range(lo, hi + 1))
+        else:
+            out.append(int(part.lstrip("Ss")))
+    return out
+
+
+def subject_id(task: str, number: int) -> str:
+    """The group label of a subject: eegmat BIDS label '02' or eegmmidb 'S001'."""
+    return f"{number:02d}" if task == "ma" else f"S{number:03d}"
+
+
+def subject_number(subject: str) -> int:
+    return int(subject.lstrip("S"))
+
+
+def present_subjects(task: str, data_root: Path) -> list[str]:
+    if task == "ma":
+        return sorted(p.name.removeprefix("sub-") for p in (data_root / "eegmat_bids").glob("sub-*") if p.is_dir())
+    root = data_root / EEGBCI_SUBDIR
+    return sorted(p.name for p in root.glob("S[0-9][0-9][0-9]")
+                  if all((p / f"{p.name}R{r:02d}.edf").is_file() for r in MI_RUNS))
+
+
+def parse_subjects(task: str, text: str, present: list[str], flag: str) -> list[str]:
+    chosen = [subject_id(task, n) for n in _expand(text)]
+    missing = sorted(set(chosen) - set(present))
+    if missing:
+        raise SystemExit(f"{flag}: subjects {missing} are not in the {task} data (present: {','.join(present)})")
+    return sorted(dict.fromkeys(chosen))
+
+
+def parse_test_subjects(text: str, tasks: list[str]) -> dict[str, str]:
+    """'ma:26-31;mi:12,15' (or plain '26-31' when one task runs) -> {task: '26-31'}."""
+    if not text:
+        return {}
+    out = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        task, sep, ids = part.partition(":")
+        if not sep:
+            if len(tasks) != 1:
+                raise SystemExit("--test-subjects: name the task when several run, e.g. 'ma:26-31;mi:12,15'")
+            task, ids = tasks[0], part
+        if task not in TASK_NAMES:
+            raise SystemExit(f"--test-subjects: unknown task {task!r} (tasks: {', '.join(TASK_NAMES)})")
+        out[task] = ids
+    return out
+
+
+def make_folds(subjects: list[str], k: int, seed: int, val_fraction: float, fixed_test: list[str] | None = None,
+               ) -> list[dict]:
+    """Leave-subjects-out folds; validation subjects are drawn from each fold's training subjects only."""
+    if fixed_test:
+        groups = [sorted(fixed_test)]
+    else:
+        if not 2 <= k <= len(subjects):
+            raise SystemExit(f"--folds must be in [2, {len(subjects)}] for {len(subjects)} subjects, got {k}")
+        perm = np.random.default_rng(seed).permutation(len(subjects))
+        groups = [sorted(subjects[i] for i in g) for g in np.array_split(perm, k)]
+    folds = []
+    for i, test in enumerate(groups):
+        pool = [s for s in subjects if s not in test]
+        n_val = max(1, int(round(val_fraction * len(pool))))
+        if len(pool) - n_val < 1:
+            raise SystemExit(f"fold {i}: {len(pool)} non-test subject(s) cannot give both training and validation "
+                             "subjects; use more subjects or fewer folds")
+        val = sorted(np.random.default_rng([seed, i]).choice(pool, n_val, replace=False).tolist())
+        folds.append({"fold": i, "test": test, "val": val, "train": [s for s in pool if s not in val]})
+    return folds
+
+
+# ---------------------------------------------------------------------------------- data
+def eegbci_file(data_root: Path, subject: str, run: int) -> Path:
+    return data_root / EEGBCI_SUBDIR / subject / f"{subject}R{run:02d}.edf"
+
+
+def eegbci_runs_present(data_root: Path, subject: str) -> list[int]:
+    folder = data_root / EEGBCI_SUBDIR / subject
+    return sorted(int(p.stem[-2:]) for p in folder.glob(f"{subject}R[0-9][0-9].edf"))
+
+
+def corpus_spec(data_root: Path, eegmat: list[str], eegbci: list[str], extras: list[str],
+                eegbci_runs: list[int] | None = None) -> tuple[str, list[str]]:
+    """A ';'-separated eegfm source spec and notes on what could not be included.
+
+    eegmmidb: every run present of each allowed subject (or ``eegbci_runs``), one source per
+    subject so that no missing run is ever asked for (that would start a download).
+    """
+    parts, notes = [], []
+    if eegmat:
+        parts.append(f"bids:{data_root / 'eegmat_bids'}:{','.join(eegmat)}")
+    for subject in eegbci:
+        runs = [r for r in eegbci_runs_present(data_root, subject) if eegbci_runs is None or r in eegbci_runs]
+        if not runs:
+            continue
+        if "eegbci" in SOURCE_KINDS:
+            parts.append(f"eegbci:{data_root / 'eegbci'}:{subject_number(subject)}:{','.join(map(str, runs))}")
+        else:  # before the eegbci kind existed: the EDF files themselves
+            parts += [f"files:{eegbci_file(data_root, subject, r)}" for r in runs]
+    if "eeglab" in extras:
+        parts.append(f"files:{data_root / 'eeglab' / 'eeglab_data.set'}")
+    if "uci" in extras:
+        if "arff" in SOURCE_KINDS:
+            parts.append(f"arff:{data_root / 'uci_eeg_eye_state' / 'eeg_eye_state.arff'}:128")
+        else:
+            notes.append("UCI Eye State left out: this eegfm has no 'arff' source kind")
+    if "openbci" in extras:
+        if "openbci" in SOURCE_KINDS:
+            parts.append(f"openbci:{data_root / 'openbci_sample' / '*.txt'}")
+        else:
+            notes.append("OpenBCI sample left out: this eegfm has no 'openbci' source kind")
+    return ";".join(parts), notes
+
+
+def concat(parts: list[LabeledEEG], classes: list[str]) -> LabeledEEG:
+    return LabeledEEG([s for p in parts for s in p.signals], [q for p in parts for q in p.positions],
+                      np.concatenate([p.labels for p in parts]), sfreq=parts[0].sfreq,
+                      groups=np.concatenate([p.groups.astype(str) for p in parts]), classes=classes)
+
+
+def load_ma(data_root: Path, subjects: list[str], data_cfg: DataConfig, seconds: float) -> LabeledEEG:
+    corpus = EEGCorpus(sources_from_spec(f"bids:{data_root / 'eegmat_bids'}:{','.join(subjects)}"),
+                       data_cfg.cache_dir, data_cfg.preprocess_config(), progress=False)
+    if corpus.skipped:
+        raise RuntimeError(f"eegmat recordings could not be read: {corpus.skipped}")
+    return LabeledEEG.from_corpus(corpus, seconds, "task", classes=CLASSES["ma"])
+
+
+def load_mi(data_root: Path, subjects: list[str], data_cfg: DataConfig, seconds: float) -> LabeledEEG:
+    """Imagined left/right fist trials, 0..``seconds`` after the cue, at the eegfm contract.
+
+    Each run is read with MNE, preprocessed whole (eegfm's :func:`preprocess`: band-pass, resample
+    to 200 Hz, µV, positions), then cut into epochs at the T1/T2 onsets (cue duration 4.1 s).
+    """
+    import mne
+    from mne.datasets import eegbci
+
+    config = data_cfg.preprocess_config()
+    parts = []
+    for subject in subjects:
+        for run in MI_RUNS:
+            path = eegbci_file(data_root, subject, run)
+            raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+            eegbci.standardize(raw)
+            rec = preprocess(raw, config, source_name=str(path))
+            prepared = rec.to_raw(verbose=False)
+            ann = raw.annotations
+            keep = [i for i, d in enumerate(ann.description) if d in MI_EVENTS]
+            events = np.array([[int(round(ann.onset[i] * rec.sfreq)), 0, MI_EVENTS[ann.description[i]] + 1]
+                               for i in keep], dtype=np.int64).reshape(-1, 3)
+            epochs = mne.Epochs(prepared, events, {"left": 1, "right": 2}, tmin=0.0,
+                                tmax=seconds - 1.0 / rec.sfreq, baseline=None, preload=True, on_missing="ignore",
+                                verbose=False)
+            if len(epochs) == 0:
+                continue
+            parts.append(LabeledEEG.from_epochs(epochs, labels=epochs.events[:, 2] - 1,
+                                                groups=np.full(len(epochs), subject)))
+    return concat(parts, CLASSES["mi"])
+
+
+def class_counts(data: LabeledEEG, classes: list[str]) -> dict:
+    return {name: int((data.labels == i).sum()) for i, name in enumerate(classes)}
+
+
+def stack(data: LabeledEEG) -> np.ndarray:
+    shapes = {np.shape(s) for s in data.signals}
+    if len(shapes) != 1:
+        raise RuntimeError(f"the baselines need one montage and length, got shapes {sorted(shapes)}")
+    return np.stack([np.asarray(s, dtype=np.float32) for s in data.signals])
+
+
+def subset(data: LabeledEEG, subjects: list[str]) -> LabeledEEG:
+    return data.subset(np.flatnonzero(np.isin(data.groups.astype(str), subjects)))
+
+
+# ---------------------------------------------------------------------------------- models
+def _fingerprint(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+
+
+def run_eegfm(model_name: str, seed: int, encoder: MAPEEncoder | None, encoder_config: dict, train, valid, test,
+              args, run_dir: Path) -> tuple[dict, np.ndarray]:
+    torch.manual_seed(seed)
+    if model_name == "eegfm_scratch":
+        model = MAPEClassifier(n_outputs=2, encoder=encoder_config)
+    else:
+        model = MAPEClassifier.from_encoder(encoder, n_outputs=2)
+    linear = model_name == "eegfm_linear"
+    cfg = FinetuneConfig(mode="linear" if linear else "full", epochs=args.finetune_epochs,
+                         lr=args.linear_lr if linear else args.finetune_lr,
+                         layer_decay=args.layer_decay if model_name == "eegfm_pretrained" else 1.0,
+                         batch_size=args.batch_size, seed=seed, patience=args.patience or None, select_best=True,
+                         monitor="balanced_accuracy", run_dir=str(run_dir), metrics="none", progress=args.progress,
+                         checkpoint_every_epochs=args.finetune_epochs)
+    fit = finetune(model, train, cfg, valid=valid)
+    logits = predict(model, test, batch_size=128)
+    history = fit.get("history") or []
+    info = {"best_epoch": fit.get("best_epoch"), "epochs_run": len(history),
+            "valid": {k: fit["valid"][k] for k in ("balanced_accuracy", "auroc") if k in fit.get("valid", {})}}
+    return info, logits
+
+
+def run_braindecode(model_name: str, seed: int, train, valid, test, args) -> tuple[dict, np.ndarray]:
+    """EEGNet / ShallowFBCSPNet in braindecode's EEGClassifier, same windows (µV) and split.
+
+    Early stopping on the validation subjects' balanced accuracy; the best epoch's weights are
+    restored at the end (skorch ``EarlyStopping(load_best=True)``).
+    """
+    from braindecode import EEGClassifier
+    from braindecode.models import EEGNet, ShallowFBCSPNet
+    from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler
+    from skorch.dataset import Dataset
+    from skorch.helper import predefined_split
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    X_train, X_valid, X_test = stack(train), stack(valid), stack(test)
+    n_chans, n_times = X_train.shape[1:]
+    if model_name == "eegnet":  # the original EEGNet head: linear layer with a max-norm constraint
+        module = EEGNet(n_chans=n_chans, n_outputs=2, n_times=n_times, final_layer_with_constraint=True)
+    else:
+        module = ShallowFBCSPNet(n_chans=n_chans, n_outputs=2, n_times=n_times, final_conv_length="auto")
+    counts = np.bincount(train.labels, minlength=2)
+    weight = torch.tensor(len(train.labels) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
+    epochs = args.baseline_epochs
+    clf = EEGClassifier(
+        module, criterion=torch.nn.CrossEntropyLoss, criterion__weight=weight, optimizer=torch.optim.AdamW,
+        optimizer__lr=args.baseline_lr, optimizer__weight_decay=0.0,
+        batch_size=min(args.baseline_batch_size, len(X_train)),  # braindecode drops the last incomplete batch
+        max_epochs=epochs, train_split=predefined_split(Dataset(X_valid, valid.labels)), verbose=0,
+        callbacks=[("valid_bacc", EpochScoring("balanced_accuracy", lower_is_better=False, name="valid_bacc")),
+                   ("early_stopping", EarlyStopping(monitor="valid_bacc", lower_is_better=False,
+                                                    patience=args.baseline_patience or epochs, load_best=True)),
+                   ("lr_scheduler", LRScheduler("CosineAnnealingLR", T_max=max(epochs - 1, 1)))],
+        iterator_train__shuffle=True, device="cpu")
+    clf.fit(X_train, train.labels)
+    scores = list(clf.history[:, "valid_bacc"])
+    best = int(np.argmax(scores))
+    with torch.no_grad():
+        logits = clf.forward(X_test).detach().cpu().numpy()
+    return {"best_epoch": best + 1, "epochs_run": len(scores), "valid": {"balanced_accuracy": float(scores[best])}}, \
+        logits
+
+
+def bandpass(X: np.ndarray, sfreq: float, band: tuple[float, float]) -> np.ndarray:
+    import mne
+
+    return mne.filter.filter_data(X.astype(np.float64), sfreq, band[0], band[1], verbose=False)
+
+
+def run_classic(model_name: str, train, test, band: tuple[float, float]) -> tuple[dict, np.ndarray]:
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    if model_name == "ts_lr":
+        from pyriemann.estimation import Covariances
+        from pyriemann.tangentspace import TangentSpace
+
+        clf = make_pipeline(Covariances("oas"), TangentSpace(metric="riemann"),
+                            LogisticRegression(max_iter=1000, class_weight="balanced"))
+    else:
+        from mne.decoding import CSP
+
+        clf = make_pipeline(CSP(n_components=8, log=True), LinearDiscriminantAnalysis())
+    from threadpoolctl import threadpool_limits
+
+    X_train = bandpass(stack(train), train.sfreq, band)
+    X_test = bandpass(stack(test), test.sfreq, band)
+    # one BLAS thread: these are small (C x C) matrices, and spinning BLAS threads on busy cores cost 10-50x
+    import mne
+
+    with threadpool_limits(1, user_api="blas"), mne.utils.use_log_level("WARNING"):
+        clf.fit(X_train, train.labels)
+        proba = np.clip(clf.predict_proba(X_test), 1e-12, 1.0)
+    return {"band_hz": list(band)}, np.log(proba)
+
+
+# ---------------------------------------------------------------------------------- statistics
+def summarize(values: list[float]) -> dict:
+    arr = np.asarray(values, dtype=np.float64)
+    if len(arr) == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": int(len(arr))}
+
+
+def paired(a: dict, b: dict) -> dict:
+    """Per-seed paired comparison of pooled values ``a[seed]`` vs ``b[seed]`` (seeds both have)."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b), key=lambda s: int(s))
+    diffs = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    out = {"seeds": [int(s) for s in seeds], "differences": diffs.tolist(), **summarize(diffs.tolist()),
+           "n_better": int((diffs > 0).sum()), "n_worse": int((diffs < 0).sum()), "n_seeds": len(seeds),
+           "t_test_p": None, "wilcoxon_p": None}
+    if len(diffs) >= 2 and np.ptp(diffs) > 0:
+        out["t_test_p"] = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
+    if len(diffs) >= 2 and np.any(diffs != 0):
+        with warnings.catch_warnings():  # small-sample notes (exact distribution, ties) are expected here
+            warnings.simplefilter("ignore")
+            out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
+    return out
+
+
+def aggregate(rows: list[dict], preds: dict, n_folds: int) -> dict:
+    """Pooled-over-folds metric per seed, then mean +- std over seeds (see METRIC_DEFINITION)."""
+    by_seed: dict[str, list] = {}
+    for row in rows:
+        by_seed.setdefault(str(row["seed"]), []).append(row)
+    pooled_bacc, pooled_auroc, fold_bacc, fold_auroc = {}, {}, {}, {}
+    for seed, rs in by_seed.items():
+        if len(rs) != n_folds:  # a seed not finished on every fold yet: no pooled figure
+            continue
+        labels = np.concatenate([preds[(r["fold"], seed)][0] for r in rs])
+        logits = np.concatenate([preds[(r["fold"], seed)][1] for r in rs])
+        report = classification_report(labels, logits)
+        pooled_bacc[seed], pooled_auroc[seed] = report["balanced_accuracy"], report["auroc"]
+        fold_bacc[seed] = float(np.mean([r["test"]["balanced_accuracy"] for r in rs]))
+        fold_auroc[seed] = float(np.mean([r["test"]["auroc"] for r in rs]))
+    return {
+        "balanced_accuracy": {**summarize(list(pooled_bacc.values())), "per_seed": pooled_bacc},
+        "auroc": {**summarize(list(pooled_auroc.values())), "per_seed": pooled_auroc},
+        "fold_mean": {"balanced_accuracy": {**summarize(list(fold_bacc.values())), "per_seed": fold_bacc},
+                      "auroc": {**summarize(list(fold_auroc.values())), "per_seed": fold_auroc}},
+        "seconds_per_fit": summarize([r["seconds"] for r in rows]),
+    }
+
+
+# ---------------------------------------------------------------------------------- reporting
+def _fmt(stat: dict) -> str:
+    return "n/a" if stat.get("mean") is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def format_summary(report: dict) -> str:
+    lines = ["# Downstream benchmark (cross-subject)", "", f"`{report['command']}`", "",
+             f"{report['date']}, commit {report['git_commit']}, {report['minutes']} min"
+             + (" (PARTIAL)" if report["partial"] else ""), "", report["metric_definition"], ""]
+    for task, res in report["results"].items():
+        data = report["data"][task]
+        lines += [f"## {task}: {TASK_NAMES[task]}", "",
+                  f"{len(data['subjects'])} subjects, {data['n_examples']} examples {data['per_class']}, "
+                  f"{len(report['folds'][task])} folds", "",
+                  "| model | balanced accuracy | AUROC | fold-mean bal. acc. | seeds | s / fit |",
+                  "|---|---|---|---|---|---|"]
+        for model, r in res.items():
+            agg = r["aggregate"]
+            lines.append(f"| {model} | {_fmt(agg['balanced_accuracy'])} | {_fmt(agg['auroc'])} | "
+                         f"{_fmt(agg['fold_mean']['balanced_accuracy'])} | {agg['balanced_accuracy']['n']} | "
+                         f"{agg['seconds_per_fit']['mean'] or 0:.0f} |")
+        for name, comp in report["comparisons"].get(task, {}).items():
+            b = comp["balanced_accuracy"]
+            if b["n_seeds"]:
+                p = lambda v: "n/a" if v is None else f"{v:.3g}"  # noqa: E731
+                lines.append(f"\n{name}: balanced accuracy difference {_fmt(b)} over {b['n_seeds']} seeds, "
+                             f"better in {b['n_better']}/{b['n_seeds']}; paired t-test p = {p(b['t_test_p'])}, "
+                             f"Wilcoxon p = {p(b['wilcoxon_p'])}")
+        pre = report["pretraining"].get(task, {})
+        if pre.get("folds"):
+            lines.append("")
+            lines.append("Pre-training, masked-token accuracy per fold (random / channel / temporal; baseline): "
+                         + "; ".join(
+                             f"fold {f}: " + " / ".join(f"{v:.1%}" for v in d["masked_accuracy"]["accuracy"].values())
+                             + f" ({d['masked_accuracy']['baseline_accuracy']:.1%})"
+                             for f, d in sorted(pre["folds"].items(), key=lambda kv: int(kv[0]))))
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(report["results"])
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(6.5 * max(len(tasks), 1), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        res = report["results"][task]
+        names = [m for m in res if res[m]["aggregate"]["balanced_accuracy"]["mean"] is not None]
+        means = [res[m]["aggregate"]["balanced_accuracy"]["mean"] for m in names]
+        stds = [res[m]["aggregate"]["balanced_accuracy"]["std"] for m in names]
+        colors = ["tab:blue" if m.startswith("eegfm") else "tab:orange" if m in BRAINDECODE_MODELS else "tab:green"
+                  for m in names]
+        ax.barh(names, means, xerr=stds, color=colors, alpha=0.85, capsize=3)
+        ax.axvline(0.5, color="grey", ls="--", lw=1, label="chance")
+        ax.set_xlim(0.3, 1.0)
+        ax.invert_yaxis()
+        ax.set_xlabel("balanced accuracy, pooled over folds (mean ± std over seeds)")
+        ax.set_title(f"{task}: {TASK_NAMES[task]}, {len(report['folds'][task])} folds")
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "downstream.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4.5 * max(len(tasks), 1), 4.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        comp = report["comparisons"].get(task, {}).get("eegfm_pretrained_vs_eegfm_scratch")
+        res = report["results"][task]
+        if comp and comp["balanced_accuracy"]["n_seeds"]:
+            a = res["eegfm_pretrained"]["aggregate"]["balanced_accuracy"]["per_seed"]
+            b = res["eegfm_scratch"]["aggregate"]["balanced_accuracy"]["per_seed"]
+            for seed in comp["balanced_accuracy"]["seeds"]:
+                s = str(seed)
+                color = "tab:green" if a[s] > b[s] else "tab:red" if a[s] < b[s] else "grey"
+                ax.plot([0, 1], [b[s], a[s]], marker="o", color=color, alpha=0.8)
+                ax.annotate(f"seed {seed}", (1.03, a[s]), fontsize=7, va="center")
+            d = comp["balanced_accuracy"]
+            ax.set_title(f"{task}: pre-trained − scratch = {d['mean']:+.3f} ± {d['std']:.3f}\n"
+                         f"better in {d['n_better']}/{d['n_seeds']} seeds", fontsize=9)
+        else:
+            ax.set_title(f"{task}: no paired seeds")
+        ax.axhline(0.5, color="grey", ls="--", lw=1)
+        ax.set_xticks([0, 1], ["eegfm_scratch", "eegfm_pretrained"])
+        ax.set_xlim(-0.3, 1.4)
+        ax.set_ylabel("balanced accuracy (pooled over folds)")
+    fig.tight_layout()
+    fig.savefig(out / "paired_pretrained_vs_scratch.png", dpi=110)
+    plt.close(fig)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--data-root", type=Path, default=ROOT.parent / "shared" / "data", help="the shared EEG data folder")
+    a("--tasks", default="ma,mi", help="comma list of ma, mi")
+    a("--ma-subjects", default="", help="eegmat subjects, e.g. 02-31 or 2,3,10 (default: all present)")
+    a("--mi-subjects", default="", help="eegmmidb subjects with runs 4, 8, 12, e.g. 1-12,15 (default: all present)")
+    a("--folds", type=int, default=5, help="leave-subjects-out folds per task")
+    a("--fold-seed", type=int, default=0, help="seed of the subject-to-fold and validation draws")
+    a("--val-fraction", type=float, default=0.2, help="validation share of each fold's training subjects (>= 1)")
+    a("--test-subjects", default="",
+      help="one given held-out set instead of folds, e.g. 'ma:26-31;mi:12,15' (plain ids with one task); "
+           "they are excluded from that task's pre-training")
+    a("--seeds", default="0,1,2,3,4", help="fine-tuning / braindecode seeds; pre-training uses the first")
+    a("--models", default=",".join(ALL_MODELS), help=f"subset of {','.join(ALL_MODELS)} (csp_lda: mi only)")
+    a("--extras", default=",".join(EXTRAS), help="other corpora in pre-training: eeglab, uci, openbci ('' for none)")
+    a("--pretrain-eegbci-runs", default="",
+      help="restrict the eegmmidb runs used in pre-training, e.g. 4,8,12 (default: every run present)")
+    a("--ma-window-seconds", type=float, default=5.0)
+    a("--mi-seconds", type=float, default=4.0, help="trial length after the cue (cues last 4.1 s)")
+    # model / pre-training recipe
+    a("--patch-size", type=int, default=100)
+    a("--embed-dim", type=int, default=64)
+    a("--depth", type=int, default=2)
+    a("--heads", type=int, default=4)
+    a("--code-dim", type=int, default=16)
+    a("--num-codes", type=int, default=256)
+    a("--tokenizer-steps", type=int, default=400)
+    a("--tokenizer-lr", type=float, default=2e-3)
+    a("--pretrain-steps", type=int, default=400)
+    a("--pretrain-lr", type=float, default=1e-3)
+    a("--pretrain-batch-size", type=int, default=32)
+    a("--pretrain-window-seconds", type=float, default=4.0)
+    a("--single-pass", action="store_true",
+      help="PretrainModelConfig(single_pass=True): one encoder pass per step (if this eegfm has it)")
+    # fine-tuning
+    a("--finetune-epochs", type=int, default=15)
+    a("--patience", type=int, default=5, help="early-stopping patience in epochs (0: none) for eegfm")
+    a("--finetune-lr", type=float, default=1e-3)
+    a("--linear-lr", type=float, default=5e-3, help="lr of the linear probe's head")
+    a("--layer-decay", type=float, default=0.65, help="eegfm_pretrained only (scratch: 1.0)")
+    a("--batch-size", type=int, default=32)
+    a("--baseline-epochs", type=int, default=20)
+    a("--baseline-patience", type=int, default=5, help="early-stopping patience in epochs (0: none) for braindecode")
+    a("--baseline-lr", type=float, default=1e-3)
+    a("--baseline-batch-size", type=int, default=64)
+    a("--ma-classic-band", default="1,40", help="band-pass (Hz) before the classic pipelines, ma")
+    a("--mi-classic-band", default="8,32", help="band-pass (Hz) before the classic pipelines, mi")
+    # bookkeeping
+    a("--work-dir", type=Path, default=Path("/tmp/eegfm-downstream"), help="models, caches, finished rows")
+    a("--out", type=Path, default=ROOT / "benchmarks" / "results" / "downstream")
+    a("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    a("--reuse", action="store_true", help="reuse tokenizers, pre-trained encoders and result rows in --work-dir "
+                                           "made with the same settings (resume an interrupted run)")
+    a("--progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    argv_list = list(argv) if argv is not None else sys.argv[1:]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("MNE_DATASETS_EEGBCI_PATH", str(args.data_root / "eegbci"))
+    start = time.perf_counter()
+    tasks = [t for t in args.tasks.split(",") if t]
+    unknown = sorted(set(tasks) - set(TASK_NAMES))
+    if unknown or not tasks:
+        raise SystemExit(f"--tasks: unknown {unknown} (choose from {', '.join(TASK_NAMES)})")
+    models = [m for m in args.models.split(",") if m]
+    if sorted(set(models) - set(ALL_MODELS)) or not models:
+        raise SystemExit(f"--models: choose from {', '.join(ALL_MODELS)}, got {args.models!r}")
+    extras = [e for e in args.extras.split(",") if e]
+    if sorted(set(extras) - set(EXTRAS)):
+        raise SystemExit(f"--extras: choose from {', '.join(EXTRAS)}, got {args.extras!r}")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--seeds must be distinct integers, got {args.seeds!r}")
+    pretrain_runs = _expand(args.pretrain_eegbci_runs) or None
+    bands = {t: tuple(float(v) for v in getattr(args, f"{t}_classic_band").split(",")) for t in TASK_NAMES}
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    data_cfg = DataConfig(cache_dir=str(work / "cache"))
+    pre_cfg = data_cfg.preprocess_config()
+
+    # ------------------------------------------------------------ subjects and folds
+    present = {t: present_subjects(t, args.data_root) for t in TASK_NAMES}
+    for t in tasks:
+        if not present[t]:
+            raise SystemExit(f"no {t} data under {args.data_root}")
+    selected = {t: (parse_subjects(t, getattr(args, f"{t}_subjects"), present[t], f"--{t}-subjects")
+                    if getattr(args, f"{t}_subjects") else list(present[t])) for t in TASK_NAMES}
+    fixed = {t: parse_subjects(t, ids, present[t], "--test-subjects")
+             for t, ids in parse_test_subjects(args.test_subjects, tasks).items()}
+    for t, ids in fixed.items():
+        selected[t] = sorted(set(selected[t]) | set(ids))
+    folds = {t: make_folds(selected[t], args.folds, args.fold_seed, args.val_fraction, fixed.get(t)) for t in tasks}
+    for t in tasks:
+        print(f"[{t}] {len(selected[t])} subjects; folds (test | validation):")
+        for f in folds[t]:
+            print(f"  fold {f['fold']}: test {','.join(f['test'])} | val {','.join(f['val'])}")
+
+    enc_arch = dict(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads)
+    encoder_config = {**enc_arch, "sfreq": data_cfg.sfreq, "preprocessing": pre_cfg.to_dict()}
+    single_pass_ok = "single_pass" in {f.name for f in dataclasses.fields(PretrainModelConfig)}
+    if args.single_pass and not single_pass_ok:
+        print("--single-pass: this eegfm's PretrainModelConfig has no single_pass; ignored")
+    recipe = {"pre": pre_cfg.to_dict(), "arch": enc_arch, "code_dim": args.code_dim, "num_codes": args.num_codes,
+              "tokenizer_steps": args.tokenizer_steps, "tokenizer_lr": args.tokenizer_lr,
+              "pretrain_steps": args.pretrain_steps, "pretrain_lr": args.pretrain_lr,
+              "pretrain_batch_size": args.pretrain_batch_size, "pretrain_window": args.pretrain_window_seconds,
+              "single_pass": bool(args.single_pass and single_pass_ok), "seed": seeds[0]}
+
+    def train_config(run_dir: Path, steps: int, lr: float) -> TrainConfig:
+        return TrainConfig(steps=steps, lr=lr, warmup_steps=steps // 10, log_every=max(steps // 20, 1),
+                           checkpoint_every=steps, run_dir=str(run_dir), progress=args.progress, metrics="none",
+                           seed=seeds[0])
+
+    def reusable(folder: Path, fingerprint: str, *files: str) -> bool:
+        fp = folder / "fingerprint.txt"
+        ok = args.reuse and fp.is_file() and fp.read_text().strip() == fingerprint and all(
+            (folder / f).exists() for f in files)
+        if args.reuse and not ok and folder.exists():
+            print(f"  (not reusing {folder}: unfinished or made with other settings)")
+        return ok
+
+    # ------------------------------------------------------------ state for the report
+    report_data, pretraining, results_rows, preds, timings = {}, {}, {}, {}, {}
+
+    def corpus_listing(spec: str) -> dict:
+        corpus = EEGCorpus(sources_from_spec(spec), data_cfg.cache_dir, pre_cfg, progress=args.progress)
+        for key, why in corpus.skipped:
+            print(f"  skipped in pre-training: {key}: {why.splitlines()[0][:160]}")
+        return {"recordings": [str(e.meta.get("source", e.path)) for e in corpus.entries],
+                "skipped": [{"source": k, "reason": why} for k, why in corpus.skipped]}
+
+    def build_report(partial: bool) -> dict:
+        results, comparisons = {}, {}
+        for t in [t for t in tasks if t in report_data]:
+            results[t] = {}
+            for m in [m for m in models if m in TASK_MODELS[t]]:
+                rows = results_rows.get((t, m), [])
+                results[t][m] = {"aggregate": aggregate(rows, preds.get((t, m), {}), len(folds[t])),
+                                 "rows": sorted(rows, key=lambda r: (r["fold"], str(r["seed"])))}
+            comparisons[t] = {}
+            for a, b in PAIRS:
+                if a in results[t] and b in results[t]:
+                    comparisons[t][f"{a}_vs_{b}"] = {
+                        metric: paired(results[t][a]["aggregate"][metric]["per_seed"],
+                                       results[t][b]["aggregate"][metric]["per_seed"])
+                        for metric in ("balanced_accuracy", "auroc")}
+        return {
+            "benchmark": "downstream",
+            "command": "python " + " ".join(shlex.quote(x) for x in ["benchmarks/downstream.py", *argv_list]),
+            "partial": partial,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "git_commit": git_commit(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "minutes": round((time.perf_counter() - start) / 60, 1),
+            "metric_definition": METRIC_DEFINITION,
+            "tasks": {t: TASK_NAMES[t] for t in tasks},
+            "models": models, "seeds": seeds,
+            "data": report_data,
+            "folds": {t: folds[t] for t in tasks if t in report_data},
+            "pretraining": pretraining,
+            "results": results,
+            "comparisons": comparisons,
+            "timings": timings,
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        }
+
+    def write_report(partial: bool) -> dict:
+        report = build_report(partial)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "downstream.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+        (args.out / "summary.md").write_text(format_summary(report))
+        plot(report, args.out)
+        return report
+
+    # what a finished result row depends on (besides its model, seed, fold and pre-training corpus)
+    row_args = {k: v for k, v in vars(args).items()
+                if k not in ("reuse", "progress", "out", "threads", "seeds", "models", "tasks", "work_dir")}
+    n_fold_total = sum(len(folds[t]) for t in tasks)
+    fold_seconds: list[float] = []
+    for t in tasks:
+        # -------------------------------------------------------- labelled data
+        t0 = time.perf_counter()
+        loader = load_ma if t == "ma" else load_mi
+        seconds = args.ma_window_seconds if t == "ma" else args.mi_seconds
+        data = loader(args.data_root, selected[t], data_cfg, seconds)
+        counts = {s: class_counts(subset(data, [s]), CLASSES[t]) for s in selected[t]}
+        report_data[t] = {"name": TASK_NAMES[t], "classes": CLASSES[t], "subjects": selected[t],
+                          "seconds_per_example": seconds, "n_examples": len(data),
+                          "n_channels": sorted({int(np.shape(s)[0]) for s in data.signals}),
+                          "per_class": class_counts(data, CLASSES[t]), "per_subject": counts,
+                          "classic_band_hz": list(bands[t])}
+        timings.setdefault(t, {})["load_data_s"] = round(time.perf_counter() - t0, 1)
+        print(f"[{t}] {len(data)} examples {report_data[t]['per_class']} from {len(selected[t])} subjects "
+              f"({timings[t]['load_data_s']} s)")
+        other = "mi" if t == "ma" else "ma"
+        own_key = "eegmat" if t == "ma" else "eegbci"
+
+        def spec_for(own: list[str]) -> tuple[str, list[str], dict]:
+            subjects = {"ma": selected["ma"] if t != "ma" else own, "mi": selected["mi"] if t != "mi" else own}
+            spec, notes = corpus_spec(args.data_root, subjects["ma"], subjects["mi"], extras, pretrain_runs)
+            return spec, notes, {"eegmat": subjects["ma"], "eegbci": subjects["mi"]}
+
+        # -------------------------------------------------------- tokenizer (no recording of this task's dataset)
+        needs_encoder = any(m in models for m in ("eegfm_pretrained", "eegfm_linear"))
+        tokenizer = None
+        pretraining[t] = {"tokenizer": None, "folds": {}}
+        if needs_encoder:
+            tok_spec, notes, tok_subjects = spec_for([])
+            tok_dir = work / t / "tokenizer"
+            fp = _fingerprint({"recipe": recipe, "spec": tok_spec})
+            print(f"[{t}] tokenizer corpus (no {own_key} recording): {tok_spec}")
+            for n in notes:
+                print(f"  {n}")
+            listing = corpus_listing(tok_spec)
+            t0 = time.perf_counter()
+            if reusable(tok_dir, fp, "model", "summary.json"):
+                tokenizer = NeuralTokenizer.from_pretrained(tok_dir / "model")
+                tok_summary = json.loads((tok_dir / "summary.json").read_text())
+                print(f"  reusing the tokenizer in {tok_dir}")
+            else:
+                shutil.rmtree(tok_dir, ignore_errors=True)
+                pre_data = DataConfig(sources=tok_spec, cache_dir=data_cfg.cache_dir,
+                                      window_seconds=args.pretrain_window_seconds, batch_size=args.pretrain_batch_size)
+                tokenizer, tok_summary = train_tokenizer(TokenizerRun(
+                    model=TokenizerModelConfig(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth,
+                                               num_heads=args.heads, code_dim=args.code_dim, num_codes=args.num_codes,
+                                               decoder_depth=1, dead_code_steps=50),
+                    data=pre_data, train=train_config(tok_dir, args.tokenizer_steps, args.tokenizer_lr)))
+                tok_summary["seconds"] = round(time.perf_counter() - t0, 1)
+                (tok_dir / "summary.json").write_text(json.dumps(tok_summary, indent=2))
+                (tok_dir / "fingerprint.txt").write_text(fp)
+                shutil.rmtree(tok_dir / "checkpoints", ignore_errors=True)
+            c = tok_summary["codebook"]
+            print(f"  tokenizer: {c['usage']:.1%} of {args.num_codes} codes used, perplexity {c['perplexity']:.1f} "
+                  f"({tok_summary.get('seconds', 0)} s)")
+            pretraining[t]["tokenizer"] = {"sources": tok_spec, "notes": notes, "subjects": tok_subjects, **listing,
+                                           "windows": tok_summary["windows"], "codebook": c,
+                                           "seconds": tok_summary.get("seconds")}
+            timings[t]["tokenizer_s"] = tok_summary.get("seconds")
+
+        # -------------------------------------------------------- folds
+        for fold in folds[t]:
+            f = fold["fold"]
+            t_fold = time.perf_counter()
+            train, valid, test = (subset(data, fold[k]) for k in ("train", "val", "test"))
+            fold["n_examples"] = {"train": len(train), "val": len(valid), "test": len(test)}
+            print(f"[{t}] fold {f}: train {len(train)}, val {len(valid)}, test {len(test)} examples")
+            encoder = None
+            if needs_encoder:
+                own = [s for s in selected[t] if s not in fold["test"]]
+                spec, notes, subjects = spec_for(own)
+                pre_dir = work / t / f"fold{f}" / "pretrain"
+                fp = _fingerprint({"recipe": recipe, "spec": spec, "tokenizer": (work / t / "tokenizer" /
+                                                                               "fingerprint.txt").read_text()})
+                listing = corpus_listing(spec)
+                t0 = time.perf_counter()
+                if reusable(pre_dir, fp, "encoder", "evaluation.json"):
+                    encoder = MAPEEncoder.from_pretrained(pre_dir / "encoder")
+                    summary = json.loads((pre_dir / "evaluation.json").read_text())
+                    print(f"  reusing the pre-trained encoder in {pre_dir}")
+                else:
+                    shutil.rmtree(pre_dir, ignore_errors=True)
+                    model_cfg = dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads)
+                    if single_pass_ok and args.single_pass:
+                        model_cfg["single_pass"] = True
+                    pre_data = DataConfig(sources=spec, cache_dir=data_cfg.cache_dir,
+                                          window_seconds=args.pretrain_window_seconds,
+                                          batch_size=args.pretrain_batch_size)
+                    pretrainer, summary = pretrain(PretrainRun(
+                        tokenizer="", model=PretrainModelConfig(**model_cfg), data=pre_data,
+                        train=train_config(pre_dir, args.pretrain_steps, args.pretrain_lr), eval_batches=10),
+                        tokenizer=tokenizer)
+                    encoder = pretrainer.encoder
+                    summary["seconds"] = round(time.perf_counter() - t0, 1)
+                    (pre_dir / "evaluation.json").write_text(json.dumps(summary, indent=2))
+                    (pre_dir / "fingerprint.txt").write_text(fp)
+                    shutil.rmtree(pre_dir / "checkpoints", ignore_errors=True)
+                    shutil.rmtree(pre_dir / "model", ignore_errors=True)
+                ev = summary["evaluation"]
+                print(f"  pre-training: masked-token accuracy "
+                      + ", ".join(f"{k} {v:.1%}" for k, v in ev["accuracy"].items())
+                      + f" (most-frequent-code baseline {ev['baseline_accuracy']:.1%}; {summary.get('seconds')} s)")
+                pretraining[t]["folds"][str(f)] = {
+                    "sources": spec, "notes": notes, "subjects": subjects, "excluded_test_subjects": fold["test"],
+                    **listing, "windows": summary.get("windows"), "masked_accuracy": ev,
+                    "seconds": summary.get("seconds")}
+                timings[t].setdefault("pretrain_s", {})[str(f)] = summary.get("seconds")
+
+            for m in [m for m in models if m in TASK_MODELS[t]]:
+                run_seeds = [None] if m in CLASSIC_MODELS else seeds
+                for seed in run_seeds:
+                    seed_key = "classic" if seed is None else str(seed)
+                    row_dir = work / t / f"fold{f}" / "rows"
+                    row_file = row_dir / f"{m}_seed{seed_key}.json"
+                    fp = _fingerprint({"model": m, "seed": seed, "test": fold["test"], "val": fold["val"],
+                                       "train": fold["train"], "args": row_args,
+                                       "pretrain": pretraining[t]["folds"].get(str(f), {}).get("sources")})
+                    if args.reuse and row_file.is_file() and json.loads(row_file.read_text()).get("fingerprint") == fp:
+                        saved = json.loads(row_file.read_text())
+                        row, labels, logits = saved["row"], np.array(saved["labels"]), np.array(saved["logits"])
+                    else:
+                        t0 = time.perf_counter()
+                        if m in EEGFM_MODELS:
+                            info, logits = run_eegfm(m, seed, encoder, encoder_config, train, valid, test, args,
+                                                     work / t / f"fold{f}" / f"ft_{m}_{seed}")
+                            shutil.rmtree(work / t / f"fold{f}" / f"ft_{m}_{seed}", ignore_errors=True)
+                        elif m in BRAINDECODE_MODELS:
+                            info, logits = run_braindecode(m, seed, train, valid, test, args)
+                        else:
+                            info, logits = run_classic(m, concat([train, valid], CLASSES[t]), test, bands[t])
+                        labels = test.labels
+                        test_report = classification_report(labels, logits)
+                        per_subject = {}
+                        for s in fold["test"]:
+                            idx = np.flatnonzero(test.groups.astype(str) == s)
+                            if len(idx):
+                                per_subject[s] = classification_report(labels[idx], logits[idx])["balanced_accuracy"]
+                        row = {"fold": f, "seed": seed_key, "test": test_report, "per_subject_balanced_accuracy":
+                               per_subject, **info, "seconds": round(time.perf_counter() - t0, 1)}
+                        row_dir.mkdir(parents=True, exist_ok=True)
+                        row_file.write_text(json.dumps({"fingerprint": fp, "row": row, "labels": labels.tolist(),
+                                                        "logits": np.asarray(logits).tolist()}))
+                    results_rows.setdefault((t, m), []).append(row)
+                    preds.setdefault((t, m), {})[(f, seed_key)] = (np.asarray(labels), np.asarray(logits))
+                    tr = row["test"]
+                    print(f"  {m:<17} seed {seed_key:>7}: balanced acc {tr['balanced_accuracy']:.3f}, "
+                          f"AUROC {tr['auroc']:.3f}, best epoch {row.get('best_epoch')}, {row['seconds']} s")
+            fold_seconds.append(time.perf_counter() - t_fold)
+            timings[t].setdefault("fold_s", {})[str(f)] = round(fold_seconds[-1], 1)
+            write_report(partial=True)
+            done = len(fold_seconds)
+            elapsed = time.perf_counter() - start
+            left = (n_fold_total - done) * float(np.mean(fold_seconds))
+            print(f"[{t}] fold {f} took {fold_seconds[-1]:.0f} s; {done}/{n_fold_total} folds done, "
+                  f"{elapsed / 60:.1f} min so far, about {left / 60:.0f} min left (estimate)")
+    report = write_report(partial=False)
+    print(format_summary(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
