@@ -138,6 +138,7 @@ def main(argv=None) -> dict:
                         help="AdamW implementation for BOTH models (eegfm's Trainer uses fused)")
     parser.add_argument("--clock", default=None, choices=["wall", "process"],
                         help="wall time, or process CPU time (default on CPU: robust to other load)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
 
@@ -145,6 +146,8 @@ def main(argv=None) -> dict:
                           ("cpu" if args.device == "auto" else args.device))
     args.batch_size = args.batch_size or (128 if device.type == "cuda" else 8)
     args.dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
