@@ -35,7 +35,8 @@ import mne
 import numpy as np
 
 __all__ = [
-    "DEFAULT_MONTAGE", "LEGACY_ALIASES", "UnknownChannelError", "head_to_proportion",
+    "DEFAULT_MONTAGE", "LEGACY_ALIASES", "DuplicateChannelError", "UnknownChannelError", "check_unique_channels",
+    "head_to_proportion",
     "normalize_channel_name", "polar_to_proportion", "proportion_coordinates",
 ]
 
@@ -64,6 +65,34 @@ _REF_SUFFIX = re.compile(r"[\s_]*-\s*(REF|LE|AR|AVG|CAR)$", re.IGNORECASE)
 
 class UnknownChannelError(ValueError):
     """A channel has no position in any source; the message says how to give it one."""
+
+
+class DuplicateChannelError(ValueError):
+    """Two channels name the same electrode (after case and prefix normalisation)."""
+
+
+def check_unique_channels(names, where: str = "channels") -> None:
+    """Raise :class:`DuplicateChannelError` if two names are one electrode (``Fz``/``FZ``/``EEG Fz``).
+
+    Parameters
+    ----------
+    names : sequence of str
+    where : str
+        What the names belong to, for the message (a file or recording name).
+    """
+    seen: dict[str, str] = {}
+    clashes = []
+    for name in names:
+        key = normalize_channel_name(str(name))
+        if key in seen:
+            clashes.append(f"{seen[key]!r} and {name!r}")
+        else:
+            seen[key] = str(name)
+    if clashes:
+        raise DuplicateChannelError(
+            f"{where}: duplicate channels name the same electrode: {'; '.join(clashes)}. "
+            "Keep one of each (e.g. raw.drop_channels([...]) or raw.rename_channels({...}))."
+        )
 
 
 def normalize_channel_name(name: str) -> str:
@@ -329,6 +358,7 @@ def proportion_coordinates(channels, *, montage=DEFAULT_MONTAGE, positions=None)
             f"channels must be a sequence of names or an mne.Info, got {channels!r}"
         )
     names = list(info.ch_names) if info is not None else [str(n) for n in channels]
+    check_unique_channels(names)
     template = _template(montage)
     frame = template.frame if template is not None else _default_frame()
     explicit = _explicit(positions, frame)
@@ -375,7 +405,10 @@ def _unknown_message(missing, from_info, template, label, explicit) -> str:
     for name in missing:
         key = normalize_channel_name(name)
         close = difflib.get_close_matches(key, list(known), n=3)
-        if close:
+        if re.fullmatch(r".+-\d+", key) and key.rsplit("-", 1)[0] in known:
+            lines.append(f"  {name!r} looks like a duplicate label {key.rsplit('-', 1)[0]!r} that MNE numbered "
+                         "while reading: the file has that channel twice; keep one.")
+        elif close:
             lines.append(f"  {name!r}: Did you mean {' or '.join(repr(known[c]) for c in close)}?")
         elif "-" in key:
             lines.append(f"  {name!r} looks like a bipolar derivation: it has no single position.")

@@ -108,14 +108,14 @@ def test_normalize_channel_name(raw, key):
 
 def test_names_match_case_insensitively_and_through_decorations():
     spellings = ["Fp1", "FP1", "fp1", "EEG Fp1", "Fp1.", "EEG FP1-REF"]
-    rows = proportion_coordinates(spellings)
+    rows = np.concatenate([proportion_coordinates([name]) for name in spellings])  # one electrode: one at a time
     assert (rows == rows[0]).all()
     bci2000 = proportion_coordinates(["CZ", "Fc5.", "C3.."])
     assert np.array_equal(bci2000, proportion_coordinates(["Cz", "FC5", "C3"]))
 
 
 def test_cb1_cb2_from_eeg2video_locs():
-    c = coords(["CB1", "CB2", "cb1", "Oz", "O1", "PO7", "Pz"])
+    c = {**coords(["CB1", "CB2", "Oz", "O1", "PO7", "Pz"]), **coords(["cb1"])}
     # EEG2Video's channel_62_pos.locs puts CB1/CB2 on the 10-20 ring (radius 0.511 like
     # Oz and O1) at azimuth -/+150 deg, between PO7 and O1: measured (30.0, 84.6), (70.0, 84.6).
     # So CB1/CB2 lie on the ring, in front of Oz (y 84.6 < 90), not below it.
@@ -310,3 +310,17 @@ def test_eegmat_bids_legacy_names(data_dir):
     assert np.array_equal(legacy, proportion_coordinates(["T7", "T8", "P7", "P8"]))
     np.testing.assert_allclose(got["EEG T3"], EXPECTED["T7"], atol=1.5)
     np.testing.assert_allclose(got["EEG Cz"], (50, 50), atol=1e-9)
+
+
+def test_duplicate_channels_are_an_error_that_names_them():
+    from eegfm.montage import DuplicateChannelError
+
+    with pytest.raises(DuplicateChannelError, match=r"duplicate channels name the same electrode: 'Fz' and 'Fz'"):
+        proportion_coordinates(["Fz", "Fz"])
+    with pytest.raises(DuplicateChannelError, match=r"'Fz' and 'FZ'; 'Cz' and 'EEG Cz-REF'"):
+        proportion_coordinates(["Fz", "FZ", "Cz", "EEG Cz-REF"])
+
+
+def test_duplicate_labels_numbered_by_mne_are_named_as_duplicates():
+    with pytest.raises(UnknownChannelError, match=r"'Fz-1' looks like a duplicate label 'FZ'"):
+        proportion_coordinates(["Fz-0", "Fz-1", "Cz"])

@@ -40,6 +40,11 @@ class Recording:
             raise ValueError(
                 f"{self.source}: {len(self.ch_names)} channel names for {self.data.shape[0]} channels"
             )
+        if not (isinstance(self.sfreq, (int, float, np.number)) and np.isfinite(self.sfreq) and self.sfreq > 0):
+            raise ValueError(f"{self.source}: sfreq must be a positive number of Hz, got sfreq={self.sfreq!r}")
+        from ..montage import check_unique_channels
+
+        check_unique_channels(self.ch_names, self.source)
 
     @property
     def n_times(self) -> int:
