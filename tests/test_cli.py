@@ -87,3 +87,20 @@ def test_push_to_hub_is_one_flag(tokenizer_dir, monkeypatch):
             "--eval_batches=1", "--push_to_hub=me/my-eeg-encoder"]
     assert main(args) == 0
     assert pushed == {"me/my-eeg-encoder": ["README.md", "config.json", "model.safetensors"]}
+
+
+def test_the_same_seed_gives_identical_runs(tokenizer_dir):
+    import torch
+
+    def run(name: str, seed: int) -> dict:
+        args = ["pretrain", f"--tokenizer={tokenizer_dir / 'tok' / 'model'}", *DATA, *TRAIN,
+                f"--data.cache_dir={tokenizer_dir / 'cache'}", f"--train.run_dir={tokenizer_dir / name}",
+                "--train.steps=2", f"--train.seed={seed}", "--model.embed_dim=32", "--model.depth=1",
+                "--model.num_heads=2", "--eval_batches=1"]
+        torch.manual_seed(sum(map(ord, name)))  # the global RNG differs before each run
+        assert main(args) == 0
+        return MAPEEncoder.from_pretrained(tokenizer_dir / name / "encoder").state_dict()
+
+    a, b, c = run("seed_a", 3), run("seed_b", 3), run("seed_c", 4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)

@@ -23,6 +23,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..data import PreprocessConfig
 from ..finetune import FinetuneConfig
 from .overrides import ConfigError, add_config_parser, apply_overrides, config_to_dict
@@ -93,6 +95,7 @@ def finetune_run(cfg: FinetuneRun) -> tuple[object, dict]:
     data, train, test = _labeled_data(cfg, preprocess)
     n_outputs = data.n_classes if finetune_cfg.task == "classification" else int(
         1 if data.labels.ndim == 1 else data.labels.shape[1])
+    torch.manual_seed(finetune_cfg.seed)  # the same --finetune.seed builds the same head and weights
     if cfg.pretrained:
         model = MAPEClassifier.from_pretrained(cfg.pretrained, n_outputs=n_outputs, pooling=cfg.pooling,
                                                head_dropout=cfg.head_dropout)

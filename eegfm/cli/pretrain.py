@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..data.code_cache import cache_codes
 from ..training import TrainConfig, Trainer, init_distributed, is_main_process
 from .overrides import add_config_parser, apply_overrides, config_to_dict
@@ -52,6 +54,7 @@ def pretrain(cfg: PretrainRun, tokenizer=None):
     if cfg.cache_codes:  # the frozen tokenizer runs once per window, not once per step
         loader.windows = cache_codes(windows, tokenizer, cfg.data.cache_dir,
                                      progress=cfg.train.progress and is_main_process())
+    torch.manual_seed(cfg.train.seed)  # the same --train.seed builds the same initial weights
     pretrainer = MaskedPretrainer(patch_size=patch_size, num_codes=tokenizer.quantizer.num_codes,
                                   sfreq=cfg.data.sfreq, preprocessing=cfg.data.preprocess_config().to_dict(),
                                   **config_to_dict(cfg.model)).attach_tokenizer(tokenizer)

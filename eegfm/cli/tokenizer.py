@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..training import TrainConfig, Trainer, init_distributed, is_main_process
 from .overrides import add_config_parser, apply_overrides, config_to_dict
 from .runs import DataConfig, TokenizerModelConfig, build_loader, check_loader
@@ -57,6 +59,7 @@ def train_tokenizer(cfg: TokenizerRun):
     corpus, windows, loader = build_loader(cfg.data, cfg.model.patch_size, cfg.train.seed,
                                            progress=cfg.train.progress and is_main_process())
     check_loader(loader)
+    torch.manual_seed(cfg.train.seed)  # the same --train.seed builds the same initial weights
     tokenizer = NeuralTokenizer(**config_to_dict(cfg.model), sfreq=cfg.data.sfreq,
                                 preprocessing=cfg.data.preprocess_config().to_dict())
     tokenizer.quantizer.reset_stats()
