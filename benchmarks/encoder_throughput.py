@@ -86,8 +86,9 @@ def build_models(args, device):
     return ours, labram, ch_names, n_times
 
 
-def make_step(model, loss_of, batch, labels, device, dtype, fused=False):
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=fused or None)
+def make_step(model, loss_of, batch, labels, device, dtype, fused=False, optimizer=True):
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=fused or None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     def step():
@@ -95,7 +96,8 @@ def make_step(model, loss_of, batch, labels, device, dtype, fused=False):
         with autocast:
             loss = loss_of(model, batch, labels)
         loss.backward()
-        opt.step()
+        if optimizer:
+            opt.step()
 
     return step
 
@@ -134,6 +136,8 @@ def main(argv=None) -> dict:
                         help="--task pretrain: one encoder pass per step, one strategy per sample")
     parser.add_argument("--cached-codes", action="store_true",
                         help="--task pretrain: targets precomputed once (as eegfm pretrain's code cache does)")
+    parser.add_argument("--no-optimizer", action="store_true",
+                        help="time forward + backward only (no AdamW step) for both models")
     parser.add_argument("--adamw", default="fused", choices=["fused", "foreach"],
                         help="AdamW implementation for BOTH models (eegfm's Trainer uses fused)")
     parser.add_argument("--clock", default=None, choices=["wall", "process"],
@@ -174,7 +178,8 @@ def main(argv=None) -> dict:
         ours_name: (ours, pretrain_loss if args.task == "pretrain" else (lambda m, b, y: ce(m(b, positions).float(), y))),
         "braindecode.Labram": (labram, lambda m, b, y: ce(m(b, ch_names=ch_names).float(), y)),
     }
-    steps = {name: make_step(m, call, x, labels, device, args.dtype, args.adamw == "fused")
+    steps = {name: make_step(m, call, x, labels, device, args.dtype, args.adamw == "fused",
+                               optimizer=not args.no_optimizer)
              for name, (m, call) in contenders.items()}
     peak, times = {}, {name: [] for name in contenders}
     for name, step in steps.items():  # warm-up and peak memory, one model at a time
@@ -215,6 +220,7 @@ def main(argv=None) -> dict:
     prefix = "pretrain_step" if args.task == "pretrain" else "encoder"
     if args.task == "pretrain":
         prefix += ("_single" if args.single_pass else "") + ("_cached" if args.cached_codes else "")
+    prefix += "_fwdbwd" if args.no_optimizer else ""
     path = args.out / f"{prefix}_throughput_{device.type}_{args.size}_b{args.batch_size}_{args.dtype}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     for name, r in results.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -146,6 +147,9 @@ class EEGCorpus:
 
     def windows(self, seconds: float, stride_seconds: float | None = None) -> WindowDataset:
         """Fixed-length windows of every recording (``stride_seconds`` defaults to ``seconds``)."""
+        for name, value in (("seconds", seconds), ("stride_seconds", stride_seconds)):
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {name}={value!r}")
         window = round(seconds * self.config.sfreq)
         stride = round((stride_seconds if stride_seconds is not None else seconds) * self.config.sfreq)
         return WindowDataset(self.entries, window, stride)

@@ -59,6 +59,10 @@ def _glob(spec: str, pattern: str) -> list[str]:
     paths = sorted(glob.glob(str(Path(pattern).expanduser())))
     if not paths:
         raise FileNotFoundError(f"source {spec!r}: no files match {pattern!r}")
+    folders = [p for p in paths if Path(p).is_dir()]
+    if folders:
+        raise IsADirectoryError(f"source {spec!r}: {pattern!r} matches the folder {folders[0]}; match files, "
+                                f"e.g. {Path(folders[0]) / '*.edf'}")
     return paths
 
 

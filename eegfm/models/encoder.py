@@ -177,12 +177,18 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
 
     # ------------------------------------------------------------------ inputs
     def _check_inputs(self, x, positions, channel_mask, n_times, sfreq):
+        for name, value in (("x", x), ("positions", positions)):
+            if not torch.is_tensor(value):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; convert it with "
+                                f"torch.as_tensor({name}, dtype=torch.float32)")
         if x.ndim != 3:
             raise ValueError(
                 f"x must have shape (batch, channels, times), got {tuple(x.shape)}; "
                 "add a batch dimension with x[None] for one recording"
             )
         batch, n_chans, total = x.shape
+        if n_chans == 0:
+            raise ValueError(f"x has no channels (shape {tuple(x.shape)}); pass at least one EEG channel")
         given = tuple(positions.shape)
         if positions.ndim == 2:
             positions = positions.expand(batch, -1, -1)
@@ -199,8 +205,10 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
                 f"channel_mask must be a bool tensor of shape ({batch}, {n_chans}), got "
                 f"{channel_mask.dtype} {tuple(channel_mask.shape)}"
             )
-        if n_times is None:
-            n_times = torch.full((batch,), total, dtype=torch.long, device=x.device)
+        if n_times is None or isinstance(n_times, int):  # an int: every recording has that many samples
+            n_times = torch.full((batch,), total if n_times is None else n_times, dtype=torch.long, device=x.device)
+        elif not torch.is_tensor(n_times):
+            raise TypeError(f"n_times must be an int or a tensor of shape ({batch},), got {type(n_times).__name__}")
         elif n_times.shape != (batch,):
             raise ValueError(f"n_times must have shape ({batch},), got {tuple(n_times.shape)}")
         if total < self.patch_size:

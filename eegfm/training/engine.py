@@ -155,6 +155,10 @@ class Trainer:
         for name in ("steps", "log_every", "checkpoint_every"):
             if getattr(config, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {name}={getattr(config, name)}")
+        for name in ("lr", "min_lr", "weight_decay"):
+            value = getattr(config, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
         if not callable(batches):
             raise TypeError(f"batches must be a callable (epoch, start) -> iterator, got {type(batches).__name__}")
         self.model = model

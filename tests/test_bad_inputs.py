@@ -1,0 +1,61 @@
+"""Bad inputs get one clear error that names the input and says what to do (no silent results)."""
+
+import numpy as np
+import pytest
+import torch
+
+from eegfm import MAPEEncoder
+from eegfm.data import EEGCorpus, Recording
+from eegfm.data.specs import sources_from_spec
+from eegfm.training import TrainConfig, Trainer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return MAPEEncoder(patch_size=50, embed_dim=16, depth=1, num_heads=2).eval()
+
+
+def test_numpy_input_is_a_clear_type_error(encoder):
+    x, pos = np.zeros((1, 3, 200), np.float32), np.full((3, 2), 50.0, np.float32)
+    with pytest.raises(TypeError, match=r"x must be a torch.Tensor, got ndarray; convert it with torch.as_tensor"):
+        encoder(x, torch.as_tensor(pos))
+    with pytest.raises(TypeError, match=r"positions must be a torch.Tensor, got ndarray"):
+        encoder(torch.as_tensor(x), pos)
+
+
+def test_int_n_times_means_every_recording_and_zero_channels_are_refused(encoder):
+    x, pos = torch.randn(2, 3, 200), torch.rand(3, 2) * 100
+    a = encoder(x, pos, n_times=150)
+    b = encoder(x, pos, n_times=torch.tensor([150, 150]))
+    assert torch.equal(a.tokens, b.tokens) and int(a.token_mask.sum()) == 2 * 3 * 3
+    with pytest.raises(TypeError, match=r"n_times must be an int or a tensor of shape \(2,\), got list"):
+        encoder(x, pos, n_times=[150, 150])
+    with pytest.raises(ValueError, match=r"x has no channels \(shape \(2, 0, 200\)\)"):
+        encoder(torch.zeros(2, 0, 200), torch.zeros(0, 2))
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), 0.0, -1.0, float("inf")])
+def test_windows_need_a_positive_length(tmp_path, seconds):
+    data = np.random.default_rng(0).standard_normal((2, 1000)).astype(np.float32)
+    corpus = EEGCorpus([Recording(data, ["Cz", "Pz"], 200.0, "rec")], tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"seconds must be a positive number of seconds, got seconds="):
+        corpus.windows(seconds)
+    with pytest.raises(ValueError, match=r"stride_seconds must be a positive number of seconds"):
+        corpus.windows(1.0, seconds)
+
+
+@pytest.mark.parametrize("name", ["lr", "min_lr", "weight_decay"])
+def test_a_nan_or_negative_rate_is_refused(name):
+    model = torch.nn.Linear(2, 2)
+    model.training_step = lambda batch: {"loss_sum": model(batch).sum(), "count": 1}
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(ValueError, match=rf"{name} must be a finite number >= 0, got {name}="):
+            Trainer(model, TrainConfig(**{name: bad}), lambda epoch, start: iter([]))
+
+
+def test_a_glob_that_matches_a_folder_says_so(tmp_path):
+    (tmp_path / "sub-01").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"matches the folder .*sub-01; match files, e.g. .*sub-01/\*.edf"):
+        list(sources_from_spec(f"files:{tmp_path}/sub-*"))
