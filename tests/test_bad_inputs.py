@@ -59,3 +59,19 @@ def test_a_glob_that_matches_a_folder_says_so(tmp_path):
     (tmp_path / "sub-01").mkdir()
     with pytest.raises(IsADirectoryError, match=r"matches the folder .*sub-01; match files, e.g. .*sub-01/\*.edf"):
         list(sources_from_spec(f"files:{tmp_path}/sub-*"))
+
+
+def test_microvolt_numbers_stored_as_volts_are_skipped_with_check_the_units(tmp_path):
+    import mne
+
+    rng = np.random.default_rng(0)
+    info = mne.create_info(["Fz", "Cz", "Pz", "Oz"], 200.0, "eeg")
+    volts = rng.standard_normal((4, 2000)) * 20e-6
+    good = mne.io.RawArray(volts, info, verbose="error")
+    wrong = mne.io.RawArray(volts * 1e6, info, verbose="error")  # 20 "V": µV numbers read as volts
+    corpus = EEGCorpus([good, wrong], tmp_path, progress=False)
+    assert len(corpus) == 1 and len(corpus.skipped) == 1
+    assert "median channel standard deviation is 1.9" in corpus.skipped[0][1]
+    assert "check the units" in corpus.skipped[0][1]
+    with pytest.raises(Exception, match="check the units"):
+        EEGCorpus([wrong], tmp_path / "again", on_error="raise", progress=False)

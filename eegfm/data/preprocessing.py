@@ -10,8 +10,9 @@ The steps, in order (:func:`preprocess`):
    source's Nyquist is skipped: the source has nothing there to remove);
 5. resample to ``config.sfreq`` (skipped when equal);
 6. convert to µV, float32;
-7. drop flat channels (std below ``config.flat_threshold_uv``), with a logged warning
-   and ``metadata["dropped_channels"]``; too many flat channels is an error;
+7. refuse implausible amplitudes (median channel std above ``IMPLAUSIBLE_STD_UV`` = 5000 µV:
+   wrong units), then drop flat channels (std below ``config.flat_threshold_uv``), with a
+   logged warning and ``metadata["dropped_channels"]``; too many flat channels is an error;
 8. proportion coordinates of the remaining channels (:func:`eegfm.montage.proportion_coordinates`).
 
 The configuration is a frozen dataclass whose :meth:`PreprocessConfig.hash` (with
@@ -44,6 +45,11 @@ logger = logging.getLogger("eegfm.data")
 PREPROCESS_VERSION = 2  # 2: downsampling resamples before filtering
 
 _UNITS = ("uV",)
+
+
+#: A recording whose median channel standard deviation (µV, after filtering) exceeds this is
+#: not plausible scalp EEG: almost always µV numbers read as volts (10^6 too large).
+IMPLAUSIBLE_STD_UV = 5000.0
 
 
 class PreprocessError(ValueError):
@@ -295,8 +301,16 @@ def preprocess(
     data = np.multiply(raw._data, 1e6, out=np.empty(raw._data.shape, np.float32), casting="same_kind")
     ch_names = list(raw.ch_names)
 
-    # 7. flat channels
-    flat = data.std(axis=1) < config.flat_threshold_uv  # (C,)
+    # 7. implausible amplitude (wrong units), then flat channels
+    stds = data.std(axis=1)  # (C,)
+    typical = float(np.median(stds)) if len(stds) else 0.0
+    if typical > IMPLAUSIBLE_STD_UV:
+        raise PreprocessError(
+            f"{name}: the median channel standard deviation is {typical:.3g} µV after filtering, far above "
+            f"scalp EEG (< {IMPLAUSIBLE_STD_UV:g} µV): check the units (µV numbers stored as volts? "
+            "an EDF header saying V for µV data?) and scale the data to volts before passing it"
+        )
+    flat = stds < config.flat_threshold_uv  # (C,)
     dropped = [ch_names[i] for i in np.flatnonzero(flat)]
     if dropped:
         fraction = len(dropped) / len(ch_names)
