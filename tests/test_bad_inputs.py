@@ -75,3 +75,23 @@ def test_microvolt_numbers_stored_as_volts_are_skipped_with_check_the_units(tmp_
     assert "check the units" in corpus.skipped[0][1]
     with pytest.raises(Exception, match="check the units"):
         EEGCorpus([wrong], tmp_path / "again", on_error="raise", progress=False)
+
+
+def test_a_truncated_edf_is_a_counted_skip_naming_the_file(tmp_path):
+    import mne
+
+    from eegfm.data import from_files
+
+    info = mne.create_info(["Fz", "Cz", "Pz"], 200.0, "eeg")
+    raw = mne.io.RawArray(np.random.default_rng(0).standard_normal((3, 200 * 20)) * 1e-5, info, verbose="error")
+    whole = tmp_path / "whole.edf"
+    mne.export.export_raw(whole, raw, overwrite=True, verbose="error")
+    half = tmp_path / "half.edf"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    corpus = EEGCorpus(from_files([whole, half]), tmp_path / "cache", progress=False)
+    assert len(corpus) == 1 and len(corpus.skipped) == 1
+    key, reason = corpus.skipped[0]
+    assert key.endswith("half.edf")
+    assert reason.startswith("TruncatedFileError:") and "half.edf: the file is shorter than its header says" in reason
+    with pytest.raises(OSError, match=r"half.edf: the file is shorter than its header says"):
+        EEGCorpus(from_files([half]), tmp_path / "cache2", on_error="raise", progress=False)

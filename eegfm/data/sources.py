@@ -28,6 +28,7 @@ from __future__ import annotations
 import operator
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,8 +149,30 @@ def from_raw(raw: mne.io.BaseRaw, *, key: str | None = None, metadata: dict | No
                            dict(metadata or {}))
 
 
+class TruncatedFileError(OSError):
+    """A recording file is shorter than its header says (a copy or a recording cut short)."""
+
+
+def read_raw_checked(read: Callable, path: str, **kwargs) -> mne.io.BaseRaw:
+    """``read(path, **kwargs)`` with MNE quiet, except that a truncated file is an error.
+
+    MNE reads an EDF/BDF cut short as a shorter recording and only warns ("Number of records
+    from the header does not match the file size"); here that is a :class:`TruncatedFileError`
+    naming the file, so a corpus skips and counts it (or raises under ``on_error="raise"``).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw = read(path, verbose="warning", **kwargs)
+    for warning in caught:
+        text = str(warning.message)
+        if "does not match the file size" in text or "truncated" in text.lower():
+            raise TruncatedFileError(f"{path}: the file is shorter than its header says (truncated?); "
+                                     f"MNE: {text}")
+    return raw
+
+
 def _read_file(path: str, channel_types: dict | None):
-    raw = mne.io.read_raw(path, preload=False, verbose="error")
+    raw = read_raw_checked(mne.io.read_raw, path, preload=False)
     return infer_channel_types(raw, channel_types)
 
 
@@ -372,7 +395,7 @@ def _numbers(name: str, values, top: int) -> list[int] | None:
 def _read_eegbci(path: str) -> mne.io.BaseRaw:
     from mne.datasets import eegbci
 
-    raw = mne.io.read_raw_edf(path, preload=False, verbose="error")
+    raw = read_raw_checked(mne.io.read_raw_edf, path, preload=False)
     eegbci.standardize(raw)  # "Fc5." -> "FC5", "Fp1." -> "Fp1" (MNE's own renaming)
     return infer_channel_types(raw)
 
