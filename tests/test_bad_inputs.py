@@ -95,3 +95,35 @@ def test_a_truncated_edf_is_a_counted_skip_naming_the_file(tmp_path):
     assert reason.startswith("TruncatedFileError:") and "half.edf: the file is shorter than its header says" in reason
     with pytest.raises(OSError, match=r"half.edf: the file is shorter than its header says"):
         EEGCorpus(from_files([half]), tmp_path / "cache2", on_error="raise", progress=False)
+
+
+def test_a_cache_hit_means_the_same_samples_and_channels(tmp_path):
+    import mne
+
+    from eegfm.data import from_files
+
+    rng = np.random.default_rng(0)
+    info = mne.create_info(["Fz", "Cz", "Pz", "Oz"], 200.0, "eeg")
+    raw = mne.io.RawArray(rng.standard_normal((4, 4000)) * 1e-5, info, verbose="error")
+    path = tmp_path / "rec.edf"
+    mne.export.export_raw(path, raw, overwrite=True, verbose="error")
+    cache = tmp_path / "cache"
+    first = EEGCorpus(from_files([path]), cache, progress=False)
+    assert first.n_built == 1
+    read = mne.io.read_raw(path, preload=False, verbose="error")
+    assert EEGCorpus([read], cache, progress=False).n_built == 1  # a Raw of the file: another reader's entry
+    assert EEGCorpus([mne.io.read_raw(path, verbose="error")], cache, progress=False).n_reused == 1  # same again
+    cropped = mne.io.read_raw(path, verbose="error").crop(0, 10)
+    rescaled = mne.io.read_raw(path, preload=True, verbose="error")
+    rescaled._data *= 2
+    reref = mne.io.read_raw(path, preload=True, verbose="error").set_eeg_reference("average", verbose="error")
+    for changed in (cropped, rescaled, reref):
+        corpus = EEGCorpus([changed], cache, progress=False)
+        assert corpus.n_built == 1 and corpus.n_reused == 0
+    # two in-memory recordings with one name and shape but other channels / samples: two entries
+    a = Recording(rng.standard_normal((2, 1000)).astype(np.float32) * 10, ["Cz", "Pz"], 200.0, "mem")
+    b = Recording(rng.standard_normal((2, 1000)).astype(np.float32) * 10, ["Fz", "Oz"], 200.0, "mem")
+    c = Recording(a.data * 2, ["Cz", "Pz"], 200.0, "mem")
+    built = [EEGCorpus([r], cache, progress=False).n_built for r in (a, b, c)]
+    assert built == [1, 1, 1]
+    assert EEGCorpus([a], cache, progress=False).n_reused == 1

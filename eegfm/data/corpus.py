@@ -32,7 +32,7 @@ from .cache import RecordingCache
 from .preprocessing import PreprocessConfig, PreprocessError, preprocess
 from .recording import Recording
 from .sampler import TokenBucketBatchSampler
-from .sources import RecordingSource, file_fingerprint, from_raw
+from .sources import RecordingSource, content_digest, file_fingerprint, from_raw
 from .loader import WindowLoader
 from .windows import WindowDataset, collate_windows
 
@@ -49,9 +49,10 @@ def _as_source(item) -> RecordingSource:
         return item
     if isinstance(item, mne.io.BaseRaw):
         return from_raw(item)
-    if isinstance(item, Recording):
+    if isinstance(item, Recording):  # in memory: the cache entry is keyed by its very samples and channels
         path = item.source.split("#", 1)[0]
-        fingerprint = file_fingerprint(path) if Path(path).is_file() else {"shape": list(item.data.shape)}
+        fingerprint = file_fingerprint(path) if Path(path).is_file() else {}
+        fingerprint["content"] = content_digest(item.data, list(item.ch_names), float(item.sfreq))
         return RecordingSource(item.source, lambda: item, fingerprint, dict(item.metadata))
     raise TypeError(
         f"cannot use a {type(item).__name__} as an EEG source: pass RecordingSource objects "

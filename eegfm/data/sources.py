@@ -134,19 +134,43 @@ def from_raw(raw: mne.io.BaseRaw, *, key: str | None = None, metadata: dict | No
     with neither is fingerprinted by a hash of its data, channels and rate.
     """
     files = _raw_files(raw)
+    layout = raw_layout_digest(raw)
+    content = None
+    if raw.preload or not files:  # in memory: maybe cropped, re-referenced or rescaled since it was read
+        content = content_digest(raw.get_data(), layout)
     if key is None:
-        key = files[0] if files else None
-    if key is None:
-        import hashlib
-
-        import numpy as np
-
-        digest = hashlib.sha256(np.ascontiguousarray(raw.get_data()).tobytes())
-        digest.update(repr((raw.ch_names, raw.info["sfreq"])).encode())
-        key = f"raw:{digest.hexdigest()[:16]}"
-    fingerprint = file_fingerprint(*files) if files else {"key": key}
+        key = files[0] if files else f"raw:{content[:16]}"
+    fingerprint = {**(file_fingerprint(*files) if files else {"key": key}), "layout": layout}
+    if content is not None:
+        fingerprint["content"] = content
     return RecordingSource(key, lambda: infer_channel_types(raw.copy(), channel_types), fingerprint,
                            dict(metadata or {}))
+
+
+def content_digest(data, *parts) -> str:
+    """sha256 (hex) of an array's bytes, dtype and shape, and of ``parts`` (their repr)."""
+    import hashlib
+
+    import numpy as np
+
+    array = np.ascontiguousarray(data)
+    digest = hashlib.sha256(f"{array.dtype}:{array.shape}".encode())
+    digest.update(memoryview(array).cast("B"))
+    digest.update(repr(parts).encode())
+    return digest.hexdigest()
+
+
+def raw_layout_digest(raw: mne.io.BaseRaw) -> str:
+    """What a Raw holds besides its file: channels, types, positions, rate, time span, reference, projectors.
+
+    A Raw read lazily from a file and then cropped, picked or re-montaged gets another digest.
+    """
+    import hashlib
+
+    locs = [tuple(round(float(v), 9) for v in ch["loc"][:3]) for ch in raw.info["chs"]]
+    parts = (raw.ch_names, raw.get_channel_types(), locs, float(raw.info["sfreq"]), int(raw.first_samp),
+             int(raw.n_times), bool(raw.info["custom_ref_applied"]), [p["desc"] for p in raw.info["projs"]])
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 class TruncatedFileError(OSError):
