@@ -59,12 +59,27 @@ def test_pretrain_command_saves_the_encoder_and_evaluation(tokenizer_dir):
     assert 0 <= evaluation["baseline_accuracy"] <= 1
 
 
-def test_bad_settings_are_rejected(tokenizer_dir):
-    with pytest.raises(ConfigError, match="unknown config key --train.stepz. Did you mean --train.steps"):
-        main(["tokenizer", "--train.stepz=3"])
-    with pytest.raises(ValueError, match=r"l_freq=0.1 \(model expects 0.5\)"):
-        main(["pretrain", f"--tokenizer={tokenizer_dir / 'tok' / 'model'}", "--data.sources=sample",
-              f"--train.run_dir={tokenizer_dir / 'x'}"])
+def test_bad_settings_are_one_line_errors_with_status_2(tokenizer_dir, capsys):
+    assert main(["tokenizer", "--train.stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("eegfm tokenizer: error: unknown config key --train.stepz. "
+                                                     "Did you mean --train.steps")
+    assert "Traceback" not in err and err.rstrip().endswith("(--debug shows the traceback)")
+    bad = ["pretrain", f"--tokenizer={tokenizer_dir / 'tok' / 'model'}", "--data.sources=sample",
+           f"--train.run_dir={tokenizer_dir / 'x'}"]
+    assert main(bad) == 2
+    assert "l_freq=0.1 (model expects 0.5)" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="unknown config key --train.stepz"):  # --debug: the exception itself
+        main(["--debug", "tokenizer", "--train.stepz=3"])
+    assert main(["pretrain", "--tokenizer", str(tokenizer_dir / "nothing-here"), "--data.sources", "sample"]) == 2
+    assert "nothing-here" in capsys.readouterr().err  # --key value works like --key=value
+
+
+def test_key_value_pairs_with_a_space():
+    from eegfm.cli.main import _join_key_value
+
+    assert _join_key_value(["tokenizer", "--train.steps", "5", "--data.sources=sample", "--debug"]) == [
+        "tokenizer", "--train.steps=5", "--data.sources=sample", "--debug"]
 
 
 def test_push_to_hub_is_one_flag(tokenizer_dir, monkeypatch):

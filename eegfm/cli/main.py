@@ -1,28 +1,68 @@
-"""``eegfm`` command-line entry point."""
+"""``eegfm`` command-line entry point.
+
+User errors (a bad option, a missing file, a bad config, no usable data) print one line,
+``eegfm <command>: error: <what and how to fix it>``, and exit with status 2, as argparse
+does; ``--debug`` (or ``EEGFM_DEBUG=1``) shows the Python traceback instead. Settings are
+``--key=value`` or ``--key value``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import demo, finetune, pretrain, tokenizer
 
 COMMANDS = {"demo": demo, "tokenizer": tokenizer, "pretrain": pretrain, "finetune": finetune}
 
+#: Exceptions a user's input causes; shown as one line unless --debug.
+USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, ImportError, KeyError)
+
+_OWN_FLAGS = ("-h", "--help", "--debug")
+
+
+def _join_key_value(argv: list[str]) -> list[str]:
+    """``["--train.steps", "100"]`` -> ``["--train.steps=100"]`` (``--key value`` as ``--key=value``)."""
+    out, i = [], 0
+    while i < len(argv):
+        item = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if (item.startswith("--") and "=" not in item and item not in _OWN_FLAGS and nxt is not None
+                and not nxt.startswith("--")):
+            out.append(f"{item}={nxt}")
+            i += 2
+        else:
+            out.append(item)
+            i += 1
+    return out
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``eegfm <command> [options]``; returns the exit status."""
+    """Run ``eegfm <command> [options]``; returns the exit status (2 for a user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="eegfm", description="EEG foundation models for any montage.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (also EEGFM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, module in COMMANDS.items():
         module.add_parser(sub)
-    args, extra = parser.parse_known_args(argv)
+    debug = "--debug" in argv or os.environ.get("EEGFM_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    args, extra = parser.parse_known_args(_join_key_value(argv))
     if args.command is None:
         parser.print_help()
         return 2
     # every command takes its settings as --key=value overrides (checked against its config)
     args.overrides = [*extra, *(getattr(args, "overrides", None) or [])]
-    return COMMANDS[args.command].run(args)
+    try:
+        return COMMANDS[args.command].run(args)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"eegfm {args.command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
