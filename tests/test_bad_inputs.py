@@ -127,3 +127,21 @@ def test_a_cache_hit_means_the_same_samples_and_channels(tmp_path):
     built = [EEGCorpus([r], cache, progress=False).n_built for r in (a, b, c)]
     assert built == [1, 1, 1]
     assert EEGCorpus([a], cache, progress=False).n_reused == 1
+
+
+def test_nan_or_inf_in_a_real_channel_is_named(encoder):
+    x, pos = torch.randn(2, 3, 200), torch.rand(2, 3, 2) * 100
+    x[1, 2, 17] = float("nan")
+    with pytest.raises(ValueError, match=r"x\[1, 2\] \(sample 1, channel 2\) has a NaN/Inf sample; 1 channel"):
+        encoder(x, pos)
+    x[1, 2, 17] = 0.0
+    pos[0, 1, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"x\[0, 1\] .* has a NaN/Inf position"):
+        encoder(x, pos)
+    # padding may hold anything: a masked channel and samples past n_times are not checked
+    mask = torch.tensor([[True, False, True], [True, True, True]])
+    x[0, 1] = float("nan")
+    x[1, 0, 150:] = float("inf")
+    out = encoder(x, pos, channel_mask=mask, n_times=torch.tensor([200, 150]))
+    assert torch.isfinite(out.tokens[out.token_mask]).all()
+    encoder(x, pos, check_finite=False)  # opted out: no error (the output is the caller's business)

@@ -66,6 +66,33 @@ class EncoderOutput:
         return self.tokens.view(batch, self.n_channels, self.n_patches, dim)
 
 
+def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor,
+                        n_times: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the first (sample, channel) with a NaN/Inf sample or position.
+
+    Only real channels and samples are checked (padding may hold anything).
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (B, C, T)
+    positions : torch.Tensor, shape (B, C, 2)
+    channel_mask : torch.Tensor of bool, shape (B, C)
+    n_times : torch.Tensor, shape (B,)
+    """
+    valid_time = torch.arange(x.shape[-1], device=x.device)[None, :] < n_times[:, None]  # (B, T)
+    bad_signal = (~torch.isfinite(x) & valid_time[:, None, :]).any(-1)  # (B, C)
+    bad_position = ~torch.isfinite(positions).all(-1)  # (B, C)
+    bad = (bad_signal | bad_position) & channel_mask
+    if bool(bad.any()):  # the one host sync
+        sample, channel = (int(v) for v in bad.nonzero()[0])
+        what = "a NaN/Inf sample" if bool(bad_signal[sample, channel]) else "a NaN/Inf position"
+        raise ValueError(
+            f"x[{sample}, {channel}] (sample {sample}, channel {channel}) has {what}; {int(bad.sum())} channel(s) "
+            "in the batch do. Fix or drop them (e.g. raw.interpolate_bads(), np.nan_to_num), mark padded "
+            "channels with channel_mask, or pass check_finite=False to skip this check"
+        )
+
+
 class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
     """EEG Transformer encoder with montage-agnostic position embeddings.
 
@@ -296,7 +323,8 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         # Padded channels may carry NaN positions; zero them so they cannot leak NaN.
         positions = torch.where(token_mask.any(-1, keepdim=True), positions, torch.zeros_like(positions))
         position = self.pos_embed(positions, n_patches, n_patches_per_sample).to(embeddings.dtype)  # (B, C, K, D)
-        tokens = embeddings + position
+        # padding may hold anything (even NaN): zero it, or NaN values would leak through attention
+        tokens = torch.where(token_mask[..., None], embeddings, torch.zeros((), dtype=embeddings.dtype)) + position
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens.flatten(1, 2)), dim=1)
         flat_mask = token_mask.flatten(1)  # (B, C*K)
         keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K)
@@ -319,6 +347,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         channel_mask: torch.Tensor | None = None,
         n_times: torch.Tensor | None = None,
         sfreq: float | None = None,
+        check_finite: bool = True,
     ) -> EncoderOutput:
         """Encode EEG.
 
@@ -335,6 +364,11 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             Valid samples of each recording (default: all ``T``).
         sfreq : float, optional
             Sampling rate of ``x``; when given it must equal the model's ``sfreq``.
+        check_finite : bool
+            Raise, naming the sample and channel, if a real channel holds a NaN/Inf sample or
+            position (one would turn every token of its recording into NaN). Costs one
+            device-to-host sync; pass False in a hot loop over data already checked (the
+            training pipelines' cached data is). Skipped inside ``torch.compile``/export.
 
         Returns
         -------
@@ -342,6 +376,8 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             ``tokens`` (B, C*K, D), ``cls`` (B, D), ``token_mask`` (B, C*K).
         """
         positions, channel_mask, n_times = self._check_inputs(x, positions, channel_mask, n_times, sfreq)
+        if check_finite and not torch.compiler.is_compiling():
+            check_finite_inputs(x, positions, channel_mask, n_times)
         patches = self.patchify(x)  # (B, C, K, W)
         mask = self.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
         embeddings = self.patch_embed(patches)  # (B, C, K, D)
