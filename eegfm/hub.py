@@ -27,6 +27,7 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 
 try:  # huggingface_hub >= 0.24
@@ -117,6 +118,38 @@ def _download(repo_id: str, filename: str, **kwargs) -> str:
         raise ModelLoadError(f"Could not download {filename!r} of {repo_id!r}: {err}") from err
 
 
+def _summarize_keys(missing, unexpected, shapes=()) -> str:
+    """``missing 24 (e.g. 'a', 'b', 'c'), unexpected 0`` rather than 60 lines of names."""
+    def part(what, keys):
+        keys = list(keys)
+        shown = ", ".join(map(repr, keys[:3])) + (", ..." if len(keys) > 3 else "")
+        return f"{what} {len(keys)}" + (f" (e.g. {shown})" if keys else "")
+    text = f"{part('missing', missing)}, {part('unexpected', unexpected)}"
+    return text + (f", {part('of another shape', shapes)}" if shapes else "")
+
+
+def _check_weights_fit(skeleton: torch.nn.Module, weights_file: Path) -> None:
+    """Compare a (meta-device) model's state with the safetensors header, reading no tensor data."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_file), framework="pt") as handle:
+            saved = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as err:
+        raise ModelLoadError(f"{weights_file} is not a readable safetensors file ({err}); "
+                             "re-download or re-save the model") from None
+    expected = {key: tuple(t.shape) for key, t in skeleton.state_dict().items()}
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    shapes = [f"{k} {saved[k]} vs {expected[k]}" for k in expected if k in saved and saved[k] != expected[k]]
+    if missing or unexpected or shapes:
+        raise ModelLoadError(
+            f"Weights in {weights_file} do not fit {type(skeleton).__name__} built from its config: "
+            f"{_summarize_keys(missing, unexpected, shapes)}. Is config.json from the same model? Pass "
+            "strict=False to load the matching part."
+        )
+
+
 class HubMixin(PyTorchModelHubMixin):
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for eegfm models.
 
@@ -184,7 +217,13 @@ class HubMixin(PyTorchModelHubMixin):
             config_file = Path(_download(source, CONFIG_NAME, **hub))
             weights_file = Path(_download(source, WEIGHTS_NAME, **hub))
 
-        config = json.loads(config_file.read_text(encoding="utf-8"))
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ModelLoadError(f"{config_file} is not valid JSON ({err}); re-save the model or fix the file") from None
+        if not isinstance(config, dict):
+            raise ModelLoadError(f"{config_file} must hold a JSON object of constructor arguments, "
+                                 f"got {type(config).__name__}; re-save the model or fix the file")
         known = set(cls._init_parameter_names())
         unknown_saved = sorted(set(config) - known)
         if unknown_saved:
@@ -198,7 +237,16 @@ class HubMixin(PyTorchModelHubMixin):
                 f"{cls.__name__}.from_pretrained got unknown arguments {unknown_overrides}; "
                 f"it takes the constructor arguments {sorted(known)}."
             )
-        model = cls(**{**config, **config_overrides})
+        arguments = {**config, **config_overrides}
+        try:  # first on the meta device: costs no memory, so a bad config fails before a huge model is built
+            with torch.device("meta"):
+                skeleton = cls(**arguments)
+        except (TypeError, ValueError) as err:
+            raise ModelLoadError(f"{config_file}: cannot build {cls.__name__} from it: {err}") from None
+        if strict:
+            _check_weights_fit(skeleton, weights_file)
+        del skeleton
+        model = cls(**arguments)
         cls._load_weights(model, weights_file, map_location=map_location, strict=strict)
         return model.eval()
 
@@ -206,11 +254,15 @@ class HubMixin(PyTorchModelHubMixin):
     def _load_weights(model, weights_file: Path, *, map_location: str, strict: bool) -> None:
         from safetensors.torch import load_file
 
-        state = load_file(str(weights_file), device=str(map_location))
+        try:
+            state = load_file(str(weights_file), device=str(map_location))
+        except Exception as err:  # safetensors raises its own error types without the file name
+            raise ModelLoadError(f"{weights_file} is not a readable safetensors file ({err}); "
+                                 "re-download or re-save the model") from None
         missing, unexpected = model.load_state_dict(state, strict=False)
         if strict and (missing or unexpected):
             raise ModelLoadError(
                 f"Weights in {weights_file} do not match {type(model).__name__}: "
-                f"missing {list(missing)}, unexpected {list(unexpected)}. Pass strict=False to "
+                f"{_summarize_keys(missing, unexpected)}. Pass strict=False to "
                 "load the matching part (e.g. when you changed the head)."
             )

@@ -55,7 +55,8 @@ def test_config_overrides_and_unknown_arguments(tmp_path, model):
 
 def test_loading_is_strict(tmp_path, model):
     model.save_pretrained(tmp_path)
-    with pytest.raises(ModelLoadError, match=r"do not match MAPEEncoder: missing \['blocks.2"):
+    with pytest.raises(ModelLoadError, match=r"do not fit MAPEEncoder built from its config: missing \d+ "
+                                             r"\(e.g. 'blocks.2.*\), unexpected 0"):
         MAPEEncoder.from_pretrained(tmp_path, depth=3)
     partial = MAPEEncoder.from_pretrained(tmp_path, depth=3, strict=False)
     assert torch.equal(partial.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
@@ -120,3 +121,35 @@ def test_registry():
     assert create_model("mape_encoder_small", patch_size=200).patch_size == 200
     with pytest.raises(ValueError, match="Unknown model 'mape_encoder_bse'. Did you mean 'mape_encoder_base'"):
         create_model("mape_encoder_bse")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", r"config.json is not valid JSON"),
+    ("null", r"config.json must hold a JSON object of constructor arguments, got NoneType"),
+    ('{"embed_dim": "wide"}', r"config.json: cannot build MAPEEncoder from it"),
+])
+def test_a_broken_config_names_the_file(tmp_path, model, text, message):
+    model.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(ModelLoadError, match=message):
+        MAPEEncoder.from_pretrained(tmp_path)
+
+
+def test_a_huge_config_fails_before_the_model_is_built(tmp_path, model):
+    import time
+
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "depth": 2000, "embed_dim": 1024, "num_heads": 8}))
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=r"do not fit MAPEEncoder built from its config"):
+        MAPEEncoder.from_pretrained(tmp_path)
+    assert time.perf_counter() - start < 20  # 25 G parameters were never allocated
+
+
+def test_corrupt_weights_name_the_file(tmp_path, model):
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ModelLoadError, match=r"model.safetensors is not a readable safetensors file"):
+        MAPEEncoder.from_pretrained(tmp_path)
