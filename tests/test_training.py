@@ -307,3 +307,17 @@ def test_bf16_autocast_on_cpu_with_progress_bar(tmp_path, capsys):
     summary = Trainer(ToyRegressor(), _config(tmp_path, steps=4, amp="bf16", progress=True), make_batches()).fit()
     assert summary["steps"] == 4 and math.isfinite(summary["metrics"]["loss"])
     assert "4/4" in capsys.readouterr().err  # tqdm on rank 0
+
+
+def test_resuming_another_model_is_one_clear_error(tmp_path):
+    torch.manual_seed(0)
+    Trainer(ToyRegressor(), _config(tmp_path, steps=3), make_batches()).fit()
+
+    class Wider(ToyRegressor):
+        def __init__(self):
+            super().__init__()
+            self.extra = torch.nn.Linear(2, 2)
+
+    with pytest.raises(ValueError, match=r"cannot resume from .*last.pt: it holds another model \(missing 2 "
+                                         r"\(e.g. 'extra.weight', 'extra.bias'\), unexpected 0 against this one\).*run_config.json"):
+        Trainer(Wider(), _config(tmp_path, steps=6, resume=True), make_batches()).fit()

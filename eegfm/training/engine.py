@@ -287,6 +287,21 @@ class Trainer:
                 "set resume=False to start a new run, or point run_dir at an existing run"
             )
         state = load_checkpoint(path, map_location="cpu")  # load_state_dict copies to the device
+        def shapes_of(sd: dict) -> dict:  # tensors by shape; extra states (dicts) by presence
+            return {k: tuple(v.shape) if torch.is_tensor(v) else None for k, v in sd.items()}
+
+        saved, current = shapes_of(state["model"]), shapes_of(self.model.state_dict())
+        if saved != current:
+            missing = [k for k in current if k not in saved]
+            unexpected = [k for k in saved if k not in current]
+            shapes = [f"{k} {saved[k]} vs {current[k]}" for k in current if k in saved and saved[k] != current[k]]
+            from ..hub import _summarize_keys
+
+            raise ValueError(
+                f"cannot resume from {path}: it holds another model ({_summarize_keys(missing, unexpected, shapes)} "
+                "against this one). Resume with the settings of that run (its run_config.json), or start a new "
+                "run in another run_dir"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
