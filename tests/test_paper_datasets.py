@@ -144,14 +144,14 @@ def test_seed_dv_errors(tmp_path):
     with pytest.raises(ValueError, match="ch_names has 3 names for 62 channels"):
         load_seed_dv(tmp_path, ch_names=["A", "B", "C"])
     with pytest.raises(ValueError, match=r"sub1.npy: shape \(7, 62, 100\), expected \(7, 62, 104000\)"):
-        list(load_seed_dv(tmp_path))
+        _load_all(load_seed_dv(tmp_path))
     path = tmp_path / "EEG" / "sub1.npy"
     path.write_bytes(path.read_bytes()[:1000])  # truncated
     with pytest.raises(ValueError, match="sub1.npy: cannot read"):
-        list(load_seed_dv(tmp_path))
+        _load_all(load_seed_dv(tmp_path))
     path.write_bytes(b"garbage" * 20)
     with pytest.raises(ValueError, match="sub1.npy: cannot read"):
-        list(load_seed_dv(tmp_path))
+        _load_all(load_seed_dv(tmp_path))
 
 
 def _write_seed(root, prefix="abc", subject=1, date="20131027", n_times=50, label=True):
@@ -195,13 +195,13 @@ def test_seed_without_labels_and_errors(tmp_path):
         load_seed(tmp_path, ch_names=SEED_CHANNELS[:-1])
     scipy.io.savemat(folder / "1_20131027.mat", {f"a_eeg{t}": np.zeros((62, 5)) for t in range(1, 15)})
     with pytest.raises(ValueError, match=r"1_20131027.mat: expected keys <prefix>_eeg1..<prefix>_eeg15"):
-        list(load_seed(tmp_path))
+        _load_all(load_seed(tmp_path))
     scipy.io.savemat(folder / "1_20131027.mat", {f"a_eeg{t}": np.zeros((60, 5)) for t in range(1, 16)})
     with pytest.raises(ValueError, match=r"1_20131027.mat: a_eeg1 has shape \(60, 5\), expected \(62, T\)"):
-        list(load_seed(tmp_path))
+        _load_all(load_seed(tmp_path))
     (folder / "1_20131027.mat").write_bytes(b"MATLAB 5.0 truncated")
     with pytest.raises(ValueError, match="1_20131027.mat: cannot read"):
-        list(load_seed(tmp_path))
+        _load_all(load_seed(tmp_path))
 
 
 def _write_faced(root, subject, x):
@@ -235,7 +235,7 @@ class _Evil:
 def test_faced_refuses_malicious_pickle(tmp_path):
     _write_faced(tmp_path, 1, _Evil())
     with pytest.raises(UnsafePickleError, match=r"sub001.pkl: refused to load global (posix|nt|os)\.system"):
-        list(load_faced(tmp_path))
+        _load_all(load_faced(tmp_path))
 
 
 def test_faced_errors(tmp_path):
@@ -246,16 +246,41 @@ def test_faced_errors(tmp_path):
         load_faced(tmp_path)
     _write_faced(tmp_path, 3, np.zeros((27, 32, 10)))
     with pytest.raises(ValueError, match=r"sub003.pkl: shape \(27, 32, 10\), expected \(28, 32, 7500\)"):
-        list(load_faced(tmp_path))
+        _load_all(load_faced(tmp_path))
     _write_faced(tmp_path, 3, np.zeros((28, 30, 10)))
     with pytest.raises(ValueError, match="sub003.pkl: ch_names has 32 names for 30 channels"):
-        list(load_faced(tmp_path))
+        _load_all(load_faced(tmp_path))
     _write_faced(tmp_path, 3, [1, 2])
     with pytest.raises(ValueError, match="sub003.pkl: expected a numpy array, got list"):
-        list(load_faced(tmp_path))
+        _load_all(load_faced(tmp_path))
     data = pickle.dumps(np.zeros((28, 32, 10)))
     (tmp_path / "Processed_data" / "sub003.pkl").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="sub003.pkl: cannot read"):
-        list(load_faced(tmp_path))
+        _load_all(load_faced(tmp_path))
     with pytest.raises(ValueError, match="ch_names has duplicates"):
         load_faced(tmp_path, ch_names=["A"] * 32)
+
+
+def _load_all(items):
+    """What a corpus does with each item: keep a Recording, call a source's load() (which raises
+    for a file that cannot be read: the corpus skips and counts it)."""
+    from eegfm.data import RecordingSource
+
+    return [item.load() if isinstance(item, RecordingSource) else item for item in items]
+
+
+def test_a_corrupt_file_is_skipped_and_counted_not_fatal(tmp_path):
+    from eegfm.data import EEGCorpus
+
+    x = np.random.default_rng(0).standard_normal((28, 32, 500)) * 20
+    _write_faced(tmp_path, 1, x)
+    _write_faced(tmp_path, 2, x)
+    data = (tmp_path / "Processed_data" / "sub002.pkl").read_bytes()
+    (tmp_path / "Processed_data" / "sub002.pkl").write_bytes(data[: len(data) // 2])
+    _write_faced(tmp_path, 3, _Evil())
+    corpus = EEGCorpus(load_faced(tmp_path), tmp_path / "cache", progress=False)
+    assert len(corpus) == 28  # subject 1's trials
+    reasons = dict(corpus.skipped)
+    assert len(reasons) == 2
+    assert "cannot read" in next(v for k, v in reasons.items() if k.endswith("sub002.pkl"))
+    assert "refused to load global" in next(v for k, v in reasons.items() if k.endswith("sub003.pkl"))

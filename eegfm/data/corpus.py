@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,7 +42,7 @@ __all__ = ["EEGCorpus"]
 logger = logging.getLogger("eegfm.data")
 
 #: Errors that make one recording unusable; with ``on_error="skip"`` it is logged and counted.
-RECORDING_ERRORS = (PreprocessError, UnknownChannelError, ValueError, OSError, RuntimeError)
+RECORDING_ERRORS = (PreprocessError, UnknownChannelError, ValueError, OSError, RuntimeError, pickle.UnpicklingError)
 
 
 def _as_source(item) -> RecordingSource:

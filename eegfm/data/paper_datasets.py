@@ -158,6 +158,17 @@ def _read(path: Path, reader):
         ) from exc
 
 
+def _unreadable(path: Path, err: Exception):
+    """A source for a file that cannot be read: a corpus skips and counts it by name (or raises
+    it under ``on_error="raise"``) and goes on with the other files."""
+    from .sources import RecordingSource
+
+    def load():
+        raise err
+
+    return RecordingSource(str(path), load, {"unreadable": str(path), "error": str(err)}, {"file": path.name})
+
+
 def _scaled(x, unit_scale: float) -> np.ndarray:
     out = np.asarray(x, dtype=np.float32)
     if unit_scale != 1.0:
@@ -183,9 +194,12 @@ def _seed_dv_arrays(root, subjects, ch_names):
 
     def arrays():
         for subject, session, path in entries:
-            arr = _read(path, lambda p: np.load(p, mmap_mode="r"))
-            if tuple(arr.shape) != expected:
-                raise ValueError(f"{path}: shape {tuple(arr.shape)}, expected {expected}")
+            try:
+                arr = _read(path, lambda p: np.load(p, mmap_mode="r"))
+                if tuple(arr.shape) != expected:
+                    raise ValueError(f"{path}: shape {tuple(arr.shape)}, expected {expected}")
+            except (ValueError, pickle.UnpicklingError) as err:
+                arr = err  # the caller decides: skip (corpus) or raise
             yield subject, session, path, arr
 
     return names, arrays()
@@ -223,6 +237,9 @@ def load_seed_dv(root, subjects: Iterable[int] | None = None,
 
     def recordings():
         for subject, session, path, arr in arrays:
+            if isinstance(arr, Exception):
+                yield _unreadable(path, arr)
+                continue
             for b in range(SEED_DV_BLOCKS):
                 block = b + 1
                 data = _read(path, lambda p: _scaled(arr[b], unit_scale))  # one block in memory
@@ -304,6 +321,8 @@ def seed_dv_clips(root, subjects: Iterable[int] | None = None, ch_names: Sequenc
 
     def clips():
         for subject, session, path, arr in arrays:
+            if isinstance(arr, Exception):  # clips feed a training set directly: a bad file is an error
+                raise arr
             for b in range(SEED_DV_BLOCKS):
                 block = b + 1
                 block_split = "test" if block in SEED_DV_TEST_BLOCKS else "train"
@@ -381,7 +400,11 @@ def load_seed(root, subjects: Iterable[int] | None = None, ch_names: Sequence[st
     def recordings():
         for path, m in entries:
             subject, date = int(m.group(1)), m.group(2)
-            mat = _read(path, scipy.io.loadmat)
+            try:
+                mat = _read(path, scipy.io.loadmat)
+            except ValueError as err:  # skipped and counted by a corpus
+                yield _unreadable(path, err)
+                continue
             trials = {}
             for key in mat:
                 k = re.fullmatch(r".+_eeg(\d+)", key)
@@ -489,11 +512,15 @@ def load_faced(root, subjects: Iterable[int] | None = None, ch_names: Sequence[s
     def recordings():
         for path, m in entries:
             subject = int(m.group(1))
-            x = _read(path, _load_pickle)
-            if not isinstance(x, np.ndarray):
-                raise ValueError(f"{path}: expected a numpy array, got {type(x).__name__}")
-            if x.ndim != 3 or x.shape[0] != FACED_TRIALS:
-                raise ValueError(f"{path}: shape {x.shape}, expected ({FACED_TRIALS}, 32, 7500)")
+            try:
+                x = _read(path, _load_pickle)
+                if not isinstance(x, np.ndarray):
+                    raise ValueError(f"{path}: expected a numpy array, got {type(x).__name__}")
+                if x.ndim != 3 or x.shape[0] != FACED_TRIALS:
+                    raise ValueError(f"{path}: shape {x.shape}, expected ({FACED_TRIALS}, 32, 7500)")
+            except (ValueError, pickle.UnpicklingError) as err:  # skipped and counted by a corpus
+                yield _unreadable(path, err)
+                continue
             if x.shape[1] != len(names):
                 raise ValueError(f"{path}: ch_names has {len(names)} names for {x.shape[1]} channels")
             for t in range(FACED_TRIALS):
