@@ -4,8 +4,11 @@ Nothing is downloaded: each loader takes ``root``, the folder of the official re
 yields :class:`~eegfm.data.Recording` objects (or :class:`SeedDVClip` segments). Signals are
 assumed to be in microvolts, as in the preprocessed releases; ``unit_scale`` multiplies them
 otherwise (e.g. ``1e6`` for volts). Layout, file-name, subject and ``ch_names`` errors are
-raised when a loader is called; errors in a file's content when iteration reaches that file
-(files are read one at a time, SEED-DV through a memory map, one block at a time).
+raised when a loader is called. A file that cannot be read (truncated, corrupt, the wrong
+shape, an unsafe pickle) is yielded as a :class:`~eegfm.data.RecordingSource` whose ``load()``
+raises that error naming the file, so :class:`~eegfm.data.EEGCorpus` skips and counts it and
+reads the other files (``on_error="raise"`` raises it); ``seed_dv_clips`` raises it. Files are
+read one at a time, SEED-DV through a memory map, one block at a time.
 
 Layouts
 -------
