@@ -78,19 +78,25 @@ def test_masked_tokens_get_the_mask_embedding_before_position_embedding():
     assert 30 <= int(is_mask.sum()) <= 40  # the random strategy's masked tokens, nothing else
 
 
-def test_training_lowers_the_loss():
-    torch.manual_seed(0)
-    pre = model(strategies=["random"])
+def _train(pre, steps: int):
+    """AdamW steps on one batch; returns (losses, the last training_step output)."""
     opt = torch.optim.AdamW(pre.parameters(), lr=3e-3)
     batch = batch_of()
     losses = []
-    for step in range(30):
+    for _ in range(steps):
         out = pre.training_step(batch)
         loss = out["loss_sum"] / out["count"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    return losses, out
+
+
+def test_training_lowers_the_loss():
+    torch.manual_seed(0)
+    pre = model(strategies=["random"])
+    losses, out = _train(pre, steps=30)
     assert losses[-1] < 0.7 * losses[0], losses
     assert set(out) == {"loss_sum", "count", "accuracy_random", "baseline_accuracy"}
     assert pre.target_counts.sum() == 30 * (48 + 20)
@@ -162,16 +168,7 @@ def test_single_pass_masks_each_sample_with_one_strategy_in_one_pass():
 def test_single_pass_loss_is_the_mean_cross_entropy_and_trains():
     torch.manual_seed(0)
     pre = model(single_pass=True)
-    opt = torch.optim.AdamW(pre.parameters(), lr=3e-3)
-    batch = batch_of()
-    losses = []
-    for _ in range(30):
-        out = pre.training_step(batch)
-        loss = out["loss_sum"] / out["count"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses, out = _train(pre, steps=30)
     assert losses[-1] < 0.7 * losses[0], losses
     assert {"accuracy_random", "accuracy_channel", "accuracy_temporal"} <= set(out)
 
