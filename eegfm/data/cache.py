@@ -13,22 +13,38 @@ the preprocessing config's hash and the source file's size and ``mtime_ns``
 (:func:`source_fingerprint`), so changing either gives a new entry (old ones are simply
 never read again).
 
-Writes are atomic: an entry is built in ``root/.tmp-<id>-<pid>-<random>/``, its files are
-fsync'ed, and the directory is renamed into place. A crash mid-write leaves only a
-``.tmp-*`` directory, which is never read and which :meth:`RecordingCache.clean_tmp`
-removes. Two processes building the same entry both write; the rename of the second fails
-because the first's directory exists, and the second uses the first's entry.
+Writes are atomic: an entry is built in ``root/.tmp-<id>-<pid>-<host>-<random>/``, its
+files are fsync'ed, and the directory is renamed into place. A crash mid-write leaves only
+a ``.tmp-*`` directory, which is never read; opening the cache removes it once its writer
+is gone (same machine, pid not running) or after an hour (:meth:`RecordingCache.clean_tmp`).
+A full disk raises an OSError that names the entry. :meth:`RecordingCache.get_or_create`
+builds a missing entry under an exclusive lock on ``root/.lock-<id>`` (``fcntl.flock``,
+where available; the file is removed on release), so two processes asking for the same
+entry preprocess once and the second reads the first's entry. Writers that race anyway
+(:meth:`RecordingCache.put`, platforms without ``fcntl``) both write; the rename of the
+second fails because the first's directory exists, and the second uses the first's entry.
+
+Open memory maps are bounded: the :class:`CacheEntry` objects whose signal is mapped form a
+least-recently-used list of at most 64 (``EEGFM_MAX_OPEN_MAPS`` at import, or
+:func:`set_max_open_maps`); past the bound the least recently read entry drops its map
+(closed once nothing else holds it) and reopens it on its next read. The list is shared by
+all threads of the process and guarded by a lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -36,11 +52,17 @@ import numpy as np
 
 from .preprocessing import PreprocessConfig, preprocess
 from .recording import Recording
+from .._fsutil import DISK_FULL, HOST_TAG, clean_stale_tmp, disk_full_error
 from .._fsutil import fsync_dir as _fsync_dir
+
+try:
+    import fcntl
+except ImportError:  # Windows: no build lock, concurrent builders race (see the module docstring)
+    fcntl = None
 
 __all__ = [
     "CACHE_FORMAT", "CacheCorruptError", "CacheEntry", "RecordingCache", "cached_preprocess",
-    "source_fingerprint",
+    "set_max_open_maps", "source_fingerprint",
 ]
 
 logger = logging.getLogger("eegfm.data")
@@ -51,9 +73,101 @@ CACHE_FORMAT = 1
 _DATA = "data.npy"
 _META = "meta.json"
 _TMP_PREFIX = ".tmp-"
+_TMP_NAME = re.compile(r"^\.tmp-[0-9a-f]+-(?P<pid>\d+)-(?:(?P<host>[0-9a-f]{8})-)?[0-9a-f]+$")
+_LOCK_PREFIX = ".lock-"
+_DISK_HINT = "free space or point cache_dir to a larger disk"
 _REQUIRED = ("ch_names", "positions", "sfreq", "n_times", "n_channels", "source")
 # EEGLAB and BrainVision keep the signal beside the header file.
 _COMPANIONS = {".set": (".fdt",), ".vhdr": (".eeg", ".vmrk")}
+
+
+class _OpenMaps:
+    """Least-recently-used list of the entries holding a memory map; thread-safe."""
+
+    def __init__(self, bound: int):
+        self.bound = bound
+        self._lock = threading.Lock()
+        self._refs: OrderedDict[int, weakref.ref] = OrderedDict()  # id(entry) -> entry, oldest first
+
+    def touch(self, entry: "CacheEntry") -> None:
+        """Mark ``entry`` (which holds a map) most recently used; drop the maps past the bound."""
+        with self._lock:
+            key = id(entry)
+            ref = self._refs.get(key)
+            if ref is not None and ref() is entry:
+                self._refs.move_to_end(key)
+                return
+            self._refs.pop(key, None)  # a dead entry whose id was reused
+            self._refs[key] = weakref.ref(entry)
+            self._evict()
+
+    def _evict(self) -> None:
+        while len(self._refs) > self.bound:
+            _, ref = self._refs.popitem(last=False)
+            old = ref()
+            if old is not None:
+                old._data = None
+
+    def set_bound(self, bound: int) -> None:
+        with self._lock:
+            self.bound = bound
+            self._evict()
+
+
+def _bound_from_env() -> int:
+    text = os.environ.get("EEGFM_MAX_OPEN_MAPS", "64")
+    try:
+        bound = int(text)
+    except ValueError:
+        bound = 0
+    if bound < 1:
+        raise ValueError(f"EEGFM_MAX_OPEN_MAPS={text!r} is not a positive integer; unset it or set e.g. 64")
+    return bound
+
+
+_open_maps = _OpenMaps(_bound_from_env())
+_held_locks = threading.local()  # .paths: the build locks this thread holds
+
+
+def set_max_open_maps(n: int) -> None:
+    """Keep at most ``n`` cache entries' memory maps open (default 64, or ``EEGFM_MAX_OPEN_MAPS``).
+
+    Parameters
+    ----------
+    n : int
+        Positive bound; entries past it (least recently read first) drop their maps now.
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"set_max_open_maps needs a positive integer, got {n!r}")
+    _open_maps.set_bound(int(n))
+
+
+def _lock_file(path: Path) -> int | None:
+    """Open and ``flock`` ``path`` exclusively (waiting); its descriptor, or None if locking fails."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            logger.debug("no build lock %s (%s); building unlocked", path, err)
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            st = os.fstat(fd)
+            try:  # the holder before us unlinked the file on release: lock the current one
+                now = os.stat(path)
+                current = (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
+            except FileNotFoundError:
+                current = False
+        except OSError as err:
+            os.close(fd)
+            logger.debug("no build lock %s (%s); building unlocked", path, err)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            return fd
+        os.close(fd)
 
 
 class CacheCorruptError(RuntimeError):
@@ -180,10 +294,15 @@ class CacheEntry:
 
     @property
     def data(self) -> np.memmap:
-        """Read-only memory map, shape (C, T), float32, µV."""
-        if self._data is None:
-            self._data = np.load(self.path / _DATA, mmap_mode="r")
-        return self._data
+        """Read-only memory map, shape (C, T), float32, µV.
+
+        Opened on first read; one of a bounded number of open maps (see the module docstring).
+        """
+        data = self._data  # local: another thread may drop self._data meanwhile
+        if data is None:
+            data = self._data = np.load(self.path / _DATA, mmap_mode="r")
+        _open_maps.touch(self)
+        return data
 
     @property
     def ch_names(self) -> list[str]:
@@ -235,12 +354,14 @@ class RecordingCache:
     Parameters
     ----------
     root : str | os.PathLike
-        Cache directory; created if missing.
+        Cache directory; created if missing. Leftovers of killed writers in it are removed
+        (see :meth:`clean_tmp`).
     """
 
     def __init__(self, root):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.clean_tmp()
 
     def entry_id(self, key_source: str, fingerprint: Mapping) -> str:
         """32-hex-digit id of ``(key_source, fingerprint)``."""
@@ -257,6 +378,9 @@ class RecordingCache:
         self, key_source: str, fingerprint: Mapping, build: Callable[[], Recording]
     ) -> CacheEntry:
         """The entry for ``(key_source, fingerprint)``, calling ``build`` only when missing.
+
+        A missing entry is built under a per-entry lock (see the module docstring): another
+        process asking for it meanwhile waits, then reads it instead of building it again.
 
         Parameters
         ----------
@@ -276,9 +400,38 @@ class RecordingCache:
         ------
         CacheCorruptError
             The existing entry is unreadable (the message says which and to delete it).
+        OSError
+            The disk is full (the message names the entry and says what to do).
         """
         entry = self.get(key_source, fingerprint)
-        return entry if entry is not None else self.put(key_source, fingerprint, build())
+        if entry is not None:
+            return entry
+        with self._build_lock(self.entry_id(key_source, fingerprint)):
+            entry = self.get(key_source, fingerprint)  # built by another process while we waited
+            return entry if entry is not None else self.put(key_source, fingerprint, build())
+
+    @contextlib.contextmanager
+    def _build_lock(self, entry_id: str):
+        """Hold an exclusive lock on ``root/.lock-<entry_id>``; reentrant within a thread.
+
+        Without ``fcntl``, or where the lock cannot be taken (e.g. a file system without
+        locks), nothing is locked and concurrent builders race as before.
+        """
+        path = self.root / f"{_LOCK_PREFIX}{entry_id}"
+        held = _held_locks.__dict__.setdefault("paths", set())  # this thread's
+        key = os.path.abspath(path)
+        fd = None if fcntl is None or key in held else _lock_file(path)
+        if fd is None:
+            yield
+            return
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # while still locked, so a waiter sees it is stale
+            os.close(fd)
 
     def put(self, key_source: str, fingerprint: Mapping, recording: Recording) -> CacheEntry:
         """Write ``recording`` as the entry for ``(key_source, fingerprint)``, atomically.
@@ -292,7 +445,7 @@ class RecordingCache:
             return CacheEntry(final)
         if not isinstance(recording, Recording):
             raise TypeError(f"build() must return a Recording, got {type(recording).__name__}")
-        tmp = self.root / f"{_TMP_PREFIX}{entry_id}-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = self.root / f"{_TMP_PREFIX}{entry_id}-{os.getpid()}-{HOST_TAG}-{secrets.token_hex(4)}"
         try:
             self._write(tmp, recording, key_source, fingerprint)
             try:
@@ -304,6 +457,10 @@ class RecordingCache:
                 logger.debug("cache entry %s was written concurrently; using it", final)
             else:
                 _fsync_dir(self.root)
+        except OSError as err:
+            if err.errno in DISK_FULL:
+                raise disk_full_error(err, "cache entry", final, _DISK_HINT) from err
+            raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -350,30 +507,24 @@ class RecordingCache:
         return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(_TMP_PREFIX))
 
     def clean_tmp(self, max_age_s: float = 3600.0) -> list[Path]:
-        """Remove leftover ``.tmp-*`` directories of interrupted writes.
+        """Remove leftover ``.tmp-*`` directories of interrupted writes (called on opening).
+
+        A directory whose writer is gone (a pid of this machine that no longer runs) is
+        removed at once; any other only once it is ``max_age_s`` old.
 
         Parameters
         ----------
         max_age_s : float
-            Only directories last modified more than this many seconds ago are removed,
-            so a write in progress in another process survives; 0 removes all.
+            Age, from the last modification, at which a directory whose writer may still run
+            (same machine and pid running, another machine's, or a name of an older version
+            without pid and host) is removed, so a write in progress survives; 0 removes all.
 
         Returns
         -------
         list of pathlib.Path
-            The directories removed.
+            The directories removed (each is logged).
         """
-        now = time.time()
-        removed = []
-        for p in self.root.glob(f"{_TMP_PREFIX}*"):
-            try:
-                age = now - p.stat().st_mtime
-            except FileNotFoundError:
-                continue
-            if age >= max_age_s:
-                shutil.rmtree(p, ignore_errors=True)
-                removed.append(p)
-        return removed
+        return clean_stale_tmp(self.root, _TMP_NAME, max_age_s=max_age_s, what="cache build directory")
 
 
 def _raw_fingerprint(raw) -> dict:

@@ -14,7 +14,9 @@ sha256 of the tokenizer's weights and config (:func:`tokenizer_fingerprint`) and
 spec; the recording entry id already carries the source file and the preprocessing. So a
 cache hit means the same samples, the same windows and the same tokenizer, and codes of
 another tokenizer are never read. ``spec.json`` in the folder repeats the full hash and is
-checked on open. Files are written atomically (:func:`eegfm._fsutil.atomic_write`).
+checked on open. Files are written atomically (:func:`eegfm._fsutil.atomic_write`); opening
+the folder removes the temporary files of killed writers, and a full disk raises an OSError
+naming the file.
 
 The tokenizer always runs in float32 outside autocast here (in bf16 about 7 % of the codes
 change).
@@ -32,13 +34,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._fsutil import atomic_write
+from .._fsutil import ATOMIC_TMP, atomic_write, clean_stale_tmp
 from .collate import EEGBatch
 from .windows import WindowDataset
 
 __all__ = ["CodedWindows", "cache_codes", "tokenizer_fingerprint"]
 
 logger = logging.getLogger("eegfm.data")
+
+_DISK_HINT = "free space or point cache_dir to a larger disk"
 
 
 def tokenizer_fingerprint(tokenizer: torch.nn.Module) -> str:
@@ -149,12 +153,14 @@ def cache_codes(windows: WindowDataset, tokenizer: torch.nn.Module, cache_dir, *
             "stride": windows.stride, "format": 1}
     folder = Path(cache_dir).expanduser() / "codes" / f"{fingerprint[:24]}-p{patch}-w{windows.window}-s{windows.stride}"
     spec_path = folder / "spec.json"
+    clean_stale_tmp(folder, ATOMIC_TMP, what="code cache temporary file")
     if spec_path.is_file():
         found = json.loads(spec_path.read_text(encoding="utf-8"))
         if found != spec:
             raise RuntimeError(f"code cache {folder} holds {found}, expected {spec}; delete that folder")
     else:
-        atomic_write(spec_path, lambda f: f.write(json.dumps(spec, indent=2)), mode="w")
+        atomic_write(spec_path, lambda f: f.write(json.dumps(spec, indent=2)), mode="w", what="code cache spec",
+                     hint=_DISK_HINT)
     dtype = np.int16 if tokenizer.quantizer.num_codes <= np.iinfo(np.int16).max else np.int32
 
     dist = torch.distributed
@@ -182,7 +188,7 @@ def cache_codes(windows: WindowDataset, tokenizer: torch.nn.Module, cache_dir, *
                                  batch_size, dtype)
             buffer = io.BytesIO()
             np.save(buffer, codes)
-            atomic_write(paths[e], lambda f, b=buffer: f.write(b.getvalue()))
+            atomic_write(paths[e], lambda f, b=buffer: f.write(b.getvalue()), what="tokenizer codes", hint=_DISK_HINT)
     finally:
         tokenizer.train(was_training)
     if distributed:

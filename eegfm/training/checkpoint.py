@@ -1,9 +1,11 @@
 """Atomic checkpoints: a crash while saving never leaves a half-written file that is read later.
 
 A checkpoint is written to a hidden temporary file beside it, flushed and fsync'ed, then renamed over
-``path`` with :func:`os.replace` (atomic on POSIX and Windows). Checkpoints hold only tensors and
-plain Python values (RNG states included, see :func:`capture_rng_state`), so
-:func:`load_checkpoint` uses ``torch.load(weights_only=True)`` and never unpickles code.
+``path`` with :func:`os.replace` (atomic on POSIX and Windows). A killed writer leaves the temporary
+file, which :func:`clean_run_dir` removes when the run is opened again (``Trainer.fit``); a full disk
+raises an OSError that names the checkpoint. Checkpoints hold only tensors and plain Python values
+(RNG states included, see :func:`capture_rng_state`), so :func:`load_checkpoint` uses
+``torch.load(weights_only=True)`` and never unpickles code.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
-from .._fsutil import atomic_write
+from .._fsutil import ATOMIC_TMP, atomic_write, clean_stale_tmp, tmp_path
 from .._fsutil import fsync_dir as _fsync_dir
 
 __all__ = [
     "CheckpointError",
     "capture_rng_state",
+    "clean_run_dir",
     "latest_checkpoint",
     "link_or_copy_atomic",
     "load_checkpoint",
@@ -29,6 +33,7 @@ __all__ = [
 ]
 
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+_DISK_HINT = "free space or set run_dir to a larger disk"
 
 
 class CheckpointError(RuntimeError):
@@ -37,7 +42,7 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    return atomic_write(path, lambda f: torch.save(state, f))
+    return atomic_write(path, lambda f: torch.save(state, f), what="checkpoint", hint=_DISK_HINT)
 
 
 def link_or_copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -47,24 +52,30 @@ def link_or_copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     checkpoint costs one write, and ``last.pt`` is always either the old or the new file.
     """
     src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
+    tmp = tmp_path(dst)
     try:
-        try:
-            os.link(src, tmp)
-        except OSError:  # file systems without hard links
-            import shutil
-
-            with open(src, "rb") as fi, open(tmp, "wb") as fo:
-                shutil.copyfileobj(fi, fo)
-                fo.flush()
-                os.fsync(fo.fileno())
+        os.link(src, tmp)
+    except OSError:  # file systems without hard links
+        with open(src, "rb") as fi:
+            return atomic_write(dst, lambda fo: shutil.copyfileobj(fi, fo), what="checkpoint", hint=_DISK_HINT)
+    try:
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(dst.parent)
     return dst
+
+
+def clean_run_dir(run_dir: str | os.PathLike, max_age_s: float = 3600.0) -> list[Path]:
+    """Remove the temporary files of killed writers in ``run_dir`` and ``run_dir/checkpoints``.
+
+    See :func:`eegfm._fsutil.clean_stale_tmp`: a file is removed when its writer's process is
+    gone, or once last modified ``max_age_s`` seconds ago. Returns the files removed.
+    """
+    run_dir = Path(run_dir)
+    return [path for folder in (run_dir, run_dir / "checkpoints")
+            for path in clean_stale_tmp(folder, ATOMIC_TMP, max_age_s=max_age_s, what="temporary file")]
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -44,6 +44,7 @@ from torch import nn
 from . import distributed as D
 from .checkpoint import (
     capture_rng_state,
+    clean_run_dir,
     link_or_copy_atomic,
     load_checkpoint,
     restore_rng_state,
@@ -363,6 +364,8 @@ class Trainer:
         self.scheduler = make_scheduler(
             self.optimizer, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps, base_lr=cfg.lr, min_lr=cfg.min_lr
         )
+        if D.is_main_process():  # only rank 0 writes into run_dir
+            clean_run_dir(self.run_dir)
         if cfg.resume:
             self._resume()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
