@@ -162,6 +162,46 @@ def test_concurrent_processes_build_an_entry_once(tmp_path):
     assert os.listdir(tmp_path / "cache") == [Path(paths.pop()).name]  # no lock or temporary left
 
 
+_CORPUS_BUILDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import numpy as np
+    from eegfm.data import EEGCorpus, Recording
+    from eegfm.data.sources import RecordingSource
+
+    root, counter, ready, n = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+    (ready / sys.argv[5]).touch()
+    while len(list(ready.iterdir())) < n:  # start together
+        time.sleep(0.01)
+
+    def load(seed):
+        with open(counter, "a") as f:
+            f.write(f"built {seed}\\n")
+        time.sleep(0.5)
+        data = np.random.default_rng(seed).normal(0, 10, (3, 800)).astype(np.float32)
+        return Recording(data, ["Fz", "Cz", "Pz"], 200.0, f"mem{seed}")
+
+    sources = [RecordingSource(f"mem{i}", lambda i=i: load(i), {"v": i}) for i in range(2)]
+    corpus = EEGCorpus(sources, root, progress=False)
+    print(corpus.n_built, corpus.n_reused)
+""")
+
+
+@pytest.mark.skipif(cache_mod.fcntl is None, reason="no fcntl: concurrent builders race by design")
+def test_concurrent_corpora_preprocess_each_recording_once(tmp_path):
+    script, counter, ready = tmp_path / "corpus.py", tmp_path / "count.txt", tmp_path / "ready"
+    script.write_text(_CORPUS_BUILDER)
+    ready.mkdir()
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(counter), str(ready), "2",
+                               str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert sorted(counter.read_text().splitlines()) == ["built 0", "built 1"]
+    built_reused = [tuple(map(int, out.split())) for out, _ in outs]
+    assert sum(b for b, _ in built_reused) == 2 and sum(r for _, r in built_reused) == 2
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")) == []
+
+
 def test_build_lock_is_reentrant_within_a_thread(tmp_path):
     cache = RecordingCache(tmp_path)
     inner = []
@@ -215,6 +255,18 @@ def test_open_maps_bound_holds_across_threads(tmp_path, three_maps):
         t.join()
     assert errors == []
     assert sum(e._data is not None for e in entries) <= 3
+
+
+def test_window_dataset_bounds_its_open_maps(tmp_path, three_maps):
+    recordings = [_rec(i) for i in range(6)]
+    windows = EEGCorpus(recordings, tmp_path, progress=False).windows(1.0)
+    for i in range(len(windows)):
+        windows[i]
+        assert len(windows._arrays) <= 3
+    assert list(windows._arrays) == [3, 4, 5]
+    first = windows[0]["x"]  # entry 0 reopened, least recently read (3) closed
+    assert list(windows._arrays) == [4, 5, 0]
+    np.testing.assert_array_equal(first, np.load(windows._paths[0])[:, :first.shape[1]])
 
 
 def test_max_open_maps_settings(monkeypatch):

@@ -62,7 +62,7 @@ except ImportError:  # Windows: no build lock, concurrent builders race (see the
 
 __all__ = [
     "CACHE_FORMAT", "CacheCorruptError", "CacheEntry", "RecordingCache", "cached_preprocess",
-    "set_max_open_maps", "source_fingerprint",
+    "max_open_maps", "set_max_open_maps", "source_fingerprint",
 ]
 
 logger = logging.getLogger("eegfm.data")
@@ -127,6 +127,11 @@ def _bound_from_env() -> int:
 
 _open_maps = _OpenMaps(_bound_from_env())
 _held_locks = threading.local()  # .paths: the build locks this thread holds
+
+
+def max_open_maps() -> int:
+    """The bound on open memory maps (:func:`set_max_open_maps`); readers with their own maps obey it too."""
+    return _open_maps.bound
 
 
 def set_max_open_maps(n: int) -> None:
@@ -406,13 +411,16 @@ class RecordingCache:
         entry = self.get(key_source, fingerprint)
         if entry is not None:
             return entry
-        with self._build_lock(self.entry_id(key_source, fingerprint)):
+        with self.build_lock(self.entry_id(key_source, fingerprint)):
             entry = self.get(key_source, fingerprint)  # built by another process while we waited
             return entry if entry is not None else self.put(key_source, fingerprint, build())
 
     @contextlib.contextmanager
-    def _build_lock(self, entry_id: str):
+    def build_lock(self, entry_id: str):
         """Hold an exclusive lock on ``root/.lock-<entry_id>``; reentrant within a thread.
+
+        Builders of one entry (``get_or_create``, :class:`eegfm.data.EEGCorpus`) take it, look
+        for the entry again, and build only when it is still missing.
 
         Without ``fcntl``, or where the lock cannot be taken (e.g. a file system without
         locks), nothing is locked and concurrent builders race as before.

@@ -16,6 +16,8 @@ Example
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import logging
 import math
@@ -105,36 +107,48 @@ class EEGCorpus:
         positions_key = json.dumps(positions or {}, sort_keys=True, default=list)
         # Entry i is written by a background thread while recording i+1 is preprocessed; at
         # most one write is in flight, so memory holds at most two recordings.
+        # A missing entry is built under the cache's per-entry lock, held until it is written,
+        # so another process building the same cache waits and reuses it instead of building.
         slots: list = []
         writer = ThreadPoolExecutor(1, thread_name_prefix="eegfm-cache-writer")
+        pending, pending_lock = None, contextlib.ExitStack()
         try:
-            pending = None
             for item in tqdm(sources, desc="preprocessing EEG", unit="rec", disable=not progress):
                 source = _as_source(item)
                 fingerprint = {"source": source.fingerprint, "preprocess": self.config.hash(),
                                "positions": positions_key}
                 entry = self.cache.get(source.key, fingerprint)
+                lock = contextlib.ExitStack()
+                if entry is None:
+                    lock.enter_context(self.cache.build_lock(self.cache.entry_id(source.key, fingerprint)))
+                    entry = self.cache.get(source.key, fingerprint)  # built by another process meanwhile?
                 if entry is not None:
+                    lock.close()
                     # labels/subjects come from the source as it is now, not as it was when cached
                     entry.meta["metadata"] = {**entry.meta.get("metadata", {}), **source.metadata}
                     slots.append(entry)
                     self.n_reused += 1
                     continue
-                try:
-                    recording = self._build(source)
-                except RECORDING_ERRORS as err:
-                    if on_error == "raise":
-                        raise
-                    logger.warning("skipped %s: %s", source.key, err)
-                    self.skipped.append((source.key, f"{type(err).__name__}: {err}"))
-                    continue
-                if pending is not None:
-                    pending.result()  # surface write errors early; bounds memory
-                pending = writer.submit(self.cache.put, source.key, fingerprint, recording)
+                with contextlib.ExitStack() as on_error_release:
+                    on_error_release.push(lock)
+                    try:
+                        recording = self._build(source)
+                    except RECORDING_ERRORS as err:
+                        if on_error == "raise":
+                            raise
+                        logger.warning("skipped %s: %s", source.key, err)
+                        self.skipped.append((source.key, f"{type(err).__name__}: {err}"))
+                        continue
+                    if pending is not None:
+                        with pending_lock:
+                            pending.result()  # surface write errors early; bounds memory
+                    pending = writer.submit(self.cache.put, source.key, fingerprint, recording)
+                    pending_lock = on_error_release.pop_all()  # released once this entry is written
                 slots.append(pending)
                 self.n_built += 1
         finally:
             writer.shutdown(wait=True)
+            pending_lock.close()
         self.entries = [slot.result() if hasattr(slot, "result") else slot for slot in slots]
         logger.info("%d recordings ready (%d reused from %s, %d preprocessed), %d skipped", len(self.entries),
                     self.n_reused, self.cache.root, self.n_built, len(self.skipped))

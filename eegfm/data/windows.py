@@ -13,13 +13,15 @@ shared memory inside a DataLoader worker, so handing it to the main process cost
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .cache import CacheEntry
+from .cache import CacheEntry, max_open_maps
 from .collate import EEGBatch, pad_into
 
 __all__ = ["WindowDataset", "collate_windows"]
@@ -70,17 +72,31 @@ class WindowDataset(Dataset):
         self._positions = [np.asarray(e.positions, dtype=np.float32) for e in entries]
         self._n_chans = np.array([e.n_channels for e in entries], dtype=np.int64)
         self.sources = [str(e.meta.get("source", e.path)) for e in entries]
-        self._arrays: dict[int, np.ndarray] = {}
+        self._arrays: OrderedDict[int, np.ndarray] = OrderedDict()  # open memory maps, least recently read first
+        self._arrays_lock = threading.Lock()
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_arrays"] = {}  # memmaps are reopened in each process, never pickled
+        state["_arrays"] = OrderedDict()  # memmaps are reopened in each process, never pickled
+        del state["_arrays_lock"]
         return state
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._arrays_lock = threading.Lock()
+
     def _array(self, entry: int) -> np.ndarray:
-        arr = self._arrays.get(entry)
-        if arr is None:
-            arr = self._arrays[entry] = np.load(self._paths[entry], mmap_mode="r")
+        """Entry ``entry``'s signal as a memory map; at most :func:`~eegfm.data.cache.max_open_maps` stay open."""
+        with self._arrays_lock:
+            arr = self._arrays.get(entry)
+            if arr is not None:
+                self._arrays.move_to_end(entry)
+                return arr
+        arr = np.load(self._paths[entry], mmap_mode="r")
+        with self._arrays_lock:
+            self._arrays[entry] = arr
+            while len(self._arrays) > max_open_maps():  # least recently read first; closed once unreferenced
+                self._arrays.popitem(last=False)
         return arr
 
     def __len__(self) -> int:
