@@ -1,5 +1,8 @@
-"""EEGMirror: braindecode's EEGModuleMixin signature, EEGClassifier (skorch), Hub head replacement."""
+"""EEGMirror: braindecode's EEGModuleMixin signature, EEGClassifier (skorch), Hub head replacement.
 
+braindecode's own generic model checks run in test_braindecode_generic.py."""
+
+import json
 import warnings
 
 import mne
@@ -7,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from eegfm import MAPEEncoder, proportion_coordinates
+from eegfm import MAPEClassifier, MAPEEncoder, proportion_coordinates
 
 from braindecode import EEGClassifier  # a dev dependency (installed by scripts/setup.sh)
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from eegfm.finetune.braindecode import EEGMirror
 
@@ -97,5 +102,98 @@ def test_from_encoder_and_from_pretrained_with_a_new_head(tmp_path):
 
 def test_layer_ids_reach_through_the_wrapper():
     model = EEGMirror(n_outputs=2, chs_info=_info()["chs"], sfreq=200.0, encoder=ENC)
+    assert model.layer_id("encoder.blocks.0.attn.qkv.weight") == 1
+    assert model.layer_id("encoder.patch_embed.proj.weight") == 0
+    assert model.layer_id("final_layer.weight") == model.layer_id("encoder.norm.weight") == model.num_layers - 1 == 2
+    # names of the former layout (model.encoder.*, model.head.*) still resolve
     assert model.layer_id("model.encoder.blocks.0.attn.qkv.weight") == 1
-    assert model.layer_id("model.head.weight") == model.num_layers - 1 == 2
+    assert model.layer_id("model.head.weight") == 2
+    assert {name for name, _ in model.named_parameters()} >= {"encoder.cls_token", "final_layer.weight"}
+
+
+def test_sfreq_defaults_to_the_encoders_rate():
+    assert EEGMirror(n_outputs=2, chs_info=_info()["chs"], encoder=ENC).sfreq == 200.0
+    assert EEGMirror(n_outputs=2, chs_info=_info()["chs"], encoder={**ENC, "sfreq": 250.0}).sfreq == 250.0
+    # n_times and input_window_seconds fix it; a from-scratch encoder follows it
+    model = EEGMirror(n_outputs=2, chs_info=_info()["chs"], n_times=1000, input_window_seconds=4.0, encoder=ENC)
+    assert model.sfreq == model.encoder.sfreq == 250.0
+    with pytest.raises(ValueError, match=r"^sfreq=250.0 differs from encoder\['sfreq'\]=200.0; resample the data"):
+        EEGMirror(n_outputs=2, chs_info=_info()["chs"], n_times=1000, input_window_seconds=4.0,
+                  encoder={**ENC, "sfreq": 200.0})
+
+
+def test_classifier_shares_the_wrappers_modules(tmp_path):
+    model = EEGMirror(n_outputs=3, chs_info=_info()["chs"], n_times=400, encoder=ENC, pooling="cls+mean").eval()
+    clf = model.classifier
+    assert clf.encoder is model.encoder and clf.head is model.final_layer and not clf.training
+    x = torch.randn(2, 4, 400)
+    pos = torch.tensor(proportion_coordinates(NAMES), dtype=torch.float32)
+    torch.testing.assert_close(clf(x, pos), model(x), rtol=0, atol=0)
+    clf.save_pretrained(tmp_path)  # eegfm's own format
+    torch.testing.assert_close(MAPEClassifier.from_pretrained(tmp_path)(x, pos), model(x), rtol=0, atol=0)
+    model.train()
+    model.encoder.eval()  # reading .classifier leaves each module's mode alone
+    assert model.classifier.training and not model.encoder.training
+    elu = EEGMirror(n_outputs=2, chs_info=_info()["chs"], encoder=ENC, activation=nn.ELU)
+    with pytest.raises(ValueError, match=r"^classifier needs activation=nn.GELU: .* activation=ELU"):
+        elu.classifier
+
+
+def _former(key: str) -> str:
+    """A parameter's name in the former layout."""
+    return "model." + key if key.startswith("encoder.") else "model.head." + key.removeprefix("final_layer.")
+
+
+def test_checkpoints_of_the_former_layout_still_load(tmp_path):
+    """Saved when the wrapper held a MAPEClassifier as .model (model.encoder.*, model.head.*) and
+    drop_prob was head_dropout."""
+    model = EEGMirror(n_outputs=2, chs_info=_info()["chs"], n_times=400, encoder=ENC, drop_prob=0.1).eval()
+    old = {_former(key): value for key, value in model.state_dict().items()}
+    fresh = EEGMirror(n_outputs=2, chs_info=_info()["chs"], n_times=400, encoder=ENC).eval()
+    fresh.load_state_dict(old, strict=True)
+    x = torch.randn(2, 4, 400)
+    torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=0)
+
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["head_dropout"] = config.pop("drop_prob")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    weights = load_file(tmp_path / "model.safetensors")
+    save_file({_former(key): value for key, value in weights.items()}, tmp_path / "model.safetensors")
+    (tmp_path / "pytorch_model.bin").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        loaded = EEGMirror.from_pretrained(tmp_path).eval()
+    assert loaded.drop_prob == 0.1
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"^drop_prob=0.2 and head_dropout=0.1 disagree"):
+        EEGMirror(n_outputs=2, chs_info=_info()["chs"], encoder=ENC, drop_prob=0.2, head_dropout=0.1)
+
+
+def test_encoder_knows_unpadded_input_without_a_host_sync():
+    """No channel_mask / n_times: no attention mask and nothing data-dependent, so torch.export
+    traces it; with them, export takes the masked path and both paths agree."""
+    encoder = MAPEEncoder(**ENC).eval()
+    x = torch.randn(2, 4, 400)
+    pos = torch.tensor(proportion_coordinates(NAMES), dtype=torch.float32)
+    patches = encoder.patch_embed(encoder.patchify(x))
+    mask = torch.ones(2, 4, 4, dtype=torch.bool)
+    masked = encoder.encode(patches, pos.expand(2, -1, -1), mask, padded=True)
+    unmasked = encoder.encode(patches, pos.expand(2, -1, -1), mask, padded=False)
+    torch.testing.assert_close(masked.tokens, unmasked.tokens, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(encoder(x, pos).cls, unmasked.cls, atol=1e-5, rtol=1e-5)
+
+    class Padded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, x, channel_mask, n_times):
+            return self.encoder(x, pos, channel_mask=channel_mask, n_times=n_times).pooled()
+
+    channel_mask = torch.tensor([[True, True, True, False], [True] * 4])
+    n_times = torch.tensor([400, 300])
+    program = torch.export.export(Padded(), (x, channel_mask, n_times), strict=False)
+    torch.testing.assert_close(program.module()(x, channel_mask, n_times), Padded()(x, channel_mask, n_times))
+    alone = encoder(x[1:, :, :300], pos).pooled()  # the padded sample equals itself unpadded
+    torch.testing.assert_close(Padded()(x, channel_mask, n_times)[1], alone[0], atol=1e-5, rtol=1e-5)

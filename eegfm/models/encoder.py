@@ -293,6 +293,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         n_patches_per_sample: torch.Tensor | None = None,
         *,
         remove_position: bool = False,
+        padded: bool | None = None,
     ) -> EncoderOutput:
         """Add position embeddings and run the Transformer.
 
@@ -314,6 +315,13 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             LayerNorm, so the output carries position only through what attention made of
             it (the tokenizer uses this: its codes should say what a patch contains, not
             where it is).
+        padded : bool, optional
+            Whether ``token_mask`` has any False. False: every token is attended to and no
+            mask reaches attention (SDPA's fastest kernels); True: the key padding mask is
+            passed. None (default): read it from ``token_mask`` in eager mode (one
+            device-to-host sync) and always pass the mask under ``torch.compile`` /
+            ``torch.export``, which cannot branch on tensor values. Outputs are the same
+            either way; :meth:`forward` passes False when the caller gave no padding.
 
         Returns
         -------
@@ -328,7 +336,9 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens.flatten(1, 2)), dim=1)
         flat_mask = token_mask.flatten(1)  # (B, C*K)
         keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K)
-        attn_mask = None if bool(flat_mask.all()) else keep[:, None, None, :]
+        if padded is None:  # the data-dependent branch exists in eager mode only
+            padded = torch.compiler.is_compiling() or not bool(flat_mask.all())
+        attn_mask = keep[:, None, None, :] if padded else None  # (B, 1, 1, 1 + C*K)
         for block in self.blocks:
             tokens = block(tokens, attn_mask)
         if remove_position:
@@ -375,11 +385,19 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         EncoderOutput
             ``tokens`` (B, C*K, D), ``cls`` (B, D), ``token_mask`` (B, C*K).
         """
+        given_mask, given_n_times = channel_mask, n_times
         positions, channel_mask, n_times = self._check_inputs(x, positions, channel_mask, n_times, sfreq)
+        # No channel_mask and no int n_times shorter than x: no padding, known without looking at
+        # the data (so no host sync, and torch.export needs no data-dependent branch).
+        full = x.shape[-1] // self.patch_size
+        unpadded = given_mask is None and (
+            given_n_times is None or (isinstance(given_n_times, int) and given_n_times // self.patch_size >= full)
+        )
         if check_finite and not torch.compiler.is_compiling():
             check_finite_inputs(x, positions, channel_mask, n_times)
         patches = self.patchify(x)  # (B, C, K, W)
         mask = self.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
         embeddings = self.patch_embed(patches)  # (B, C, K, D)
         valid_patches = torch.div(n_times, self.patch_size, rounding_mode="floor")
-        return self.encode(embeddings, positions.to(embeddings.dtype), mask, valid_patches)
+        return self.encode(embeddings, positions.to(embeddings.dtype), mask, valid_patches,
+                           padded=False if unpadded else None)
