@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     signal = dict(n_outputs=2, chs_info=epochs.info["chs"], n_times=len(epochs.times))
 
     def eegfm_pipeline(module, frozen_encoder: bool = False):
-        callbacks = [("freeze_encoder", Freezer("model.encoder.*"))] if frozen_encoder else []
+        callbacks = [("freeze_encoder", Freezer("encoder.*"))] if frozen_encoder else []
         clf = EEGClassifier(module, optimizer=torch.optim.AdamW, lr=args.lr, batch_size=16, max_epochs=args.epochs,
                             train_split=None, verbose=0, iterator_train__shuffle=True, callbacks=callbacks)
         return make_pipeline(FunctionTransformer(to_microvolts), clf)

@@ -78,8 +78,9 @@ M2    test_model_modality :: test_model_has_valid_modality                   yes
 (7) Behaviour of EEGModuleMixin.load_state_dict in braindecode newer than the installed one;
     nothing model-specific (EEGMirror's load_state_dict only renames old keys, then defers).
 (8) Model-specific legacy flags of EEGPT / BIOT / Labram.
-(9) The ``chs_info`` variant needs numpydantic to put ``loc`` arrays in JSON (braindecode skips
-    this whole file without it, as here); the ``positions=`` variant always runs.
+(9) The ``chs_info`` variant needs numpydantic to put ``loc`` arrays in JSON; it is in the
+    ``dev`` extra, so CI runs it (braindecode skips the file without it); the ``positions=``
+    variant always runs.
 """
 
 from __future__ import annotations
