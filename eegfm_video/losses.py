@@ -14,10 +14,10 @@ SoftCLIP (MindEye) with l2-normalised prediction vectors ``p`` and target vector
 
 Defaults are the paper's: ``direction="one"`` (its formula has one direction; MindEye averages
 both) and ``pooling="flatten"``: the paper's ``l_t . l_p`` is a dot product of whole 77 x 768
-embeddings, SPEC 5 defines SoftCLIP on "l2-normalised flattened predictions and targets", and
-MindEye flattens too; the official EEGMirror code mean-pools the 77 tokens first, available
-as ``pooling="mean"``. The loss is averaged over the batch (MindEye) where the paper writes a
-sum over ``i``: the sum only rescales it by ``N`` and ties its size to the batch size.
+embeddings, and MindEye's SoftCLIP compares l2-normalised flattened predictions and targets too;
+the official EEGMirror code mean-pools the 77 tokens first, available as ``pooling="mean"``.
+The loss is averaged over the batch (MindEye) where the paper writes a sum over ``i``: the sum
+only rescales it by ``N`` and ties its size to the batch size.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ __all__ = [
     "softclip_loss",
 ]
 
-#: SoftCLIP temperature default: the value one reference uses (SPEC 5). MindEye anneals
+#: SoftCLIP temperature default: the value one reference uses. MindEye anneals
 #: 0.004 -> 0.0075 instead; pass ``temperature=`` to follow it.
 DEFAULT_TEMPERATURE = 0.1
 
@@ -85,7 +85,7 @@ def softclip_loss(
     temperature : float | torch.Tensor
         ``tau`` > 0 (a one-element tensor for a learned or annealed temperature).
     pooling : {"flatten", "mean"}
-        ``"flatten"`` (default, the paper's and SPEC 5's): each sample's whole embedding is one
+        ``"flatten"`` (default, the paper's and MindEye's): each sample's whole embedding is one
         vector of ``L * W``. ``"mean"``: the ``L`` tokens are averaged first (official EEGMirror
         code); needs 3-D input ``(B, L, W)``.
     direction : {"one", "both"}

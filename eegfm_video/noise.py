@@ -1,4 +1,4 @@
-"""Dynamic-aware noise (EEG2Video's "dynamic-aware noise adding", SPEC 6).
+"""Dynamic-aware noise (EEG2Video's "dynamic-aware noise adding"; EEGMirror Sec. 3.3).
 
 The sampler starts from the Seq2Seq latents noised to a step ``t`` of the schedule. Instead of
 independent Gaussian noise per frame, a share ``b`` of the noise variance is one draw shared by

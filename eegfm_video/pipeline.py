@@ -1,4 +1,4 @@
-"""``EEG2VideoPipeline``: video clips from EEG, in the style of a diffusers pipeline (SPEC 6).
+"""``EEG2VideoPipeline``: video clips from EEG, in the style of a diffusers pipeline (EEGMirror Sec. 3.3).
 
 ::
 
@@ -36,6 +36,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from ._defaults import DEFAULT_GUIDANCE_SCALE, DEFAULT_STRENGTH
 from .alignment import EEGAlignment
 from .models.inflated_unet import InflatedUNet
 from .noise import DEFAULT_SHARED_NOISE_SHARE, check_shared_noise_share, dynamic_aware_noise
@@ -43,10 +44,6 @@ from .noise import DEFAULT_SHARED_NOISE_SHARE, check_shared_noise_share, dynamic
 __all__ = ["DEFAULT_GUIDANCE_SCALE", "DEFAULT_STRENGTH", "EEG2VideoPipeline", "EEG2VideoPipelineOutput",
            "OUTPUT_TYPES"]
 
-#: Classifier-free guidance scale of Tune-A-Video's and EEG2Video's sampling scripts.
-DEFAULT_GUIDANCE_SCALE = 12.5
-#: Default start step as a fraction of the schedule (a parameter: the paper does not give t).
-DEFAULT_STRENGTH = 0.8
 OUTPUT_TYPES = ("np", "pt", "latent")
 
 

@@ -22,7 +22,7 @@ without licensed data or downloaded models:
   :func:`eegfm_video.targets.precompute_targets`.
 
 :class:`PairedClips` is also the on-disk format the ``eegfm-video`` CLI reads (any data set
-written in it works, e.g. SEED-DV by ``examples/seed_dv_recipe.py``): a directory with
+written in it works, e.g. SEED-DV cut by :func:`eegfm.data.paper_datasets.seed_dv_clips`): a directory with
 ``eeg.npy`` (N, C, T) float32 µV, ``videos.npy`` (N, F, H, W, 3) uint8, ``labels.npy`` (N,)
 int64, ``split.npy`` (N,) unicode ("train" / "test") and ``meta.json`` (channel names,
 sampling rate, clip ids, class names). No pickles.

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${EEGFM_VENV:-.venv}
 torch_version=${TORCH_VERSION:-2.13.0}
-key=$(cat pyproject.toml scripts/setup.sh scripts/fix_torchaudio.py | sha256sum | cut -c1-16)
+key=$(cat pyproject.toml scripts/setup.sh scripts/fix_torchaudio.py eegfm/fix_torchaudio.py | sha256sum | cut -c1-16)
 stamp="$venv/.eegfm-setup-$key-$torch_version"
 if [ -f "$stamp" ]; then
     exit 0

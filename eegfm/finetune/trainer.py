@@ -32,6 +32,7 @@ from torch import nn
 from ..training import TrainConfig, Trainer, is_main_process
 from ..training import distributed as D
 from ..training.checkpoint import capture_rng_state, restore_rng_state
+from .augment import augment_batch, check_augmentation
 from .data import LabeledEEG
 from .layer_decay import layer_decay_groups
 from .metrics import classification_report, regression_report
@@ -80,8 +81,13 @@ class FinetuneConfig:
     patience: int | None = None  # stop after this many epochs without improvement of `monitor` (None: never stop early)
     select_best: bool = True  # restore the weights of the best validation epoch at the end
     monitor: str = "balanced_accuracy"  # evaluate() key to maximise ("mse"/"mae": minimised); regression default: "mse"
+    # augmentation of training batches (eegfm.finetune.augment; 0 turns each off)
+    channel_dropout: float = 0.0  # share of each example's channels hidden per step (at least one kept)
+    time_shift_seconds: float = 0.0  # largest circular shift of each example, either way
+    amplitude_scale: float = 0.0  # a: gain of each example log-uniform in [1/(1+a), 1+a]
 
     def __post_init__(self):
+        check_augmentation(self.channel_dropout, self.time_shift_seconds, self.amplitude_scale)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got mode={self.mode!r}")
         if self.task not in TASKS:
@@ -138,6 +144,11 @@ class FinetuneTask(nn.Module):
 
     def training_step(self, batch) -> dict:
         eeg, labels = batch
+        cfg = self.config
+        if self.training:
+            eeg = augment_batch(eeg, sfreq=float(getattr(self.model.encoder, "sfreq", 200.0)),
+                                channel_dropout=cfg.channel_dropout, time_shift_seconds=cfg.time_shift_seconds,
+                                amplitude_scale=cfg.amplitude_scale)
         out = self.model(eeg.x, eeg.positions, channel_mask=eeg.channel_mask, n_times=eeg.n_times)
         if self.config.task == "classification":
             losses = F.cross_entropy(out.float(), labels, weight=self.class_weights, reduction="none",

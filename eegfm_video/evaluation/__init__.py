@@ -1,4 +1,4 @@
-"""Evaluation of generated clips exactly as SPEC 7 (the MinD-Video/EEG2Video protocol).
+"""Evaluation of generated clips exactly as the MinD-Video/EEG2Video protocol (EEGMirror Sec. 4.3).
 
 - :func:`ssim_score`: per-frame RGB SSIM (scikit-image, ``data_range=255``), averaged over frames,
   mean +- std over clips;

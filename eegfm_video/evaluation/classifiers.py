@@ -1,4 +1,4 @@
-"""Pluggable classifiers for the N-way top-K metrics (SPEC 7).
+"""Pluggable classifiers for the N-way top-K metrics (EEGMirror Sec. 4.3).
 
 A classifier is anything callable with uint8 RGB pixels that returns class probabilities:
 
@@ -267,7 +267,7 @@ class HFImageClassifier:
 class VideoMAEClassifier:
     """A ``transformers`` VideoMAE video classifier as a :class:`VideoClassifier`.
 
-    ``num_frames`` must equal the clips' frame count (SPEC 7: 6 frames, 2 s at 3 fps) and is
+    ``num_frames`` must equal the clips' frame count (SEED-DV: 6 frames, 2 s at 3 fps) and is
     passed to the model's config at load time, as EEG2Video does. Why this loads cleanly: VideoMAE's
     position embedding is a fixed sin-cos table (not a weight) built for ``num_frames //
     tubelet_size * (image_size // patch_size) ** 2`` tokens, so no checkpoint tensor depends on

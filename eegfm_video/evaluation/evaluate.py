@@ -1,4 +1,4 @@
-"""Putting SPEC 7 together: SSIM and frame/video N-way top-K, with chance beside every figure."""
+"""The whole evaluation (EEGMirror Sec. 4.3): SSIM and frame/video N-way top-K, with chance beside every figure."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def evaluate_clips(
         :meth:`VideoMAEClassifier.from_pretrained` with ``num_frames=F`` (reference:
         ``"MCG-NJU/videomae-base-finetuned-kinetics"``); None skips the video-based metric.
     n_ways : sequence of int
-        The N of each N-way score (SPEC 7: 2 and 40).
+        The N of each N-way score (the paper: 2 and 40).
     top_k : int
         K (1).
     n_trials : int

@@ -1,4 +1,4 @@
-"""N-way top-K semantic accuracy (SPEC 7, the MinD-Video/EEG2Video protocol) and its chance level.
+"""N-way top-K semantic accuracy (the MinD-Video/EEG2Video protocol, EEGMirror Sec. 4.3) and its chance level.
 
 Protocol, per sample (a frame for the frame-based metric, a clip for the video-based one):
 
@@ -97,7 +97,7 @@ def n_way_top_k(
         Classifier probabilities on the matching ground-truth frames/clips; its top
         ``n_gt_classes`` classes are the GT classes.
     n_way : int
-        Candidates per trial: one GT class plus ``n_way - 1`` distractors (2 and 40 in SPEC 7).
+        Candidates per trial: one GT class plus ``n_way - 1`` distractors (2 and 40 in the paper).
         At most ``C - n_gt_classes + 1``.
     top_k : int
         A trial succeeds if a GT class ranks within the top ``top_k``; ``1 <= top_k < n_way``.

@@ -1,4 +1,4 @@
-"""SSIM of generated clips against the ground truth (SPEC 7, the MinD-Video/EEG2Video protocol).
+"""SSIM of generated clips against the ground truth (the MinD-Video/EEG2Video protocol, EEGMirror Sec. 4.3).
 
 Per frame, RGB, at full resolution::
 

@@ -1,6 +1,6 @@
 """``SparseCausalAttnProcessor``: Tune-A-Video's sparse-causal self-attention as a diffusers processor.
 
-In the inflated UNet (SPEC 6) the frames of a clip run through the 2-D layers as a batch of
+In the inflated UNet (EEGMirror Sec. 3.3) the frames of a clip run through the 2-D layers as a batch of
 images, ``(b * f, n, c)`` with the frames of one clip adjacent (index ``b_i * f + f_i``). This
 processor replaces the spatial self-attention (``attn1``) of each transformer block: the queries
 of frame ``i`` attend to the keys and values of frames ``0`` and ``i - 1`` together (``2n``

@@ -1,4 +1,4 @@
-"""``InflatedUNet``: a Stable Diffusion 2-D UNet inflated to video (Tune-A-Video, SPEC 6).
+"""``InflatedUNet``: a Stable Diffusion 2-D UNet inflated to video (Tune-A-Video; EEGMirror Sec. 3.3).
 
 A clip's latents ``(b, c, f, h, w)`` run through the unchanged 2-D layers of a diffusers
 ``UNet2DConditionModel`` as a batch of ``b * f`` images (frames of a clip adjacent). Two things
@@ -49,14 +49,11 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.utils import BaseOutput
 
+from .._defaults import SD15_MODEL_ID
 from .attention_processors import SparseCausalAttnProcessor
 from .temporal_attention import TemporalAttention
 
 __all__ = ["SD15_MODEL_ID", "TRAINABLE_MODES", "InflatedUNet", "InflatedUNetOutput"]
-
-#: Stable Diffusion 1.5 on the Hub (``runwayml/stable-diffusion-v1-5`` was deleted in 2024; this is
-#: the maintained copy that diffusers' documentation uses). The UNet is in its ``unet`` subfolder.
-SD15_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 #: Trainable subsets for :meth:`InflatedUNet.set_trainable`.
 TRAINABLE_MODES = ("default", "temporal", "all")
@@ -241,7 +238,7 @@ class InflatedUNet(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ training subset
     def set_trainable(self, mode: str = "default") -> list[str]:
-        """Freeze the model except a subset (SPEC 6); return the trainable parameter names.
+        """Freeze the model except a subset (EEGMirror Sec. 3.3); return the trainable parameter names.
 
         Parameters
         ----------

@@ -3,7 +3,7 @@
 EEGMirror 3.2.2 (low-level alignment): ``H_hat = D_l(E_brain(x))``, a Transformer decoder
 (6 layers in the paper) over the EEG encoder's tokens that predicts the ``M`` VAE latents of a
 clip's frames (``M = 6`` for 2 s at 3 fps; ``4 x 36 x 64`` for 288 x 512 video), trained
-with ``L_low = MSE(H, H_hat)``. It is autoregressive for real (SPEC 5)::
+with ``L_low = MSE(H, H_hat)``. It is autoregressive for real (EEGMirror Sec. 3.2)::
 
     memory  (B, N, D) EEG tokens  -> Linear -> (B, N, d)           cross-attention keys/values,
                                                                  padded tokens masked out

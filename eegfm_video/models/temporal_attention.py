@@ -1,4 +1,4 @@
-"""``TemporalAttention``: self-attention over the frame axis at every spatial location (SPEC 6).
+"""``TemporalAttention``: self-attention over the frame axis at every spatial location (EEGMirror Sec. 3.3).
 
 Each transformer block of the inflated UNet gains one (Tune-A-Video's ``attn_temp``). Its input
 is the block's output in the 2-D layout, ``(b * f, n, c)`` with the frames of a clip adjacent;
