@@ -45,13 +45,16 @@ def test_tokenizer_command_resumes(tokenizer_dir, capsys):
     assert steps == sorted(steps, key=int) and steps[-1] == "8"
 
 
-def test_pretrain_command_saves_the_encoder_and_evaluation(tokenizer_dir):
+def test_pretrain_command_saves_the_encoder_and_evaluation(tokenizer_dir, capsys):
     run = tokenizer_dir / "pre"
     args = ["pretrain", f"--tokenizer={tokenizer_dir / 'tok' / 'model'}", *DATA, *TRAIN,
             f"--data.cache_dir={tokenizer_dir / 'cache'}", f"--train.run_dir={run}", "--train.steps=4",
             "--model.embed_dim=32", "--model.depth=1", "--model.num_heads=2", "--model.strategies=random,temporal",
             "--eval_batches=2"]
     assert main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()  # a short summary, not the training loop's raw dict
+    assert len(lines) == 4 and lines[0].startswith("pretrain: 4 steps in ")
+    assert lines[1].startswith("masked-token accuracy: random") and lines[2].startswith(f"encoder: {run / 'encoder'}")
     encoder = MAPEEncoder.from_pretrained(run / "encoder")
     assert encoder.embed_dim == 32 and encoder.preprocessing.l_freq == 0.5
     evaluation = json.loads((run / "evaluation.json").read_text())["evaluation"]

@@ -20,6 +20,13 @@ def test_finetune_command_on_the_bundled_sample(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "test subjects sub-02: balanced_accuracy" in out
+    lines = out[out.index("finetune: "):].strip().splitlines()  # a short summary, not the loop's raw dict
+    assert len(lines) == 3 and lines[0].startswith("finetune: ") and "15 windows (3 classes)" in lines[0]
+    assert lines[2] == f"model: {tmp_path / 'run' / 'model'} (MAPEClassifier.from_pretrained)"
+    assert json.loads((tmp_path / "run" / "run_config.json").read_text())["finetune"]["epochs"] == 2
+    assert main(args) == 2  # the same run directory again: refused, with the fine-tuning keys
+    err = capsys.readouterr().err
+    assert "continue it with --finetune.resume=true" in err and "--overwrite" in err
     evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert evaluation["windows"] == {"train": 15, "test": 16}  # eegbci 30 s -> 15; eegmat 2 x 16 s -> 16
     assert evaluation["classes"][:2] == ["rest", "arithmetic"] and 0 <= evaluation["valid"]["auroc"] <= 1

@@ -33,11 +33,11 @@ from .tokenizer import TokenizerRun, train_tokenizer
 @dataclass
 class DemoRun:
     out: str = "demo_output"  # tokenizer/, pretrain/ (encoder/ inside), cache/ go here
-    tokenizer_steps: int = 150
-    pretrain_steps: int = 150
-    batch_size: int = 16
-    seed: int = 0
-    progress: bool = True
+    tokenizer_steps: int = 150  # training steps of the small tokenizer
+    pretrain_steps: int = 150  # masked pre-training steps of the small encoder
+    batch_size: int = 16  # windows per batch
+    seed: int = 0  # the same seed gives the same run
+    progress: bool = True  # progress bars
 
 
 def _train(cfg: DemoRun, name: str, steps: int, lr: float) -> TrainConfig:

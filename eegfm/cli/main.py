@@ -1,15 +1,19 @@
 """``eegfm`` command-line entry point.
 
-User errors (a bad option, a missing file, a bad config, no usable data) print one line,
-``eegfm <command>: error: <what and how to fix it>``, and exit with status 2, as argparse
-does; ``--debug`` (or ``EEGFM_DEBUG=1``) shows the Python traceback instead. Settings are
-``--key=value`` or ``--key value``.
+User errors (a bad option, a missing file, a bad config, no usable data, a run directory
+that holds an earlier run) print one line, ``eegfm <command>: error: <what and how to fix it>``,
+and exit with status 2, as argparse does; ``--debug`` (or ``EEGFM_DEBUG=1``) shows the Python
+traceback instead. Settings are ``--key=value`` or ``--key value``; ``eegfm <command> --help``
+lists them with their defaults and help. ``eegfm --version`` prints the version.
 """
 
 from __future__ import annotations
 
 import argparse
+import builtins
+import contextlib
 import os
+import platform
 import sys
 
 from . import demo, finetune, pretrain, tokenizer
@@ -19,7 +23,11 @@ COMMANDS = {"demo": demo, "tokenizer": tokenizer, "pretrain": pretrain, "finetun
 #: Exceptions a user's input causes; shown as one line unless --debug.
 USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, ImportError, KeyError)
 
-_OWN_FLAGS = ("-h", "--help", "--debug")
+#: Flags without a value (never joined with the next argument).
+_OWN_FLAGS = ("-h", "--help", "--debug", "--version", "--overwrite")
+
+#: The training loop's own end-of-run line (a raw dict); each command prints a summary instead.
+_ENGINE_DONE = "[eegfm.training] done:"
 
 
 def _join_key_value(argv: list[str]) -> list[str]:
@@ -38,25 +46,55 @@ def _join_key_value(argv: list[str]) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def _without_engine_done_line():
+    """Drop the training loop's raw ``[eegfm.training] done: {...}`` line while a command runs."""
+    from ..training import engine
+
+    def print_but_done(*values, **kwargs):
+        if not (values and str(values[0]).startswith(_ENGINE_DONE)):
+            builtins.print(*values, **kwargs)
+
+    engine.print = print_but_done  # module global: shadows the builtin inside engine only
+    try:
+        yield
+    finally:
+        del engine.print
+
+
+def version() -> str:
+    """``eegfm X.Y.Z (torch ..., Python ...)``."""
+    import torch
+
+    from .. import __version__
+
+    return f"eegfm {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``eegfm <command> [options]``; returns the exit status (2 for a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="eegfm", description="EEG foundation models for any montage.")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of an error (also EEGFM_DEBUG=1)")
+    parser.add_argument("--version", action="store_true", help="print the versions of eegfm, torch and Python")
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, module in COMMANDS.items():
         module.add_parser(sub)
     debug = "--debug" in argv or os.environ.get("EEGFM_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     args, extra = parser.parse_known_args(_join_key_value(argv))
+    if args.version:
+        print(version())
+        return 0
     if args.command is None:
         parser.print_help()
         return 2
     # every command takes its settings as --key=value overrides (checked against its config)
     args.overrides = [*extra, *(getattr(args, "overrides", None) or [])]
     try:
-        return COMMANDS[args.command].run(args)
+        with _without_engine_done_line():
+            return COMMANDS[args.command].run(args)
     except USER_ERRORS as err:
         if debug:
             raise
