@@ -10,8 +10,6 @@ lists them with their defaults and help. ``eegfm --version`` prints the version.
 from __future__ import annotations
 
 import argparse
-import builtins
-import contextlib
 import os
 import platform
 import sys
@@ -25,10 +23,6 @@ USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, ImportError, KeyErr
 
 #: Flags without a value (never joined with the next argument).
 _OWN_FLAGS = ("-h", "--help", "--debug", "--version", "--overwrite")
-
-#: The training loop's own end-of-run line (a raw dict); each command prints a summary instead.
-_ENGINE_DONE = "[eegfm.training] done:"
-
 
 def _join_key_value(argv: list[str]) -> list[str]:
     """``["--train.steps", "100"]`` -> ``["--train.steps=100"]`` (``--key value`` as ``--key=value``)."""
@@ -44,22 +38,6 @@ def _join_key_value(argv: list[str]) -> list[str]:
             out.append(item)
             i += 1
     return out
-
-
-@contextlib.contextmanager
-def _without_engine_done_line():
-    """Drop the training loop's raw ``[eegfm.training] done: {...}`` line while a command runs."""
-    from ..training import engine
-
-    def print_but_done(*values, **kwargs):
-        if not (values and str(values[0]).startswith(_ENGINE_DONE)):
-            builtins.print(*values, **kwargs)
-
-    engine.print = print_but_done  # module global: shadows the builtin inside engine only
-    try:
-        yield
-    finally:
-        del engine.print
 
 
 def version() -> str:
@@ -93,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     # every command takes its settings as --key=value overrides (checked against its config)
     args.overrides = [*extra, *(getattr(args, "overrides", None) or [])]
     try:
-        with _without_engine_done_line():
-            return COMMANDS[args.command].run(args)
+        return COMMANDS[args.command].run(args)
     except USER_ERRORS as err:
         if debug:
             raise

@@ -29,6 +29,7 @@ yield the same number of batches per epoch. Batches may be objects with ``.to(de
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import random
 import time
@@ -52,6 +53,8 @@ from .checkpoint import (
 )
 from .metrics import MetricsLogger
 from .schedule import make_scheduler
+
+log = logging.getLogger("eegfm.training")
 
 __all__ = ["TrainConfig", "Trainer"]
 
@@ -471,5 +474,5 @@ class Trainer:
             "run_dir": str(self.run_dir),
         }
         if main:
-            print(f"[eegfm.training] done: {summary}")
+            log.info("done: %d steps in %.1f s (%s)", self.step, summary["seconds"], self.run_dir)
         return summary
