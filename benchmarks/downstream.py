@@ -296,6 +296,22 @@ def subset(data: LabeledEEG, subjects: list[str]) -> LabeledEEG:
     return data.subset(np.flatnonzero(np.isin(data.groups.astype(str), subjects)))
 
 
+def zero_dropped_channels(data: LabeledEEG, fraction: float, seed: int) -> np.ndarray:
+    """``stack(data)`` with the channels that ``data.drop_channels(fraction, seed=seed)`` removes set to 0.
+
+    Same random draw as :meth:`LabeledEEG.drop_channels`, so fixed-montage models (zeros where a
+    channel is missing) and eegfm (the channel absent) lose the same electrodes.
+    """
+    X = stack(data).copy()
+    rng = np.random.default_rng(seed)
+    for i, pos in enumerate(data.positions):
+        n = len(pos)
+        keep = rng.permutation(n)[:max(1, round(n * (1 - fraction)))]
+        dropped = np.setdiff1d(np.arange(n), keep)
+        X[i, dropped] = 0.0
+    return X
+
+
 # ---------------------------------------------------------------------------------- models
 def _fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -306,30 +322,35 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
 
 
-def run_eegfm(model_name: str, seed: int, encoder: MAPEEncoder | None, encoder_config: dict, train, valid, test,
-              args, run_dir: Path) -> tuple[dict, np.ndarray]:
+def run_eegfm(model_name: str, seed: int, encoder: MAPEEncoder | None, encoder_config: dict, train, valid,
+              tests: list, args, run_dir: Path) -> tuple[dict, list[np.ndarray]]:
+    """Fine-tune one eegfm variant; logits (N, 2) on each of ``tests`` (each a LabeledEEG)."""
     torch.manual_seed(seed)
     if model_name == "eegfm_scratch":
         model = MAPEClassifier(n_outputs=2, encoder=encoder_config)
     else:
         model = MAPEClassifier.from_encoder(encoder, n_outputs=2)
     linear = model_name == "eegfm_linear"
+    augment = {} if linear else dict(channel_dropout=args.channel_dropout, time_shift_seconds=args.time_shift,
+                                     amplitude_scale=args.amplitude_scale)
     cfg = FinetuneConfig(mode="linear" if linear else "full", epochs=args.finetune_epochs,
                          lr=args.linear_lr if linear else args.finetune_lr,
                          layer_decay=args.layer_decay if model_name == "eegfm_pretrained" else 1.0,
                          batch_size=args.batch_size, seed=seed, patience=args.patience or None, select_best=True,
                          monitor="balanced_accuracy", run_dir=str(run_dir), metrics="none", progress=args.progress,
-                         checkpoint_every_epochs=args.finetune_epochs)
+                         checkpoint_every_epochs=args.finetune_epochs, **augment)
     fit = finetune(model, train, cfg, valid=valid)
-    logits = predict(model, test, batch_size=128)
+    logits = [predict(model, test, batch_size=128) for test in tests]
     history = fit.get("history") or []
     info = {"best_epoch": fit.get("best_epoch"), "epochs_run": len(history),
             "valid": {k: fit["valid"][k] for k in ("balanced_accuracy", "auroc") if k in fit.get("valid", {})}}
     return info, logits
 
 
-def run_braindecode(model_name: str, seed: int, train, valid, test, args) -> tuple[dict, np.ndarray]:
+def run_braindecode(model_name: str, seed: int, train, valid, tests: list, args) -> tuple[dict, list[np.ndarray]]:
     """EEGNet / ShallowFBCSPNet in braindecode's EEGClassifier, same windows (µV) and split.
+
+    ``tests``: arrays (N, C, T) (channels the model cannot have are zeros); logits for each.
 
     Early stopping on the validation subjects' balanced accuracy; the best epoch's weights are
     restored at the end (skorch ``EarlyStopping(load_best=True)``).
@@ -342,7 +363,7 @@ def run_braindecode(model_name: str, seed: int, train, valid, test, args) -> tup
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-    X_train, X_valid, X_test = stack(train), stack(valid), stack(test)
+    X_train, X_valid = stack(train), stack(valid)
     n_chans, n_times = X_train.shape[1:]
     if model_name == "eegnet":  # the original EEGNet head: linear layer with a max-norm constraint
         module = EEGNet(n_chans=n_chans, n_outputs=2, n_times=n_times, final_layer_with_constraint=True)
@@ -365,7 +386,7 @@ def run_braindecode(model_name: str, seed: int, train, valid, test, args) -> tup
     scores = list(clf.history[:, "valid_bacc"])
     best = int(np.argmax(scores))
     with torch.no_grad():
-        logits = clf.forward(X_test).detach().cpu().numpy()
+        logits = [clf.forward(X_test.astype(np.float32)).detach().cpu().numpy() for X_test in tests]
     return {"best_epoch": best + 1, "epochs_run": len(scores), "valid": {"balanced_accuracy": float(scores[best])}}, \
         logits
 
@@ -376,7 +397,8 @@ def bandpass(X: np.ndarray, sfreq: float, band: tuple[float, float]) -> np.ndarr
     return mne.filter.filter_data(X.astype(np.float64), sfreq, band[0], band[1], verbose=False)
 
 
-def run_classic(model_name: str, train, test, band: tuple[float, float]) -> tuple[dict, np.ndarray]:
+def run_classic(model_name: str, train, tests: list, band: tuple[float, float]) -> tuple[dict, list[np.ndarray]]:
+    """A classic pipeline fit on ``train``; log-probabilities on each of ``tests`` (arrays (N, C, T))."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -394,14 +416,13 @@ def run_classic(model_name: str, train, test, band: tuple[float, float]) -> tupl
     from threadpoolctl import threadpool_limits
 
     X_train = bandpass(stack(train), train.sfreq, band)
-    X_test = bandpass(stack(test), test.sfreq, band)
     # one BLAS thread: these are small (C x C) matrices, and spinning BLAS threads on busy cores cost 10-50x
     import mne
 
     with threadpool_limits(1, user_api="blas"), mne.utils.use_log_level("WARNING"):
         clf.fit(X_train, train.labels)
-        proba = np.clip(clf.predict_proba(X_test), 1e-12, 1.0)
-    return {"band_hz": list(band)}, np.log(proba)
+        logits = [np.log(np.clip(clf.predict_proba(bandpass(X, train.sfreq, band)), 1e-12, 1.0)) for X in tests]
+    return {"band_hz": list(band)}, logits
 
 
 # ---------------------------------------------------------------------------------- statistics
@@ -475,6 +496,15 @@ def format_summary(report: dict) -> str:
             lines.append(f"| {model} | {_fmt(agg['balanced_accuracy'])} | {_fmt(agg['auroc'])} | "
                          f"{_fmt(agg['fold_mean']['balanced_accuracy'])} | {agg['balanced_accuracy']['n']} | "
                          f"{agg['seconds_per_fit']['mean'] or 0:.0f} |")
+        drop_keys = sorted({q for r in res.values() for q in r.get("channel_drop", {})}, key=float)
+        if drop_keys:
+            lines += ["", "Channel-drop curve (balanced accuracy with a share of each test example's channels "
+                      "removed; fixed-montage models get zeros there):", "",
+                      "| model | 0 % | " + " | ".join(f"{float(q):.0%}" for q in drop_keys) + " |",
+                      "|---|---|" + "---|" * len(drop_keys)]
+            for model, r in res.items():
+                lines.append(f"| {model} | {_fmt(r['aggregate']['balanced_accuracy'])} | "
+                             + " | ".join(_fmt(r["channel_drop"].get(q, {})) for q in drop_keys) + " |")
         for name, comp in report["comparisons"].get(task, {}).items():
             b = comp["balanced_accuracy"]
             if b["n_seeds"]:
@@ -599,6 +629,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--linear-lr", type=float, default=5e-3, help="lr of the linear probe's head")
     a("--layer-decay", type=float, default=0.65, help="eegfm_pretrained only (scratch: 1.0)")
     a("--batch-size", type=int, default=32)
+    a("--channel-dropout", type=float, default=0.0, help="eegfm fine-tuning augmentation: share of channels hidden")
+    a("--time-shift", type=float, default=0.0, help="eegfm fine-tuning augmentation: largest circular shift, s")
+    a("--amplitude-scale", type=float, default=0.0, help="eegfm fine-tuning augmentation: gain in [1/(1+a), 1+a]")
+    a("--channel-drop", default="0.3,0.5,0.7",
+      help="test-time channel removal shares for the montage-robustness curve ('' for none)")
     a("--baseline-epochs", type=int, default=20)
     a("--baseline-patience", type=int, default=5, help="early-stopping patience in epochs (0: none) for braindecode")
     a("--baseline-lr", type=float, default=1e-3)
@@ -636,6 +671,9 @@ def main(argv=None) -> dict:
     if not seeds or len(set(seeds)) != len(seeds):
         raise SystemExit(f"--seeds must be distinct integers, got {args.seeds!r}")
     pretrain_runs = _expand(args.pretrain_eegbci_runs) or None
+    drops = [float(q) for q in args.channel_drop.split(",") if q.strip()]
+    if any(not 0 < q < 1 for q in drops):
+        raise SystemExit(f"--channel-drop: shares in (0, 1), got {args.channel_drop!r}")
     bands = {t: tuple(float(v) for v in getattr(args, f"{t}_classic_band").split(",")) for t in TASK_NAMES}
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
@@ -684,7 +722,7 @@ def main(argv=None) -> dict:
         return ok
 
     # ------------------------------------------------------------ state for the report
-    report_data, pretraining, results_rows, preds, timings = {}, {}, {}, {}, {}
+    report_data, pretraining, results_rows, preds, timings, drop_preds = {}, {}, {}, {}, {}, {}
 
     def corpus_listing(spec: str) -> dict:
         corpus = EEGCorpus(sources_from_spec(spec), data_cfg.cache_dir, pre_cfg, progress=args.progress)
@@ -700,6 +738,9 @@ def main(argv=None) -> dict:
             for m in [m for m in models if m in TASK_MODELS[t]]:
                 rows = results_rows.get((t, m), [])
                 results[t][m] = {"aggregate": aggregate(rows, preds.get((t, m), {}), len(folds[t])),
+                                 "channel_drop": {
+                                     str(q): aggregate(rows, drop_preds.get((t, m, str(q)), {}), len(folds[t]))[
+                                         "balanced_accuracy"] for q in drops},
                                  "rows": sorted(rows, key=lambda r: (r["fold"], str(r["seed"])))}
             comparisons[t] = {}
             for a, b in PAIRS:
@@ -863,16 +904,25 @@ def main(argv=None) -> dict:
                     if args.reuse and row_file.is_file() and json.loads(row_file.read_text()).get("fingerprint") == fp:
                         saved = json.loads(row_file.read_text())
                         row, labels, logits = saved["row"], np.array(saved["labels"]), np.array(saved["logits"])
+                        drop_logits = {k: np.array(v) for k, v in saved.get("drop_logits", {}).items()}
                     else:
                         t0 = time.perf_counter()
+                        # the full test set, then the same test set with channels removed (same draw per fold)
+                        drop_seed = 1000 + f
                         if m in EEGFM_MODELS:
-                            info, logits = run_eegfm(m, seed, encoder, encoder_config, train, valid, test, args,
-                                                     work / t / f"fold{f}" / f"ft_{m}_{seed}")
+                            tests = [test] + [test.drop_channels(q, seed=drop_seed) for q in drops]
+                            info, all_logits = run_eegfm(m, seed, encoder, encoder_config, train, valid, tests, args,
+                                                         work / t / f"fold{f}" / f"ft_{m}_{seed}")
                             shutil.rmtree(work / t / f"fold{f}" / f"ft_{m}_{seed}", ignore_errors=True)
-                        elif m in BRAINDECODE_MODELS:
-                            info, logits = run_braindecode(m, seed, train, valid, test, args)
                         else:
-                            info, logits = run_classic(m, concat([train, valid], CLASSES[t]), test, bands[t])
+                            tests = [stack(test)] + [zero_dropped_channels(test, q, drop_seed) for q in drops]
+                            if m in BRAINDECODE_MODELS:
+                                info, all_logits = run_braindecode(m, seed, train, valid, tests, args)
+                            else:
+                                info, all_logits = run_classic(m, concat([train, valid], CLASSES[t]), tests,
+                                                               bands[t])
+                        logits = all_logits[0]
+                        drop_logits = {str(q): lg for q, lg in zip(drops, all_logits[1:])}
                         labels = test.labels
                         test_report = classification_report(labels, logits)
                         per_subject = {}
@@ -881,12 +931,18 @@ def main(argv=None) -> dict:
                             if len(idx):
                                 per_subject[s] = classification_report(labels[idx], logits[idx])["balanced_accuracy"]
                         row = {"fold": f, "seed": seed_key, "test": test_report, "per_subject_balanced_accuracy":
-                               per_subject, **info, "seconds": round(time.perf_counter() - t0, 1)}
+                               per_subject, **info, "seconds": round(time.perf_counter() - t0, 1),
+                               "channel_drop": {q: classification_report(labels, lg)["balanced_accuracy"]
+                                                for q, lg in drop_logits.items()}}
                         row_dir.mkdir(parents=True, exist_ok=True)
                         row_file.write_text(json.dumps({"fingerprint": fp, "row": row, "labels": labels.tolist(),
-                                                        "logits": np.asarray(logits).tolist()}))
+                                                        "logits": np.asarray(logits).tolist(),
+                                                        "drop_logits": {q: np.asarray(lg).tolist()
+                                                                        for q, lg in drop_logits.items()}}))
                     results_rows.setdefault((t, m), []).append(row)
                     preds.setdefault((t, m), {})[(f, seed_key)] = (np.asarray(labels), np.asarray(logits))
+                    for q, lg in drop_logits.items():
+                        drop_preds.setdefault((t, m, q), {})[(f, seed_key)] = (np.asarray(labels), lg)
                     tr = row["test"]
                     print(f"  {m:<17} seed {seed_key:>7}: balanced acc {tr['balanced_accuracy']:.3f}, "
                           f"AUROC {tr['auroc']:.3f}, best epoch {row.get('best_epoch')}, {row['seconds']} s")

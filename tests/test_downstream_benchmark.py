@@ -23,7 +23,8 @@ TINY = ["--ma-subjects", "02,03,04,05", "--mi-subjects", "1,2,3,4", "--folds", "
         "--extras", "eeglab,uci,openbci", "--pretrain-eegbci-runs", "4,8,12",
         "--tokenizer-steps", "3", "--pretrain-steps", "3", "--pretrain-batch-size", "8", "--embed-dim", "16",
         "--depth", "1", "--heads", "2", "--code-dim", "8", "--num-codes", "16", "--finetune-epochs", "2",
-        "--patience", "1", "--batch-size", "16", "--baseline-epochs", "2", "--baseline-patience", "1"]
+        "--patience", "1", "--batch-size", "16", "--baseline-epochs", "2", "--baseline-patience", "1",
+        "--channel-drop", "0.5", "--channel-dropout", "0.2", "--time-shift", "0.1", "--amplitude-scale", "0.1"]
 
 
 def test_downstream_runs_every_model_on_both_tasks_without_leaks(tmp_path, shared_data):
@@ -75,6 +76,8 @@ def test_downstream_runs_every_model_on_both_tasks_without_leaks(tmp_path, share
             for r in rows:
                 assert 0 <= r["test"]["balanced_accuracy"] <= 1 and 0 <= r["test"]["auroc"] <= 1
                 assert set(r["per_subject_balanced_accuracy"]) == set(saved["folds"][task][r["fold"]]["test"])
+                assert set(r["channel_drop"]) == {"0.5"} and 0 <= r["channel_drop"]["0.5"] <= 1
+            assert res["channel_drop"]["0.5"]["n"] == (1 if classic else 2)  # pooled per seed, like the headline
             agg = res["aggregate"]
             assert agg["balanced_accuracy"]["n"] == (1 if classic else 2)
             assert 0 <= agg["balanced_accuracy"]["mean"] <= 1 and 0 <= agg["auroc"]["mean"] <= 1
@@ -87,6 +90,7 @@ def test_downstream_runs_every_model_on_both_tasks_without_leaks(tmp_path, share
     for name in ("downstream.png", "paired_pretrained_vs_scratch.png", "summary.md"):
         assert (out / name).is_file()
     assert "eegfm_pretrained" in (out / "summary.md").read_text()
+    assert "Channel-drop curve" in (out / "summary.md").read_text()
 
     # --reuse (here on one task): nothing is trained again, the figures are the same
     again = bench.main(["--data-root", str(shared_data), *TINY, "--tasks", "mi", "--out", str(tmp_path / "again"),
@@ -94,6 +98,7 @@ def test_downstream_runs_every_model_on_both_tasks_without_leaks(tmp_path, share
     assert set(again["results"]) == {"mi"}
     for model, res in again["results"]["mi"].items():
         assert res["aggregate"] == saved["results"]["mi"][model]["aggregate"], model
+        assert res["channel_drop"] == saved["results"]["mi"][model]["channel_drop"], model
         assert all(r["seconds"] == s["seconds"] for r, s in zip(res["rows"], saved["results"]["mi"][model]["rows"]))
 
 
@@ -106,6 +111,8 @@ def test_downstream_rejects_bad_arguments(shared_data, tmp_path):
         bench.main([*base, "--models", "eegfm_pretrained,nope"])
     with pytest.raises(SystemExit, match="name the task"):
         bench.main([*base, "--test-subjects", "02,03"])
+    with pytest.raises(SystemExit, match="--channel-drop"):
+        bench.main([*base, "--channel-drop", "0.5,1.0"])
 
 
 def test_folds_are_fixed_disjoint_and_validation_comes_from_training_subjects():
@@ -119,3 +126,21 @@ def test_folds_are_fixed_disjoint_and_validation_comes_from_training_subjects():
         assert not set(f["val"]) & set(f["test"])
     fixed = bench.make_folds(subjects, 5, 0, 0.2, fixed_test=["30", "31"])
     assert len(fixed) == 1 and fixed[0]["test"] == ["30", "31"] and len(fixed[0]["val"]) == 6
+
+
+def test_fixed_montage_models_lose_the_channels_eegfm_loses():
+    import numpy as np
+
+    from eegfm.finetune import LabeledEEG
+
+    bench = _load()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 6, 40)).astype(np.float32) + 1.0  # never exactly 0
+    data = LabeledEEG.from_arrays(X, np.arange(5) % 2, ["Fz", "Cz", "Pz", "Oz", "C3", "C4"], sfreq=200.0)
+    zeroed = bench.zero_dropped_channels(data, 0.5, seed=7)
+    dropped = data.drop_channels(0.5, seed=7)
+    for i in range(5):
+        kept = np.flatnonzero(np.abs(zeroed[i]).sum(1) > 0)
+        assert len(kept) == 3
+        np.testing.assert_array_equal(zeroed[i, kept], np.asarray(dropped.signals[i]))
+        np.testing.assert_array_equal(np.asarray(dropped.positions[i]), np.asarray(data.positions[i])[kept])
