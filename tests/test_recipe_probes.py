@@ -1,0 +1,70 @@
+"""The recipe probes of benchmarks/ (finetune_probe.py, feature_probe.py) at tiny size."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eegfm import MAPEEncoder
+from eegfm.finetune import LabeledEEG
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+NAMES = ["Fz", "Cz", "Pz", "C3"]
+
+
+def _load(name):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _data(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    X = rng.normal(0, 10, (n, 4, 400)).astype(np.float32) * (1 + 2 * y[:, None, None])
+    return LabeledEEG.from_arrays(X, y, NAMES, sfreq=200.0, groups=np.repeat(np.arange(n // 4), 4).astype(str))
+
+
+def test_variants_parse_names_keys_and_json_values():
+    probe = _load("finetune_probe")
+    variants = probe.parse_variants("a:init=scratch,lr=0.001,pooling=cls;b:init=pretrained,lp_epochs=2")
+    assert variants == {"a": {"init": "scratch", "lr": 0.001, "pooling": "cls"},
+                        "b": {"init": "pretrained", "lp_epochs": 2}}
+
+
+def test_a_variant_fine_tunes_and_reports_validation(tmp_path):
+    probe = _load("finetune_probe")
+    torch.manual_seed(0)
+    config = dict(patch_size=100, embed_dim=16, depth=1, num_heads=2)
+    encoder = MAPEEncoder(**config)
+    train, valid = _data(), _data(8, seed=1)
+    row = probe.run_variant({"init": "pretrained", "lp_epochs": 1, "epochs": 2, "patience": 1, "batch_size": 8},
+                            0, encoder, config, train, valid)
+    assert 0 <= row["best"] <= 1 and 1 <= row["epochs_run"] <= 2 and len(row["curve"]) == row["epochs_run"]
+    scratch = probe.run_variant({"init": "scratch", "embed_dim": 8, "epochs": 1, "batch_size": 8}, 0, None, config,
+                                train, valid)
+    assert scratch["epochs_run"] == 1
+    with pytest.raises(SystemExit, match="unknown variant keys \\['nope'\\]"):
+        probe.run_variant({"init": "scratch", "nope": 1}, 0, None, config, train, valid)
+    with pytest.raises(SystemExit, match="init=scratch only"):
+        probe.run_variant({"init": "pretrained", "depth": 3}, 0, encoder, config, train, valid)
+
+
+def test_feature_probe_reads_out_every_feature_and_fits_a_probe():
+    fp = _load("feature_probe")
+    torch.manual_seed(0)
+    encoder = MAPEEncoder(patch_size=100, embed_dim=16, depth=1, num_heads=2)
+    data = _data()
+    feats = fp.encoder_features(encoder, data, batch_size=5)
+    assert {k: v.shape for k, v in feats.items()} == {"mean": (16, 16), "cls": (16, 16), "channel_mean": (16, 64),
+                                                      "patch_embed": (16, 64)}
+    power = fp.band_power(data)
+    assert power.shape == (16, 4 * len(fp.BANDS))
+    score = fp.probe(power, data.labels, data.groups.astype(str), power, data.labels)
+    assert score > 0.9  # class 1 has 9x the power: separable
