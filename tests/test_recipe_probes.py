@@ -68,3 +68,29 @@ def test_feature_probe_reads_out_every_feature_and_fits_a_probe():
     assert power.shape == (16, 4 * len(fp.BANDS))
     score = fp.probe(power, data.labels, data.groups.astype(str), power, data.labels)
     assert score > 0.9  # class 1 has 9x the power: separable
+
+
+def test_spectrum_pretrainer_regresses_masked_amplitudes_and_learns():
+    sp = _load("spectrum_pretrain_probe")
+    from eegfm.data.collate import pad_into
+    from eegfm import proportion_coordinates
+
+    torch.manual_seed(0)
+    model = sp.SpectrumPretrainer(patch_size=50, embed_dim=16, depth=1, num_heads=2)
+    assert model.head.out_features == 26  # one output per rfft bin of a 50-sample patch
+    rng = np.random.default_rng(0)
+    pos = proportion_coordinates(NAMES)
+    batch = pad_into([rng.normal(0, 10, (4, 400)).astype(np.float32) for _ in range(4)], [pos] * 4)
+    out = model(**batch.encoder_inputs(), generator=torch.Generator().manual_seed(0))
+    assert out.count == 4 * 4 * 8 // 2  # single pass: half of every sample's tokens (each strategy masks 0.5)
+    assert torch.isfinite(out.loss) and set(out.accuracy) == {"mixed"}
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = float(out.loss.detach())
+    for _ in range(30):
+        loss = model(**batch.encoder_inputs(), generator=torch.Generator().manual_seed(0)).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < first
+    evaluation = model.evaluate([batch], seed=0)
+    assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
