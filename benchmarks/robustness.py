@@ -53,23 +53,7 @@ DEFAULT_OUT = REPO / "benchmarks" / "results"
 #: Cases that failed when this battery was written: defects found (the issue's cases) and
 #: probes beyond the issue. The test allows failures only here; delete an entry once fixed.
 KNOWN_OPEN = {
-    "channels/edf-identical-labels": "MNE numbers duplicate EDF labels Fz-0, Fz-1; infer_channel_types retypes "
-                                     "them 'misc' as bipolar derivations, so both copies are dropped without a word",
-    "faults/disk-full-cache-entry": "a real full disk makes np.save raise OSError('N requested and M written') "
-                                    "without errno: not recognised as disk full, the message lacks the entry",
-    "faults/disk-full-checkpoint": "a real full disk makes torch.save raise RuntimeError('[enforce fail at "
-                                   "inline_container.cc] unexpected pos'): the message lacks the checkpoint path",
-    "files/not-an-edf-raise": "on_error='raise' re-raises MNE's 'Bad EDF file provided.' without the file name",
-    "encoder/empty-batch": "an empty batch fails inside a reshape ('cannot reshape tensor of 0 elements')",
-    "encoder/no-real-token": "a recording shorter than one patch (n_times) gets a finite CLS built from no token",
-    "encoder/all-channels-masked": "a recording with every channel masked gets a finite CLS built from no token",
     "encoder/positions-in-metres": "positions far outside the 0-100 proportion range are accepted",
-    "settings/recording-data-list": "Recording(data=list) fails with AttributeError: 'list' object has no "
-                                    "attribute 'ndim'",
-    "settings/train-steps-nan": "TrainConfig(steps=nan): fit() returns after 0 steps, no checkpoint, no error",
-    "settings/train-warmup-nan": "TrainConfig(warmup_steps=nan): every step runs at min_lr, no error",
-    "settings/train-grad-clip-nan": "TrainConfig(grad_clip=nan): clipping silently off (only <= 0 is documented "
-                                    "to disable it)",
 }
 
 OK_CATEGORIES = ("clear error", "counted skip", "warned", "handled", "survived", "skipped")
@@ -771,12 +755,18 @@ _sfreq_case("settings/recording-sfreq-nan", float("nan"))
 _sfreq_case("settings/recording-sfreq-str", "200")
 
 
-@case("settings/recording-data-list", "Recording with data as a nested list", "TypeError/ValueError naming the "
-      "recording", issue=False)
+@case("settings/recording-data-list", "Recording with data as a nested list (and a 1-D list)",
+      "handled: the list becomes one (C, T) array; a 1-D list is a ValueError naming the recording", issue=False)
 def recording_list(ctx):
     from eegfm.data import Recording
 
-    return expect_error(lambda: Recording([[1.0, 2.0], [3.0, 4.0]], ["Cz", "Pz"], 200.0, "rec_list"), ["rec_list"])
+    rec = Recording([[1.0, 2.0], [3.0, 4.0]], ["Cz", "Pz"], 200.0, "rec_list")
+    if not (isinstance(rec.data, np.ndarray) and rec.data.shape == (2, 2)):
+        return result("failed", f"data kept as {type(rec.data).__name__}", "")
+    flat = expect_error(lambda: Recording([1.0, 2.0], ["Cz"], 200.0, "rec_list"), ["rec_list", "(channels, times)"])
+    if flat["category"] != "clear error":
+        return flat
+    return result("handled", "nested list -> (2, 2) array; 1-D list -> clear error", flat["message"])
 
 
 class _Toy:

@@ -53,13 +53,35 @@ def tmp_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{HOST_TAG}-{uuid.uuid4().hex}.tmp")
 
 
-def disk_full_error(err: OSError, what: str, path, hint: str) -> OSError:
-    """A one-line OSError (same errno as ``err``) naming ``path`` and what to do.
+#: Free bytes below which a failed write is taken for a full disk (numpy and torch report a
+#: full disk as "N requested and M written" without errno, or "unexpected pos").
+LOW_SPACE_BYTES = 1 << 20
+
+
+def out_of_space(err: BaseException, folder) -> bool:
+    """Whether ``err``, raised while writing into ``folder``, means the disk (or quota) is full.
+
+    True for an OSError whose errno is in :data:`DISK_FULL`, or for any OSError/RuntimeError
+    raised while ``folder``'s file system has less than :data:`LOW_SPACE_BYTES` free (call it
+    before removing the partial file, which holds the space).
+    """
+    if isinstance(err, OSError) and err.errno in DISK_FULL:
+        return True
+    if not isinstance(err, (OSError, RuntimeError)):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def disk_full_error(err: BaseException, what: str, path, hint: str) -> OSError:
+    """A one-line OSError naming ``path`` and what to do (errno of ``err`` if a disk-full one, else ENOSPC).
 
     Parameters
     ----------
-    err : OSError
-        The original error; its errno is one of :data:`DISK_FULL`.
+    err : BaseException
+        The original error (see :func:`out_of_space`).
     what : str
         What was being written, e.g. ``"checkpoint"``.
     path : str | os.PathLike
@@ -67,8 +89,10 @@ def disk_full_error(err: OSError, what: str, path, hint: str) -> OSError:
     hint : str
         What to do, e.g. ``"free space or set run_dir to a larger disk"``.
     """
-    reason = "no space left on device" if err.errno == errno.ENOSPC else "disk quota exceeded"
-    return OSError(err.errno, f"{reason} while writing {what} {path} ({hint})")
+    code = getattr(err, "errno", None)
+    code = code if code in DISK_FULL else errno.ENOSPC
+    reason = "no space left on device" if code == errno.ENOSPC else "disk quota exceeded"
+    return OSError(code, f"{reason} while writing {what} {path} ({hint})")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable, *, mode: str = "wb", newline: str | None = None,
@@ -83,17 +107,15 @@ def atomic_write(path: str | os.PathLike, write: Callable, *, mode: str = "wb", 
     tmp = tmp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(tmp, mode, newline=newline) as file:
-                write(file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    except OSError as err:
-        if err.errno in DISK_FULL:
+        with open(tmp, mode, newline=newline) as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        full = out_of_space(err, path.parent)  # before unlinking: the partial file holds the space
+        tmp.unlink(missing_ok=True)
+        if full:
             raise disk_full_error(err, what, path, hint) from err
         raise
     fsync_dir(path.parent)

@@ -304,6 +304,43 @@ def test_checkpoint_disk_full_names_the_file(tmp_path, monkeypatch):
     assert os.listdir(path.parent) == []
 
 
+class _Usage:
+    def __init__(self, free):
+        self.total, self.used, self.free = 1 << 30, (1 << 30) - free, free
+
+
+def test_a_real_full_disk_is_recognised_without_errno(tmp_path, monkeypatch):
+    """numpy says "N requested and M written" (no errno) and torch "unexpected pos" on a full disk."""
+    def numpy_full(*args, **kwargs):
+        raise OSError("320000 requested and 262112 written")
+
+    def torch_full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(fsutil.shutil, "disk_usage", lambda folder: _Usage(4096))
+    cache = RecordingCache(tmp_path / "cache")
+    monkeypatch.setattr(cache_mod.np, "save", numpy_full)
+    with pytest.raises(OSError, match="no space left on device while writing cache entry .*cache") as info:
+        cache.get_or_create("x", {}, lambda: _rec())
+    assert info.value.errno == errno.ENOSPC and os.listdir(tmp_path / "cache") == []
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    monkeypatch.setattr(torch, "save", torch_full)
+    with pytest.raises(OSError, match=re.escape(f"no space left on device while writing checkpoint {path} (")):
+        save_checkpoint(path, {"step": 5})
+    assert os.listdir(path.parent) == []
+
+
+def test_other_write_errors_keep_their_message_when_space_is_left(tmp_path, monkeypatch):
+    def torch_broken(*args, **kwargs):
+        raise RuntimeError("something else broke")
+
+    monkeypatch.setattr(fsutil.shutil, "disk_usage", lambda folder: _Usage(10 << 30))
+    monkeypatch.setattr(torch, "save", torch_broken)
+    with pytest.raises(RuntimeError, match="something else broke"):
+        save_checkpoint(tmp_path / "last.pt", {"step": 5})
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.skipif(not hasattr(errno, "EDQUOT"), reason="no EDQUOT on this platform")
 def test_atomic_write_quota_exceeded(tmp_path):
     def write(f):
@@ -340,3 +377,62 @@ def test_last_pt_copy_disk_full_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=re.escape(f"while writing checkpoint {tmp_path / 'last.pt'} (free")):
         link_or_copy_atomic(src, tmp_path / "last.pt")
     assert os.listdir(tmp_path) == ["step_0000005.pt"]
+
+
+# ---------------------------------------------------------------- files MNE reads with a mere warning
+def test_an_edf_with_identical_labels_is_a_counted_skip(tmp_path):
+    edfio = pytest.importorskip("edfio")
+    from eegfm.data import from_files
+
+    x = np.random.default_rng(0).normal(0, 20, (3, 8000))
+    signals = [edfio.EdfSignal(r, 200, label=n, physical_dimension="uV") for n, r in zip(["Fz", "Fz", "Cz"], x)]
+    edfio.Edf(signals).write(tmp_path / "dup.edf")
+    corpus = EEGCorpus(from_files([tmp_path / "dup.edf"]), tmp_path / "cache", progress=False)
+    assert len(corpus) == 0 and len(corpus.skipped) == 1
+    key, why = corpus.skipped[0]
+    assert key.endswith("dup.edf")
+    assert why.startswith(f"DuplicateChannelError: {key}: two or more channels carry the same label")
+
+
+def test_a_file_mne_cannot_read_is_named_under_on_error_raise(tmp_path):
+    from eegfm.data import from_files
+
+    (tmp_path / "notes.edf").write_text("not an EDF")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'notes.edf'}: cannot be read as EEG (")):
+        EEGCorpus(from_files([tmp_path / "notes.edf"]), tmp_path / "cache", progress=False, on_error="raise")
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("steps", float("nan"), "steps must be a whole number >= 1, got steps=nan"),
+    ("steps", 2.5, "steps must be a whole number >= 1"),
+    ("warmup_steps", float("nan"), "warmup_steps must be a finite number >= 0, got warmup_steps=nan"),
+    ("grad_clip", float("nan"), "grad_clip must be a number"),
+])
+def test_training_settings_that_would_pass_silently(tmp_path, field, value, match):
+    config = TrainConfig(**{"steps": 4, "run_dir": str(tmp_path), "metrics": "none", "progress": False, field: value})
+    with pytest.raises(ValueError, match=re.escape(match)):
+        Trainer(ToyRegressor(), config, make_batches())
+
+
+def test_encoder_inputs_that_would_pass_silently():
+    from eegfm import MAPEEncoder, proportion_coordinates
+
+    torch.manual_seed(0)
+    enc = MAPEEncoder(patch_size=50, embed_dim=16, depth=1, num_heads=2)
+    pos = torch.tensor(proportion_coordinates(["Fz", "Cz", "Pz"]), dtype=torch.float32)
+    with pytest.raises(ValueError, match=re.escape("x has an empty batch (shape (0, 3, 200))")):
+        enc(torch.randn(0, 3, 200), pos)
+    x = torch.randn(2, 3, 200)
+    with pytest.raises(ValueError, match=re.escape("recording 1 of the batch has no token: n_times=20 valid samples, "
+                                                   "fewer than one patch (50)")):
+        enc(x, pos, n_times=torch.tensor([200, 20]))
+    with pytest.raises(ValueError, match=re.escape("recording 0 of the batch has no token: every channel is masked (channel_mask all False)")):
+        enc(x, pos, channel_mask=torch.tensor([[False, False, False], [True, True, True]]))
+    assert enc(x, pos, n_times=torch.tensor([200, 20]), check_finite=False).cls.shape == (2, 16)  # opted out
+
+
+def test_recording_takes_nested_lists():
+    rec = Recording([[1.0, 2.0], [3.0, 4.0]], ["Fz", "Cz"], 200.0, "lists")
+    assert isinstance(rec.data, np.ndarray) and rec.data.shape == (2, 2)
+    with pytest.raises(ValueError, match=re.escape("lists: data must be (channels, times), got shape (2,)")):
+        Recording([1.0, 2.0], ["Fz"], 200.0, "lists")

@@ -52,7 +52,7 @@ import numpy as np
 
 from .preprocessing import PreprocessConfig, preprocess
 from .recording import Recording
-from .._fsutil import DISK_FULL, HOST_TAG, clean_stale_tmp, disk_full_error
+from .._fsutil import HOST_TAG, clean_stale_tmp, disk_full_error, out_of_space
 from .._fsutil import fsync_dir as _fsync_dir
 
 try:
@@ -465,8 +465,8 @@ class RecordingCache:
                 logger.debug("cache entry %s was written concurrently; using it", final)
             else:
                 _fsync_dir(self.root)
-        except OSError as err:
-            if err.errno in DISK_FULL:
+        except (OSError, RuntimeError) as err:
+            if out_of_space(err, self.root):  # checked before the partial entry is removed
                 raise disk_full_error(err, "cache entry", final, _DISK_HINT) from err
             raise
         finally:

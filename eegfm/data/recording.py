@@ -34,6 +34,8 @@ class Recording:
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.data, np.ndarray):  # a list, a torch tensor, ...: one array
+            self.data = np.asarray(self.data)
         if self.data.ndim != 2:
             raise ValueError(f"{self.source}: data must be (channels, times), got shape {self.data.shape}")
         if len(self.ch_names) != self.data.shape[0]:

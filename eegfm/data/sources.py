@@ -35,6 +35,7 @@ from pathlib import Path
 
 import mne
 
+from ..montage import DuplicateChannelError
 from .recording import Recording
 from .text_formats import read_arff, read_openbci_txt
 
@@ -178,20 +179,35 @@ class TruncatedFileError(OSError):
 
 
 def read_raw_checked(read: Callable, path: str, **kwargs) -> mne.io.BaseRaw:
-    """``read(path, **kwargs)`` with MNE quiet, except that a truncated file is an error.
+    """``read(path, **kwargs)`` with MNE quiet, except for what must not pass silently.
 
-    MNE reads an EDF/BDF cut short as a shorter recording and only warns ("Number of records
-    from the header does not match the file size"); here that is a :class:`TruncatedFileError`
-    naming the file, so a corpus skips and counts it (or raises under ``on_error="raise"``).
+    - MNE reads an EDF/BDF cut short as a shorter recording and only warns ("Number of records
+      from the header does not match the file size"): here that is a :class:`TruncatedFileError`
+      naming the file, so a corpus skips and counts it (or raises under ``on_error="raise"``).
+    - MNE renames duplicate labels ``Fz``, ``Fz`` to ``Fz-0``, ``Fz-1`` and only warns (names
+      that then read as bipolar derivations and would be dropped): here a
+      :class:`~eegfm.DuplicateChannelError` naming the file.
+    - A file MNE cannot read (e.g. "Bad EDF file provided.") raises the same error type with
+      the file's path in front.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        raw = read(path, verbose="warning", **kwargs)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            raw = read(path, verbose="warning", **kwargs)
+    except (ValueError, RuntimeError) as err:
+        if str(path) in str(err):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        kind = ValueError if isinstance(err, ValueError) else RuntimeError
+        raise kind(f"{path}: cannot be read as EEG ({type(err).__name__}: {first})") from err
     for warning in caught:
         text = str(warning.message)
         if "does not match the file size" in text or "truncated" in text.lower():
             raise TruncatedFileError(f"{path}: the file is shorter than its header says (truncated?); "
                                      f"MNE: {text}")
+        if "names are not unique" in text:
+            raise DuplicateChannelError(f"{path}: two or more channels carry the same label; rename or drop the "
+                                        f"duplicates (MNE: {text.splitlines()[0]})")
     return raw
 
 

@@ -67,10 +67,12 @@ class EncoderOutput:
 
 
 def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor,
-                        n_times: torch.Tensor) -> None:
+                        n_times: torch.Tensor, patch_size: int | None = None) -> None:
     """Raise ``ValueError`` naming the first (sample, channel) with a NaN/Inf sample or position.
 
-    Only real channels and samples are checked (padding may hold anything).
+    Only real channels and samples are checked (padding may hold anything). With
+    ``patch_size``, also raise for a recording with no token at all (every channel masked, or
+    fewer valid samples than one patch): its outputs would be built from nothing.
 
     Parameters
     ----------
@@ -78,12 +80,22 @@ def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: 
     positions : torch.Tensor, shape (B, C, 2)
     channel_mask : torch.Tensor of bool, shape (B, C)
     n_times : torch.Tensor, shape (B,)
+    patch_size : int, optional
     """
+    empty = ~channel_mask.any(1)  # (B,)
+    if patch_size is not None:
+        empty = empty | (n_times < patch_size)
     valid_time = torch.arange(x.shape[-1], device=x.device)[None, :] < n_times[:, None]  # (B, T)
     bad_signal = (~torch.isfinite(x) & valid_time[:, None, :]).any(-1)  # (B, C)
     bad_position = ~torch.isfinite(positions).all(-1)  # (B, C)
     bad = (bad_signal | bad_position) & channel_mask
-    if bool(bad.any()):  # the one host sync
+    if bool(bad.any() | empty.any()):  # the one host sync
+        if bool(empty.any()):
+            sample = int(empty.nonzero()[0])
+            why = ("every channel is masked (channel_mask all False)" if not bool(channel_mask[sample].any()) else
+                   f"n_times={int(n_times[sample])} valid samples, fewer than one patch ({patch_size})")
+            raise ValueError(f"recording {sample} of the batch has no token: {why}; drop it or give it at least "
+                             "one real channel and one patch of samples")
         sample, channel = (int(v) for v in bad.nonzero()[0])
         what = "a NaN/Inf sample" if bool(bad_signal[sample, channel]) else "a NaN/Inf position"
         raise ValueError(
@@ -214,6 +226,8 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
                 "add a batch dimension with x[None] for one recording"
             )
         batch, n_chans, total = x.shape
+        if batch == 0:
+            raise ValueError(f"x has an empty batch (shape {tuple(x.shape)}); pass at least one recording")
         if n_chans == 0:
             raise ValueError(f"x has no channels (shape {tuple(x.shape)}); pass at least one EEG channel")
         given = tuple(positions.shape)
@@ -394,7 +408,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             given_n_times is None or (isinstance(given_n_times, int) and given_n_times // self.patch_size >= full)
         )
         if check_finite and not torch.compiler.is_compiling():
-            check_finite_inputs(x, positions, channel_mask, n_times)
+            check_finite_inputs(x, positions, channel_mask, n_times, self.patch_size)
         patches = self.patchify(x)  # (B, C, K, W)
         mask = self.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
         embeddings = self.patch_embed(patches)  # (B, C, K, D)

@@ -157,12 +157,15 @@ class Trainer:
         if config.metrics not in ("csv", "tensorboard", "none"):
             raise ValueError(f"metrics={config.metrics!r} is not one of ('csv', 'tensorboard', 'none')")
         for name in ("steps", "log_every", "checkpoint_every"):
-            if getattr(config, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {name}={getattr(config, name)}")
-        for name in ("lr", "min_lr", "weight_decay"):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1 or value != int(value):
+                raise ValueError(f"{name} must be a whole number >= 1, got {name}={value!r}")
+        for name in ("lr", "min_lr", "weight_decay", "warmup_steps"):
             value = getattr(config, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+        if not (isinstance(config.grad_clip, (int, float)) and not math.isnan(config.grad_clip)):
+            raise ValueError(f"grad_clip must be a number (<= 0 disables clipping), got grad_clip={config.grad_clip!r}")
         if not callable(batches):
             raise TypeError(f"batches must be a callable (epoch, start) -> iterator, got {type(batches).__name__}")
         self.model = model
