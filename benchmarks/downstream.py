@@ -312,6 +312,39 @@ def zero_dropped_channels(data: LabeledEEG, fraction: float, seed: int) -> np.nd
     return X
 
 
+# ---------------------------------------------------------------------------------- one validation split (probes)
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of :func:`validation_split` (shared by the recipe probes)."""
+    a = parser.add_argument
+    a("--task", default="ma", choices=sorted(TASK_NAMES))
+    a("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    a("--test-subjects", default="26-31", help="left out entirely (never read)")
+    a("--fold-seed", type=int, default=0)
+    a("--val-fraction", type=float, default=0.2)
+    a("--cache-dir", default="/tmp/eegfm-probe/cache")
+    a("--out", type=Path, default=None, help="write the figures as JSON here")
+
+
+def validation_split(args) -> tuple[dict, LabeledEEG, LabeledEEG]:
+    """``(fold, train, valid)`` of one split as the harness draws it; the test subjects are never read."""
+    present = present_subjects(args.task, args.data_root)
+    test = parse_subjects(args.task, args.test_subjects, present, "--test-subjects")
+    fold = make_folds(present, 1, args.fold_seed, args.val_fraction, test)[0]
+    loader = load_ma if args.task == "ma" else load_mi
+    seconds = 5.0 if args.task == "ma" else 4.0
+    data = loader(args.data_root, fold["train"] + fold["val"], DataConfig(cache_dir=args.cache_dir), seconds)
+    return fold, subset(data, fold["train"]), subset(data, fold["val"])
+
+
+def write_probe_report(args, report: dict, script: str, argv) -> dict:
+    """Add the command line to ``report`` and write it to ``args.out`` (when given)."""
+    report["command"] = f"python benchmarks/{script} " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 # ---------------------------------------------------------------------------------- models
 def _fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -21,8 +21,6 @@ Cheap (forward passes only): about a minute on 2 CPU cores for Mental Arithmetic
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -35,7 +33,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import downstream as ds  # noqa: E402
 from eegfm import MAPEEncoder  # noqa: E402
-from eegfm.cli.runs import DataConfig  # noqa: E402
 from eegfm.finetune.metrics import classification_report  # noqa: E402
 
 BANDS = ((1, 4), (4, 8), (8, 13), (13, 30), (30, 45))
@@ -87,23 +84,11 @@ def probe(train_x, train_y, train_groups, valid_x, valid_y) -> float:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="ma", choices=["ma", "mi"])
-    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--test-subjects", default="26-31", help="left out entirely (never read)")
-    p.add_argument("--fold-seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    ds.add_split_arguments(p)
     p.add_argument("--encoders", default="", help="comma list of MAPEEncoder folders")
     p.add_argument("--random-seeds", default="0,1,2")
-    p.add_argument("--cache-dir", default="/tmp/eegfm-probe/cache")
-    p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
-    present = ds.present_subjects(args.task, args.data_root)
-    test = ds.parse_subjects(args.task, args.test_subjects, present, "--test-subjects")
-    fold = ds.make_folds(present, 1, args.fold_seed, args.val_fraction, test)[0]
-    cfg = DataConfig(cache_dir=args.cache_dir)
-    loader = ds.load_ma if args.task == "ma" else ds.load_mi
-    data = loader(args.data_root, fold["train"] + fold["val"], cfg, 5.0 if args.task == "ma" else 4.0)
-    train, valid = ds.subset(data, fold["train"]), ds.subset(data, fold["val"])
+    fold, train, valid = ds.validation_split(args)
     print(f"[{args.task}] train {len(train)} ({len(fold['train'])} subjects), val {len(valid)} "
           f"(subjects {','.join(fold['val'])})")
     results: dict[str, dict[str, float]] = {}
@@ -124,13 +109,8 @@ def main(argv=None) -> dict:
         encoder = MAPEEncoder(**config) if config else MAPEEncoder(patch_size=100, embed_dim=64, depth=2,
                                                                    num_heads=4)
         run(f"random seed {seed}", encoder_features(encoder, train), encoder_features(encoder, valid))
-    report = {"task": args.task, "fold": fold, "validation_balanced_accuracy": results,
-              "command": "python benchmarks/feature_probe.py " + shlex.join(argv or sys.argv[1:])}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-    return report
-
+    return ds.write_probe_report(args, {"task": args.task, "fold": fold, "validation_balanced_accuracy": results},
+                                 "feature_probe.py", argv)
 
 if __name__ == "__main__":
     main()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
 import shutil
 import sys
 import tempfile
@@ -40,7 +39,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import downstream as ds  # noqa: E402
 from eegfm import MAPEClassifier, MAPEEncoder  # noqa: E402
-from eegfm.cli.runs import DataConfig  # noqa: E402
 from eegfm.finetune import FinetuneConfig, finetune  # noqa: E402
 
 FIELDS = {f.name: f.type for f in dataclasses.fields(FinetuneConfig)}
@@ -101,29 +99,17 @@ def run_variant(options: dict, seed: int, encoder: MAPEEncoder | None, encoder_c
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="ma", choices=["ma", "mi"])
-    p.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--test-subjects", default="26-31", help="left out entirely (never read)")
-    p.add_argument("--fold-seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    ds.add_split_arguments(p)
     p.add_argument("--encoder", default="", help="pre-trained MAPEEncoder folder (for init=pretrained)")
     p.add_argument("--variants", required=True)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--cache-dir", default="/tmp/eegfm-probe/cache")
-    p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = parse_variants(args.variants)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    present = ds.present_subjects(args.task, args.data_root)
-    test = ds.parse_subjects(args.task, args.test_subjects, present, "--test-subjects")
-    fold = ds.make_folds(present, 1, args.fold_seed, args.val_fraction, test)[0]
-    loader = ds.load_ma if args.task == "ma" else ds.load_mi
-    data = loader(args.data_root, fold["train"] + fold["val"], DataConfig(cache_dir=args.cache_dir),
-                  5.0 if args.task == "ma" else 4.0)
-    train, valid = ds.subset(data, fold["train"]), ds.subset(data, fold["val"])
+    fold, train, valid = ds.validation_split(args)
     encoder = MAPEEncoder.from_pretrained(args.encoder) if args.encoder else None
     encoder_config = encoder.get_config() if encoder else dict(patch_size=100, embed_dim=64, depth=2, num_heads=4)
     print(f"[{args.task}] train {len(train)}, val {len(valid)} (subjects {','.join(fold['val'])}); "
@@ -142,12 +128,8 @@ def main(argv=None) -> dict:
         results[name] = {"options": options, "rows": rows, "best_mean": float(best.mean()),
                          "best_std": float(best.std(ddof=1)) if len(best) > 1 else 0.0}
         print(f"  {name:<24} mean {best.mean():.3f} +- {results[name]['best_std']:.3f}", flush=True)
-    report = {"task": args.task, "fold": fold, "encoder": args.encoder, "seeds": seeds, "results": results,
-              "command": "python benchmarks/finetune_probe.py " + shlex.join(argv or sys.argv[1:])}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return ds.write_probe_report(args, {"task": args.task, "fold": fold, "encoder": args.encoder, "seeds": seeds,
+                                        "results": results}, "finetune_probe.py", argv)
 
 
 if __name__ == "__main__":

@@ -94,3 +94,18 @@ def test_spectrum_pretrainer_regresses_masked_amplitudes_and_learns():
     assert float(loss.detach()) < first
     evaluation = model.evaluate([batch], seed=0)
     assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
+
+
+@pytest.mark.real_data
+def test_probes_read_the_training_and_validation_subjects_only(shared_data, tmp_path):
+    import json
+
+    fp, ft = _load("feature_probe"), _load("finetune_probe")
+    common = ["--data-root", str(shared_data), "--cache-dir", str(tmp_path / "cache")]
+    report = fp.main([*common, "--random-seeds", "", "--out", str(tmp_path / "features.json")])
+    fold = report["fold"]
+    assert fold["test"] == [f"{s}" for s in range(26, 32)] and not set(fold["test"]) & set(fold["val"] + fold["train"])
+    assert set(report["validation_balanced_accuracy"]) == {"band_power"}
+    assert json.loads((tmp_path / "features.json").read_text())["command"].startswith("python benchmarks/feature_probe.py")
+    report = ft.main([*common, "--variants", "s:init=scratch,epochs=1,embed_dim=16,depth=1,num_heads=2", "--seeds", "0"])
+    assert report["results"]["s"]["rows"][0]["epochs_run"] == 1 and report["fold"] == fold
