@@ -161,7 +161,9 @@ def test_validation_history_has_one_entry_per_epoch(tmp_path):
     summary = finetune(_toy_model(), _toy(0), _toy_config(tmp_path), valid=valid)
     history = summary["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4] and summary["steps"] == 4 * 3
-    assert all(set(h) == {"epoch", "balanced_accuracy", "accuracy", "auroc", "n"} and h["n"] == 8 for h in history)
+    assert all(set(h) == {"epoch", "balanced_accuracy", "accuracy", "auroc", "cohen_kappa", "weighted_f1",
+                          "confusion_matrix", "n"} and h["n"] == 8 for h in history)
+    assert all(np.sum(h["confusion_matrix"]) == 8 and len(h["confusion_matrix"]) == 2 for h in history)
     scores = [h["balanced_accuracy"] for h in history]
     assert summary["best_epoch"] == 1 + scores.index(max(scores))  # the first of equal scores
     assert summary["valid"] == {k: v for k, v in history[summary["best_epoch"] - 1].items() if k != "epoch"}
@@ -195,7 +197,8 @@ def test_select_best_restores_the_weights_of_the_best_epoch(tmp_path, monkeypatc
     import eegfm.finetune.trainer as T
 
     calls = iter(scores)
-    monkeypatch.setattr(T, "evaluate", lambda model, data, task, batch_size: {monitor: next(calls), "n": len(data)})
+    monkeypatch.setattr(T, "evaluate", lambda model, data, task, batch_size, **kw: {monitor: next(calls),
+                                                                                    "n": len(data)})
     regression = task == "regression"
     model = _toy_model(n_outputs=1 if regression else 2)
     cfg = _toy_config(tmp_path, task=task, checkpoint_every_epochs=1, select_best=select_best)
@@ -235,8 +238,9 @@ def test_selection_config_errors_are_named(tmp_path):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match=r"patience must be >= 1 \(epochs\) or None, got patience="):
             FinetuneConfig(patience=bad)
-    with pytest.raises(ValueError, match=r"monitor must be one of \('balanced_accuracy', 'accuracy', 'auroc'\) "
-                                         r"for task='classification', got monitor='mse'"):
+    with pytest.raises(ValueError, match=r"monitor must be one of \('balanced_accuracy', 'accuracy', 'auroc', "
+                                         r"'cohen_kappa', 'weighted_f1'\) for task='classification', "
+                                         r"got monitor='mse'"):
         FinetuneConfig(monitor="mse")
     with pytest.raises(ValueError, match=r"monitor must be one of \('mse', 'mae', 'r2'\) for task='regression', "
                                          r"got monitor='auroc'"):
@@ -245,6 +249,7 @@ def test_selection_config_errors_are_named(tmp_path):
         FinetuneConfig(select_best="yes")
     assert FinetuneConfig(task="regression").monitor == "mse"  # the classification default, mapped
     assert FinetuneConfig(task="regression", monitor="r2").monitor == "r2"
+    assert FinetuneConfig(monitor="cohen_kappa").monitor == "cohen_kappa"
     with pytest.raises(ValueError, match=r"patience=3 needs a validation set to monitor: pass valid=\.\.\., "
                                          r"or set patience=None"):
         finetune(_toy_model(), _toy(0), _toy_config(tmp_path, patience=3))
@@ -309,3 +314,38 @@ def test_ddp_validation_and_early_stopping_match_one_process(tmp_path):
     ddp = torch.load(tmp_path / "state.pt", weights_only=True)
     for name, p in model.state_dict().items():
         torch.testing.assert_close(ddp[name], p, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def _one_class_model():
+    """A toy classifier whose head always says class 0 (zero weights, bias [5, 0])."""
+    model = _toy_model()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([5.0, 0.0]))
+    return model
+
+
+def test_a_classifier_that_predicts_one_class_is_warned_about(tmp_path, caplog):
+    import logging
+
+    valid = _toy(1, n=8)
+    valid.classes = ["rest", "task"]
+    with caplog.at_level(logging.WARNING, logger="eegfm.finetune"):
+        report = evaluate(_one_class_model(), valid, name="the test subjects")
+    assert report["confusion_matrix"] == [[4, 0], [4, 0]] and report["cohen_kappa"] == 0.0
+    assert report["balanced_accuracy"] == 0.5
+    assert [(r.levelname, r.name) for r in caplog.records] == [("WARNING", "eegfm.finetune")]
+    assert ("predicts one class on the test subjects: all 8 predictions are class 'rest'"
+            in caplog.records[0].getMessage())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="eegfm.finetune"):
+        evaluate(_one_class_model(), valid, warn=False)
+    assert caplog.records == []
+    # finetune(): the weights cannot move (lr 1e-12): one warning for the returned epoch, not one per epoch
+    cfg = _toy_config(tmp_path, epochs=3, lr=1e-12)
+    with caplog.at_level(logging.WARNING, logger="eegfm.finetune"):
+        summary = finetune(_one_class_model(), _toy(0), cfg, valid=valid)
+    messages = [r.getMessage() for r in caplog.records if r.name == "eegfm.finetune"]
+    assert len(messages) == 1 and summary["warnings"] == messages and summary["best_epoch"] == 1
+    assert "on the validation set (epoch 1, 8 examples): all 8 predictions are class 'rest'" in messages[0]
+

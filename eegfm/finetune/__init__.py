@@ -16,7 +16,8 @@ model for ``EEGClassifier``); importing :mod:`eegfm.finetune` itself never impor
 from .augment import augment_batch
 from .data import LabeledBatch, LabeledEEG
 from .layer_decay import layer_decay_groups
-from .metrics import balanced_accuracy, classification_report, regression_report, roc_auc
+from .metrics import (balanced_accuracy, classification_report, cohen_kappa, confusion_matrix, one_class_warning,
+                      regression_report, roc_auc, weighted_f1)
 from .trainer import FinetuneConfig, FinetuneTask, evaluate, finetune, predict
 
 __all__ = [
@@ -27,10 +28,14 @@ __all__ = [
     "augment_batch",
     "balanced_accuracy",
     "classification_report",
+    "cohen_kappa",
+    "confusion_matrix",
     "evaluate",
     "finetune",
     "layer_decay_groups",
+    "one_class_warning",
     "predict",
     "regression_report",
     "roc_auc",
+    "weighted_f1",
 ]

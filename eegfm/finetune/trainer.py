@@ -4,6 +4,9 @@ Runs on the shared training engine (:class:`eegfm.training.Trainer`): AdamW, cos
 with warm-up, clipping, autocast, atomic checkpoints and exact ``resume``, DDP under torchrun.
 With a validation set, :func:`finetune` evaluates it after every epoch, keeps the weights of the
 best epoch (``FinetuneConfig.monitor``, ``select_best``) and stops early (``patience``).
+:func:`evaluate` reports what EEG papers report (balanced accuracy, AUROC, Cohen's kappa,
+weighted F1, the confusion matrix) and logs a WARNING when the classifier predicts one class
+for (nearly) every example (:func:`eegfm.finetune.metrics.one_class_warning`).
 
 Example
 -------
@@ -12,7 +15,8 @@ Example
 >>> model = MAPEClassifier.from_pretrained("runs/pretrain/encoder", n_outputs=2)   # doctest: +SKIP
 >>> finetune(model, train_set, FinetuneConfig(epochs=10))                           # doctest: +SKIP
 >>> evaluate(model, test_set)                                                        # doctest: +SKIP
-{'balanced_accuracy': ..., 'accuracy': ..., 'auroc': ..., 'n': ...}
+{'balanced_accuracy': ..., 'accuracy': ..., 'auroc': ..., 'cohen_kappa': ..., 'weighted_f1': ...,
+ 'confusion_matrix': [[...], ...], 'n': ...}
 >>> out = finetune(model, train_set, FinetuneConfig(epochs=50, patience=5), valid=valid_set)  # doctest: +SKIP
 >>> out["best_epoch"], out["valid"]["balanced_accuracy"], len(out["history"])      # doctest: +SKIP
 """
@@ -20,6 +24,7 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +40,17 @@ from ..training.checkpoint import capture_rng_state, restore_rng_state
 from .augment import augment_batch, check_augmentation
 from .data import LabeledEEG
 from .layer_decay import layer_decay_groups
-from .metrics import classification_report, regression_report
+from .metrics import classification_report, one_class_warning, regression_report
 
 __all__ = ["FinetuneConfig", "FinetuneTask", "evaluate", "finetune", "predict"]
+
+logger = logging.getLogger("eegfm.finetune")
 
 MODES = ("full", "linear")
 TASKS = ("classification", "regression")
 #: keys of :func:`evaluate`'s dict that ``FinetuneConfig.monitor`` may name, per task
-MONITORS = {"classification": ("balanced_accuracy", "accuracy", "auroc"), "regression": ("mse", "mae", "r2")}
+MONITORS = {"classification": ("balanced_accuracy", "accuracy", "auroc", "cohen_kappa", "weighted_f1"),
+            "regression": ("mse", "mae", "r2")}
 _MINIMISED = ("mse", "mae")  # every other monitor is maximised
 
 
@@ -214,7 +222,9 @@ class _Selection(nn.Module):
         metrics = None
         if D.is_main_process():
             rng = capture_rng_state()
-            metrics = evaluate(model, self.valid, task=self.config.task, batch_size=self.config.batch_size)
+            # no one-class warning per epoch: finetune() gives it once, for the epoch it returns
+            metrics = evaluate(model, self.valid, task=self.config.task, batch_size=self.config.batch_size,
+                               warn=False)
             restore_rng_state(rng)
         metrics = D.all_gather_object(metrics)[0]  # the main process's metrics, on every process
         trainer.model.train()  # predict() left model.encoder in train mode; a linear probe's stays in eval
@@ -292,7 +302,10 @@ def finetune(model: nn.Module, train: LabeledEEG, config: FinetuneConfig | None 
           (``e`` 1-based),
         - ``best_epoch``: int, 1-based epoch of the best ``config.monitor`` value,
         - ``valid``: :func:`evaluate` metrics of the returned weights (those of ``best_epoch`` when
-          ``select_best``, else of the last epoch).
+          ``select_best``, else of the last epoch),
+        - ``warnings``: list of str, empty unless the returned weights predict one class for at
+          least 95 % of the validation examples (then also logged as a WARNING on the main
+          process, naming the class; :func:`eegfm.finetune.metrics.one_class_warning`).
 
         The fine-tuned (selected) model is also saved to ``config.run_dir/model`` (when it has
         ``save_pretrained``), beside ``checkpoints/`` and ``metrics.csv``.
@@ -362,7 +375,16 @@ def finetune(model: nn.Module, train: LabeledEEG, config: FinetuneConfig | None 
         chosen = selection.best_epoch if config.select_best else selection.history[-1]["epoch"]
         metrics = next(h for h in selection.history if h["epoch"] == chosen)
         summary.update(steps=fit["steps"], history=[dict(h) for h in selection.history],
-                       best_epoch=selection.best_epoch, valid={k: v for k, v in metrics.items() if k != "epoch"})
+                       best_epoch=selection.best_epoch, valid={k: v for k, v in metrics.items() if k != "epoch"},
+                       warnings=[])
+        if "confusion_matrix" in metrics:
+            message = one_class_warning(metrics["confusion_matrix"], classes=valid.classes,
+                                        where=f"the validation set (epoch {chosen}, {metrics.get('n', len(valid))} "
+                                              "examples)")
+            if message is not None:
+                summary["warnings"].append(message)
+                if is_main_process():
+                    logger.warning(message)
     return summary
 
 
@@ -380,11 +402,43 @@ def predict(model: nn.Module, data: LabeledEEG, *, batch_size: int = 128, device
     return torch.cat(outputs).numpy()
 
 
-def evaluate(model: nn.Module, data: LabeledEEG, *, task: str = "classification", batch_size: int = 128) -> dict:
-    """Balanced accuracy, accuracy and AUROC (classification) or MSE, MAE and R² (regression)."""
+def evaluate(model: nn.Module, data: LabeledEEG, *, task: str = "classification", batch_size: int = 128,
+             name: str = "the evaluated set", warn: bool = True) -> dict:
+    """Score ``model`` on ``data``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        As in :func:`finetune`; its outputs are (N, n_outputs).
+    data : LabeledEEG
+        N examples; labels (N,) ints (classification) or (N,) / (N, n_outputs) floats.
+    task : str
+        ``"classification"`` or ``"regression"``.
+    batch_size : int
+    name : str
+        What ``data`` is, for the warning (``"the test subjects"``, ``"the validation set"``).
+    warn : bool
+        Log a WARNING (logger ``eegfm.finetune``) naming the class and ``name`` when at least
+        95 % of the predictions are one class while ``data`` holds several
+        (:func:`eegfm.finetune.metrics.one_class_warning`): balanced accuracy and kappa are
+        then at chance level, whatever the accuracy.
+
+    Returns
+    -------
+    dict
+        Classification (:func:`eegfm.finetune.metrics.classification_report`):
+        ``balanced_accuracy``, ``accuracy``, ``auroc``, ``cohen_kappa``, ``weighted_f1``,
+        ``confusion_matrix`` (n_classes lists of n_classes ints; row: true class, column:
+        predicted) and ``n``. Regression: ``mse``, ``mae``, ``r2`` and ``n``.
+    """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
     outputs = predict(model, data, batch_size=batch_size)
-    if task == "classification":
-        return classification_report(data.labels, outputs)
-    return regression_report(data.labels, outputs)
+    if task != "classification":
+        return regression_report(data.labels, outputs)
+    report = classification_report(data.labels, outputs)
+    if warn:
+        message = one_class_warning(report["confusion_matrix"], where=name, classes=data.classes)
+        if message is not None:
+            logger.warning(message)
+    return report
