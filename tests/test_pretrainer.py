@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -181,3 +182,159 @@ def test_evaluate_runs_every_strategy_on_every_sample_in_either_mode():
     a, b = one.evaluate([batch], seed=5), three.evaluate([batch], seed=5)
     assert len(calls) == 3 and one.single_pass  # evaluate used all passes, then restored the mode
     assert a == b
+
+
+# ---------------------------------------------------------------- target="spectrum"
+SPECTRUM = dict(patch_size=25, embed_dim=32, depth=1, num_heads=2, target="spectrum")
+N_BINS = 25 // 2 + 1
+
+
+def _reference_target(batch, patch_size=25) -> np.ndarray:
+    """Per-sample z-scored |rfft| of every patch, float64, written out with numpy: (B, C, K, F)."""
+    x = batch.x.double().numpy()
+    n_chans = batch.channel_mask.numpy()
+    b, c, t = x.shape
+    k = t // patch_size
+    amp = np.abs(np.fft.rfft(x[..., : k * patch_size].reshape(b, c, k, patch_size), axis=-1))
+    out = np.zeros_like(amp)
+    for i in range(b):
+        kv = int(batch.n_times[i]) // patch_size
+        valid = amp[i][n_chans[i]][:, :kv]  # (C_i, K_i, F)
+        out[i][np.ix_(n_chans[i], np.arange(kv))] = (valid - valid.mean()) / valid.std()
+    return out
+
+
+def _constant_head(pre, bias):
+    """Every token predicts ``bias`` (F,): the prediction no longer depends on the encoder."""
+    with torch.no_grad():
+        pre.head.weight.zero_()
+        pre.head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    return pre
+
+
+def _fixed_masks(pre, masks):
+    """Replace the random masks by ``masks(token_mask) -> [(name, mask (B, C, K), strategy (B,) or None)]``."""
+    pre._masks = lambda token_mask, generator: masks(token_mask)
+    return pre
+
+
+def test_spectrum_loss_and_r2_equal_a_reference_computation():
+    batch = batch_of()  # (2, 6, 200): sample 1 has 4 channels and 125 samples (5 of 8 patches)
+    bias = np.linspace(-1.0, 1.0, N_BINS)
+    pre = _constant_head(MaskedPretrainer(**SPECTRUM, strategies=["random", "temporal"]), bias)
+    assert pre.head.out_features == N_BINS and "target_counts" not in pre.state_dict()
+    g = torch.Generator().manual_seed(0)
+    m1 = torch.rand(2, 6, 8, generator=g) < 0.5
+    m2 = torch.zeros(2, 6, 8, dtype=torch.bool)
+    m2[:, :, ::2] = True
+    _fixed_masks(pre, lambda tm: [("random", m1 & tm, None), ("temporal", m2 & tm, None)])
+    out = pre(**batch.encoder_inputs())
+
+    target = _reference_target(batch)
+    token_mask = pre.encoder.token_mask(batch.channel_mask, batch.n_times, 8).numpy()
+    errors, r2 = [], {}
+    for name, mask in (("random", m1.numpy() & token_mask), ("temporal", m2.numpy() & token_mask)):
+        truth = target[mask]  # (M, F)
+        errors.append(((bias - truth) ** 2).mean(-1))  # per-token MSE (M,)
+        r2[name] = 1 - ((bias - truth) ** 2).sum() / (truth ** 2).sum()
+    # two strategies, one pass each: the sum of their means (count = masked tokens / 2)
+    reference = np.concatenate(errors).sum() / (sum(map(len, errors)) / 2)
+    assert out.loss.item() == pytest.approx(reference, rel=1e-5)
+    assert {k: float(v) for k, v in out.accuracy.items()} == pytest.approx(r2, rel=1e-5, abs=1e-6)
+    assert float(out.baseline_accuracy) == 0.0
+    assert {k: int(v) for k, v in out.n_masked.items()} == {k: len(e) for k, e in zip(r2, errors)}
+
+
+def test_spectrum_r2_of_predicting_zero_is_zero_and_single_pass_splits_it_per_strategy():
+    batch = batch_of()
+    pre = _constant_head(MaskedPretrainer(**SPECTRUM, strategies=["random", "temporal"], single_pass=True),
+                         np.zeros(N_BINS))
+    out = pre(**batch.encoder_inputs(), generator=torch.Generator().manual_seed(0))
+    assert set(out.accuracy) == {"random", "temporal"} and all(float(v) == 0.0 for v in out.accuracy.values())
+    target = _reference_target(batch)
+    masked = target[_last_mask(pre, batch)]  # (M, F): predicting 0 costs the mean squared target
+    assert len(masked) == int(out.count) and out.loss.item() == pytest.approx((masked ** 2).mean(), rel=1e-5)
+
+    bias = np.linspace(-1.0, 1.0, N_BINS)
+    _constant_head(pre, bias)
+    mixed = torch.zeros(2, 6, 8, dtype=torch.bool)
+    mixed[0, :3] = True  # sample 0: channels 0-2 ("channel"-like), sample 1: patches 0-1
+    mixed[1, :, :2] = True
+    _fixed_masks(pre, lambda tm: [("mixed", mixed & tm, torch.tensor([1, 0]))])  # sample 0 temporal, 1 random
+    out = pre(**batch.encoder_inputs())
+    token_mask = pre.encoder.token_mask(batch.channel_mask, batch.n_times, 8).numpy()
+    expected = {}
+    for name, sample in (("temporal", 0), ("random", 1)):
+        truth = target[sample][(mixed.numpy() & token_mask)[sample]]
+        expected[name] = 1 - ((bias - truth) ** 2).sum() / (truth ** 2).sum()
+    assert {k: float(v) for k, v in out.accuracy.items()} == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert {k: int(v) for k, v in out.n_masked.items()} == {"temporal": 3 * 8, "random": 4 * 2}
+    assert int(out.count) == 3 * 8 + 4 * 2  # single pass: the mean over the pass's masked tokens
+
+
+def _last_mask(pre, batch):
+    """The single-pass mask ``pre`` draws for ``batch`` with seed 0 (as in forward)."""
+    token_mask = pre.encoder.token_mask(batch.channel_mask, batch.n_times, 8)
+    return pre._masks(token_mask, torch.Generator().manual_seed(0))[0][1].numpy()
+
+
+def test_spectrum_evaluate_pools_r2_over_batches_in_either_mode():
+    batches = [batch_of(0), batch_of(1)]
+    bias = np.linspace(-0.5, 0.5, N_BINS)
+    every_other = lambda tm: [("random", tm & (torch.arange(8) % 2 == 0), None)]  # noqa: E731
+    results = []
+    for single_pass in (False, True):
+        pre = _fixed_masks(_constant_head(MaskedPretrainer(**SPECTRUM, strategies=["random"],
+                                                           single_pass=single_pass), bias), every_other)
+        results.append(pre.evaluate(batches, seed=0))
+    sse = ss = n = 0
+    for batch in batches:
+        token_mask = (batch.channel_mask[:, :, None] & (torch.arange(8) < batch.n_times[:, None, None] // 25)).numpy()
+        truth = _reference_target(batch)[token_mask & (np.arange(8) % 2 == 0)]
+        sse, ss, n = sse + ((bias - truth) ** 2).sum(), ss + (truth ** 2).sum(), n + len(truth)
+    assert results[0] == results[1]
+    assert results[0]["accuracy"]["random"] == pytest.approx(1 - sse / ss, rel=1e-5)
+    assert results[0]["baseline_accuracy"] == 0.0 and results[0]["masked_tokens"] == {"random": n}
+
+
+@pytest.mark.parametrize("single_pass", [True, False])
+def test_spectrum_target_trains_without_a_tokenizer(single_pass):
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**SPECTRUM, single_pass=single_pass)
+    losses, out = _train(pre, steps=60)  # noisy: new masks each step
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5]), losses
+    assert set(out) == {"loss_sum", "count", "accuracy_random", "accuracy_channel", "accuracy_temporal",
+                        "baseline_accuracy"}
+    batch = batch_of()
+    batch.targets = torch.zeros(2, 48, dtype=torch.long)  # cached codes of a loader: ignored by the step
+    assert torch.isfinite(pre.training_step(batch)["loss_sum"])
+    evaluation = pre.evaluate([batch], seed=0)
+    assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
+    assert all(r2 > 0.2 for r2 in evaluation["accuracy"].values()), evaluation  # learnt the channels' amplitudes
+
+
+def test_spectrum_target_is_saved_and_old_folders_load_as_codes(tmp_path):
+    import json
+
+    pre = MaskedPretrainer(**SPECTRUM)
+    pre.save_pretrained(tmp_path / "spectrum")
+    assert json.loads((tmp_path / "spectrum" / "config.json").read_text())["target"] == "spectrum"
+    loaded = MaskedPretrainer.from_pretrained(tmp_path / "spectrum")
+    assert loaded.target == "spectrum" and loaded.head.out_features == N_BINS
+    assert torch.equal(loaded.head.weight, pre.head.weight)
+    model().save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["target"]  # a folder saved before target= existed
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    old = MaskedPretrainer.from_pretrained(tmp_path / "old")
+    assert old.target == "codes" and old.head.out_features == 8
+
+
+def test_spectrum_errors():
+    with pytest.raises(ValueError, match=r"^target must be one of 'codes', 'spectrum', got 'fft'$"):
+        MaskedPretrainer(**{**SPECTRUM, "target": "fft"})
+    pre = MaskedPretrainer(**SPECTRUM)
+    with pytest.raises(ValueError, match="target='spectrum' needs no tokenizer: attach_tokenizer"):
+        pre.attach_tokenizer(AmplitudeBins())
+    with pytest.raises(ValueError, match=r"target='spectrum' regresses amplitudes computed from x: targets="):
+        pre(**batch_of().encoder_inputs(), targets=torch.zeros(2, 48, dtype=torch.long))

@@ -1,25 +1,35 @@
-"""``MaskedPretrainer``: masked EEG modelling that predicts tokenizer codes (paper 3.1.4).
+"""``MaskedPretrainer``: masked EEG modelling (paper 3.1.4) on tokenizer codes or on Fourier amplitudes.
 
 Per step, for each masking strategy (random, channel, temporal; see
 :mod:`eegfm.modules.masking`, True = masked), one encoder pass each (or, with
 ``single_pass=True``, ONE pass in which each sample gets one of the strategies, in turn):
 
-    targets (B, C*K)   = frozen tokenizer codes of the UNMASKED input
     embeddings         = patch embeddings, with masked tokens replaced by a learned mask
                          embedding BEFORE the position embedding (MAPE) is added
-    logits (M, codes)  = linear head on the encoder's masked tokens
-    loss               = cross-entropy on masked, non-padded tokens only
+    predictions (M, H) = linear head on the encoder's M masked, non-padded tokens
 
-The loss over strategies is their sum (each strategy's mean cross-entropy, summed; computed
+and the target (``target=``) says what the masked tokens predict:
+
+``"codes"`` (default)
+    ``targets (B, C*K)`` = frozen tokenizer codes of the UNMASKED input; ``H = num_codes``;
+    per-token loss = cross-entropy. The codes come from the frozen tokenizer, always run in
+    float32 outside any autocast (in bf16 about 7 % of the codes change), or precomputed:
+    pass ``targets=`` (the training step takes ``batch.targets`` when the loader attaches
+    cached codes, see :class:`eegfm.data.TokenCodeCache`). Accuracy on masked tokens is
+    reported beside the accuracy of always predicting the most frequent code seen so far in
+    training.
+``"spectrum"``
+    ``target (B, C*K, F)`` = each patch's per-sample z-scored ``|rfft|``
+    (:func:`eegfm.models.tokenizer.amplitude_target`, the tokenizer's own target, float32),
+    ``F = H = patch_size // 2 + 1``; per-token loss = mean squared error over the F bins. No
+    tokenizer or codebook is needed. The "accuracy" is the masked-token R^2,
+    ``1 - sum(squared error) / sum(target^2)`` (the target has mean 0 per sample, so
+    predicting 0 is the baseline: ``baseline_accuracy`` is 0).
+
+The loss over strategies is their sum (each strategy's mean per-token loss, summed; computed
 as the number of strategies times the mean over all their masked tokens, which is the same
 when each strategy masks the same share of tokens). With ``single_pass`` the loss is the mean
-cross-entropy over the step's masked tokens.
-
-The targets come from the frozen tokenizer, always run in float32 outside any autocast
-(in bf16 about 7 % of the codes change), or precomputed: pass ``targets=`` (the training
-step takes ``batch.targets`` when the loader attaches cached codes, see
-:class:`eegfm.data.TokenCodeCache`). Accuracy on masked tokens is reported
-beside the accuracy of always predicting the most frequent code seen so far in training.
+per-token loss over the step's masked tokens.
 
 The pre-trained encoder is ``pretrainer.encoder``: save it with
 ``pretrainer.encoder.save_pretrained(...)`` and fine-tune it anywhere.
@@ -37,8 +47,12 @@ from torch import nn
 from ..hub import HubMixin, hub_card
 from ..modules.masking import MASK_STRATEGIES, make_mask
 from .encoder import MAPEEncoder
+from .tokenizer import amplitude_target
 
-__all__ = ["MaskedPretrainer", "PretrainOutput"]
+__all__ = ["PRETRAIN_TARGETS", "MaskedPretrainer", "PretrainOutput"]
+
+#: What the masked tokens predict (``MaskedPretrainer(target=...)``).
+PRETRAIN_TARGETS = ("codes", "spectrum")
 
 
 @dataclass
@@ -48,15 +62,21 @@ class PretrainOutput:
     Attributes
     ----------
     loss : torch.Tensor
-        Sum over strategies of the masked-token cross-entropy (scalar).
+        Sum over strategies of the masked-token loss (scalar): cross-entropy (``"codes"``) or
+        mean squared error over the rfft bins (``"spectrum"``).
     loss_sum, count : torch.Tensor
         ``loss = loss_sum / count`` (for exact averaging across processes).
     accuracy : dict of str -> float tensor
-        Masked-token accuracy per strategy.
+        Masked-token accuracy (``"codes"``) or masked-token R^2 (``"spectrum"``) per strategy.
     baseline_accuracy : torch.Tensor
-        Accuracy of always predicting the most frequent code (over all masked tokens).
+        Accuracy of always predicting the most frequent code (over all masked tokens); 0 for
+        ``"spectrum"`` (the R^2 of predicting 0, the target's per-sample mean).
     n_masked : dict of str -> int tensor
         Masked tokens per strategy.
+    accuracy_weight : dict of str -> float tensor
+        Denominator of each ``accuracy``: the masked tokens (``"codes"``) or the sum of the
+        squared targets over them (``"spectrum"``); :meth:`MaskedPretrainer.evaluate` weighs
+        batches by it, so that its figures are those of all batches pooled.
     """
 
     loss: torch.Tensor
@@ -65,10 +85,11 @@ class PretrainOutput:
     accuracy: dict = field(default_factory=dict)
     baseline_accuracy: torch.Tensor | None = None
     n_masked: dict = field(default_factory=dict)
+    accuracy_weight: dict = field(default_factory=dict)
 
 
 class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
-    """Masked pre-training of a :class:`~eegfm.MAPEEncoder` on tokenizer codes.
+    """Masked pre-training of a :class:`~eegfm.MAPEEncoder` on tokenizer codes or Fourier amplitudes.
 
     Parameters
     ----------
@@ -76,7 +97,8 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         The encoder's (see :class:`~eegfm.MAPEEncoder`); the tokenizer must use the same
         ``patch_size``.
     num_codes : int
-        Codebook size of the tokenizer (the head's number of classes).
+        Codebook size of the tokenizer (the head's number of classes). Ignored with
+        ``target="spectrum"``.
     strategies : sequence of str
         Masking strategies run each step, any of ``"random"``, ``"channel"``, ``"temporal"``.
     random_ratio, channel_ratio, temporal_ratio : float
@@ -88,6 +110,12 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         masked with strategy ``(i + offset) % len(strategies)``, ``offset`` drawn per step.
         About ``len(strategies)`` times less compute per step; the loss is the mean over the
         masked tokens of that one pass.
+    target : {"codes", "spectrum"}
+        What the masked tokens predict: the frozen tokenizer's codes (cross-entropy; needs
+        :meth:`attach_tokenizer` or ``targets=``), or their patch's per-sample z-scored Fourier
+        amplitudes (:func:`~eegfm.models.tokenizer.amplitude_target`, mean squared error; a
+        head of ``patch_size // 2 + 1`` outputs, no tokenizer). Saved in ``config.json``; a
+        folder saved before this option existed loads as ``"codes"``.
     """
 
     def __init__(
@@ -107,8 +135,11 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         temporal_ratio: float = 0.5,
         symmetric: bool = False,
         single_pass: bool = False,
+        target: str = "codes",
     ):
         super().__init__()
+        if target not in PRETRAIN_TARGETS:
+            raise ValueError(f"target must be one of {', '.join(map(repr, PRETRAIN_TARGETS))}, got {target!r}")
         strategies = list(strategies)
         unknown = [s for s in strategies if s not in MASK_STRATEGIES]
         if not strategies or unknown:
@@ -120,15 +151,17 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
                 raise ValueError(f"{name}_ratio must be in (0, 1), got {self.ratios[name]}")
         self.symmetric = symmetric
         self.single_pass = single_pass
+        self.target = target
         self.encoder = MAPEEncoder(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                                    mlp_ratio=mlp_ratio, position_embedding=position_embedding, sfreq=sfreq,
                                    preprocessing=preprocessing)
         self.mask_embedding = nn.Parameter(torch.zeros(embed_dim))
         nn.init.trunc_normal_(self.mask_embedding, std=0.02)
-        self.head = nn.Linear(embed_dim, num_codes)
+        self.head = nn.Linear(embed_dim, num_codes if target == "codes" else patch_size // 2 + 1)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
-        self.register_buffer("target_counts", torch.zeros(num_codes, dtype=torch.long))
+        if target == "codes":  # the most-frequent-code baseline; nothing to count for amplitudes
+            self.register_buffer("target_counts", torch.zeros(num_codes, dtype=torch.long))
         self._tokenizer = None  # frozen, not a submodule: not trained, not in state_dict
 
     def no_weight_decay(self) -> set[str]:
@@ -136,7 +169,9 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         return {"mask_embedding", "encoder.cls_token"}
 
     def attach_tokenizer(self, tokenizer: nn.Module) -> MaskedPretrainer:
-        """Use ``tokenizer`` (frozen) to make the target codes. Returns self."""
+        """Use ``tokenizer`` (frozen) to make the target codes (``target="codes"`` only). Returns self."""
+        if self.target != "codes":
+            raise ValueError(f"target={self.target!r} needs no tokenizer: attach_tokenizer() is for target='codes'")
         if not hasattr(tokenizer, "tokenize"):
             raise TypeError(f"tokenizer must have a tokenize() method, got {type(tokenizer).__name__}")
         tok_patch = getattr(getattr(tokenizer, "encoder", tokenizer), "patch_size", self.encoder.patch_size)
@@ -156,6 +191,10 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
                                                 n_times=n_times)
         return codes
 
+    def _batch_targets(self, batch) -> torch.Tensor | None:
+        """The loader's cached codes for ``target="codes"``; None (ignored) for ``"spectrum"``."""
+        return getattr(batch, "targets", None) if self.target == "codes" else None
+
     def _masks(self, token_mask: torch.Tensor, generator: torch.Generator | None) -> list[tuple]:
         """The step's masks: ``(name, mask (B, C, K), strategy of each sample (B,) or None)``."""
         masks = [(name, make_mask(name, token_mask, self.ratios[name], generator)) for name in self.strategies]
@@ -172,6 +211,36 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             chosen = [item for name, mask, which in chosen
                       for item in ((name, mask, which), (f"{name}_complement", token_mask & ~mask, which))]
         return chosen
+
+    def _token_loss_and_score(self, pred: torch.Tensor, target: torch.Tensor):
+        """Summed loss, and per-token score and weight (``accuracy = sum(score) / sum(weight)``).
+
+        Parameters
+        ----------
+        pred : torch.Tensor, float32, shape (M, H)
+            The head's output on the M masked tokens.
+        target : torch.Tensor, shape (M,) int codes or (M, F) float32 amplitudes
+
+        Returns
+        -------
+        loss_sum : torch.Tensor, scalar
+            Sum over the M tokens of the per-token loss (cross-entropy, or MSE over the F bins).
+        score, weight : torch.Tensor, shape (M,), no grad
+            Codes: hit (1/0) and 1. Spectrum: ``sum(target^2) - sum((pred - target)^2)`` and
+            ``sum(target^2)`` over the bins, so that the ratio of their sums is the R^2.
+        """
+        if self.target == "codes":
+            loss_sum = F.cross_entropy(pred, target, reduction="sum")
+            with torch.no_grad():
+                score = (pred.argmax(1) == target).float()  # (M,)
+                weight = torch.ones_like(score)
+        else:
+            squared_error = (pred - target).pow(2)  # (M, F)
+            loss_sum = squared_error.mean(-1).sum()
+            with torch.no_grad():
+                weight = target.pow(2).sum(-1)  # (M,)
+                score = weight - squared_error.sum(-1)
+        return loss_sum, score, weight
 
     def forward(
         self,
@@ -193,7 +262,10 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         channel_mask : torch.Tensor of bool, shape (B, C), optional
         n_times : torch.Tensor of int, shape (B,), optional
         targets : torch.Tensor of int, shape (B, C*K), optional
-            Code of each token (-1 or anything at padding); by default from the tokenizer.
+            ``target="codes"`` only: code of each token (-1 or anything at padding); by default
+            from the tokenizer. With ``target="spectrum"`` the targets come from ``x`` itself
+            and passing ``targets`` is a ValueError (:meth:`training_step` and
+            :meth:`evaluate` leave a batch's cached codes out).
         generator : torch.Generator, optional
             Makes the masks reproducible.
 
@@ -203,7 +275,10 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         """
         enc = self.encoder
         positions, channel_mask, n_times = enc._check_inputs(x, positions, channel_mask, n_times, None)
-        if targets is None:
+        if self.target == "spectrum" and targets is not None:
+            raise ValueError("target='spectrum' regresses amplitudes computed from x: targets= (tokenizer codes) "
+                             "is for target='codes'")
+        if self.target == "codes" and targets is None:
             with torch.no_grad():
                 targets = self._targets(x, positions, channel_mask, n_times)
         patches = enc.patchify(x)  # (B, C, K, W)
@@ -211,47 +286,57 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         embeddings = enc.patch_embed(patches)  # (B, C, K, D)
         valid_patches = torch.div(n_times, enc.patch_size, rounding_mode="floor")
         positions = positions.to(embeddings.dtype)
-        flat_targets = targets.reshape(targets.shape[0], -1)
-        if self.training:
-            self.target_counts += torch.bincount(flat_targets[token_mask.flatten(1)], minlength=len(self.target_counts))
-        most_frequent = self.target_counts.argmax()
+        if self.target == "codes":
+            flat_targets = targets.reshape(targets.shape[0], -1)  # (B, C*K)
+            if self.training:
+                self.target_counts += torch.bincount(flat_targets[token_mask.flatten(1)],
+                                                     minlength=len(self.target_counts))
+            most_frequent = self.target_counts.argmax()
+        else:
+            with torch.no_grad(), torch.autocast(x.device.type, enabled=False):  # float32, as the tokenizer's
+                flat_targets = amplitude_target(patches, token_mask).flatten(1, 2)  # (B, C*K, F)
 
         masks = self._masks(token_mask, generator)
         loss_sum = torch.zeros((), device=x.device)
         count = torch.zeros((), device=x.device)
-        accuracy, n_masked, hits_baseline, n_total = {}, {}, 0, 0
+        accuracy, n_masked, weights, hits_baseline, n_total = {}, {}, {}, 0, 0
         for name, mask, strategy_of_sample in masks:
             hidden = torch.where(mask[..., None], self.mask_embedding.to(embeddings.dtype), embeddings)
             out = enc.encode(hidden, positions, token_mask, valid_patches)
             chosen = mask.flatten(1)  # (B, C*K)
-            logits = self.head(out.tokens[chosen]).float()  # (M, num_codes)
-            target = flat_targets[chosen]
-            loss_sum = loss_sum + F.cross_entropy(logits, target, reduction="sum")
+            pred = self.head(out.tokens[chosen]).float()  # (M, num_codes) logits or (M, F) amplitudes
+            target = flat_targets[chosen]  # (M,) or (M, F)
+            token_loss_sum, score, weight = self._token_loss_and_score(pred, target)
+            loss_sum = loss_sum + token_loss_sum
             count = count + chosen.sum()
             with torch.no_grad():
-                hits = (logits.argmax(1) == target).float()  # (M,)
                 if strategy_of_sample is None:
-                    accuracy[name] = hits.mean()
+                    weights[name] = weight.sum()
+                    accuracy[name] = score.sum() / weights[name]
                     n_masked[name] = chosen.sum()
-                else:  # one pass, several strategies: split the hits by each sample's strategy
+                else:  # one pass, several strategies: split the scores by each sample's strategy
                     which = strategy_of_sample[:, None].expand_as(chosen)[chosen]  # (M,)
                     suffix = name.removeprefix("mixed")
                     for i, strategy in enumerate(self.strategies):
                         of_strategy = (which == i).float()
-                        accuracy[strategy + suffix] = (hits * of_strategy).sum() / of_strategy.sum().clamp_min(1)
+                        weights[strategy + suffix] = (weight * of_strategy).sum()
+                        accuracy[strategy + suffix] = ((score * of_strategy).sum()
+                                                       / weights[strategy + suffix].clamp_min(1e-12))
                         n_masked[strategy + suffix] = of_strategy.sum().long()
-                hits_baseline = hits_baseline + (target == most_frequent).sum()
-                n_total = n_total + target.numel()
+                if self.target == "codes":
+                    hits_baseline = hits_baseline + (target == most_frequent).sum()
+                    n_total = n_total + target.numel()
         if not self.single_pass:
             count = count / len(masks)  # loss = sum over strategies of (about) each one's mean
+        baseline = hits_baseline / max(n_total, 1) if self.target == "codes" else torch.zeros((), device=x.device)
         return PretrainOutput(
             loss=loss_sum / count.clamp_min(1), loss_sum=loss_sum, count=count, accuracy=accuracy,
-            baseline_accuracy=hits_baseline / max(n_total, 1), n_masked=n_masked,
+            baseline_accuracy=baseline, n_masked=n_masked, accuracy_weight=weights,
         )
 
     @torch.no_grad()
     def evaluate(self, batches, *, seed: int = 0) -> dict:
-        """Masked-token accuracy per strategy beside the most-frequent-code baseline.
+        """Masked-token accuracy (codes) or R^2 (spectrum) per strategy, beside the baseline.
 
         Parameters
         ----------
@@ -262,36 +347,39 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         Returns
         -------
         dict
-            ``accuracy`` {strategy: float}, ``baseline_accuracy`` (always predicting the code
-            most frequent in training), ``masked_tokens`` {strategy: int}.
+            ``accuracy`` {strategy: float}: masked-token accuracy, or with ``target="spectrum"``
+            the masked-token R^2 (``1 - SSE / sum(target^2)``, pooled over the batches);
+            ``baseline_accuracy``: always predicting the code most frequent in training (0
+            for ``"spectrum"``: predicting 0); ``masked_tokens`` {strategy: int}.
         """
         was_training, single_pass = self.training, self.single_pass
         self.eval()
         self.single_pass = False  # every strategy on every sample: figures comparable across modes
         generator = torch.Generator().manual_seed(seed)
-        hits, totals, base_hits, base_total = {}, {}, 0.0, 0
+        hits, weights, totals, base_hits, base_total = {}, {}, {}, 0.0, 0
         device = self.mask_embedding.device
         for batch in batches:
             batch = batch.to(device)
-            out = self(**batch.encoder_inputs(), targets=getattr(batch, "targets", None), generator=generator)
+            out = self(**batch.encoder_inputs(), targets=self._batch_targets(batch), generator=generator)
             for name, acc in out.accuracy.items():
-                n = int(out.n_masked[name])
-                hits[name] = hits.get(name, 0.0) + float(acc) * n
-                totals[name] = totals.get(name, 0) + n
+                weight = float(out.accuracy_weight[name])
+                hits[name] = hits.get(name, 0.0) + float(acc) * weight
+                weights[name] = weights.get(name, 0.0) + weight
+                totals[name] = totals.get(name, 0) + int(out.n_masked[name])
             n_all = sum(int(v) for v in out.n_masked.values())
             base_hits += float(out.baseline_accuracy) * n_all
             base_total += n_all
         self.train(was_training)
         self.single_pass = single_pass
         return {
-            "accuracy": {name: hits[name] / max(totals[name], 1) for name in hits},
+            "accuracy": {name: hits[name] / weights[name] if weights[name] > 0 else 0.0 for name in hits},
             "baseline_accuracy": base_hits / max(base_total, 1),
             "masked_tokens": totals,
         }
 
     def training_step(self, batch) -> dict:
         """One step's loss for :class:`eegfm.training.Trainer` (``loss_sum``, ``count``, metrics)."""
-        out = self(**batch.encoder_inputs(), targets=getattr(batch, "targets", None))
+        out = self(**batch.encoder_inputs(), targets=self._batch_targets(batch))
         metrics = {f"accuracy_{name}": acc for name, acc in out.accuracy.items()}
         return {"loss_sum": out.loss_sum, "count": out.count, **metrics,
                 "baseline_accuracy": out.baseline_accuracy.float()}
