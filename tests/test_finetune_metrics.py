@@ -102,7 +102,7 @@ def test_one_class_warning_names_the_class_and_the_set(caplog):
     all_rest = [[5, 0], [3, 0]]  # 8 predictions, all class 0
     message = one_class_warning(all_rest, where="the validation set", classes=["rest", "arithmetic"])
     assert message.startswith("the classifier predicts one class on the validation set: all 8 predictions are "
-                              "class 'rest' (index 0, 62% of the true labels)")
+                              "class 'rest' (index 0; 62% of the true labels)")
     nearly = np.array([[50, 0], [46, 4]])  # 96 % predicted class 0
     assert "96% of 100 predictions are class 1" not in one_class_warning(nearly)
     assert "96% of 100 predictions are class 0" in one_class_warning(nearly)

@@ -207,8 +207,8 @@ def one_class_warning(confusion, *, where: str = "the evaluated set", classes: S
     true_share = m[top].sum() / n
     what = "all" if predicted[top] == n else f"{share:.0%} of"
     return (f"the classifier predicts one class on {where}: {what} {n} predictions are class {name} "
-            f"(index {top}, {true_share:.0%} of the true labels); balanced accuracy is chance level for it. "
-            "The model collapsed to one class: check class balance, the learning rate and the number of epochs")
+            f"(index {top}; {true_share:.0%} of the true labels). It has collapsed to one class: check the class "
+            "balance of the training data, the learning rate and the number of epochs")
 
 
 def warn_one_class(report: dict, *, where: str = "the evaluated set", classes: Sequence[str] | None = None,

@@ -88,7 +88,7 @@ class FinetuneConfig:
     # validation (only used when finetune() is given valid=...; evaluated after every epoch)
     patience: int | None = None  # stop after this many epochs without improvement of `monitor` (None: never stop early)
     select_best: bool = True  # restore the weights of the best validation epoch at the end
-    monitor: str = "balanced_accuracy"  # evaluate() key to maximise ("mse"/"mae": minimised); regression default: "mse"
+    monitor: str = "balanced_accuracy"  # validation figure that picks the epoch: balanced_accuracy | accuracy | auroc | cohen_kappa | weighted_f1 (maximised); regression: mse (default) | mae (minimised) | r2
     # augmentation of training batches (eegfm.finetune.augment; 0 turns each off)
     channel_dropout: float = 0.0  # share of each example's channels hidden per step (at least one kept)
     time_shift_seconds: float = 0.0  # largest circular shift of each example, either way
