@@ -901,6 +901,8 @@ def main(argv=None) -> dict:
                 else:
                     shutil.rmtree(pre_dir, ignore_errors=True)
                     model_cfg = dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads)
+                    if "patch_size" in {fl.name for fl in dataclasses.fields(PretrainModelConfig)}:
+                        model_cfg["patch_size"] = args.patch_size  # must equal the tokenizer's
                     if single_pass_ok and args.single_pass:
                         model_cfg["single_pass"] = True
                     pre_data = DataConfig(sources=spec, cache_dir=data_cfg.cache_dir,

@@ -958,14 +958,14 @@ def _bad_config(ctx, folder):
 
 
 def _other_command_config(ctx, folder):
-    (folder / "run_config.json").write_text(json.dumps({"model": {"patch_size": 100}}))
+    (folder / "run_config.json").write_text(json.dumps({"model": {"patch_size": 100, "code_dim": 32}}))
     return ["pretrain", "--config", str(folder / "run_config.json")]
 
 
 _cli_case("cli/invalid-config", "tokenizer --config <file holding '{not json'>", _bad_config,
           ["run_config.json", "not valid JSON"])
 _cli_case("cli/config-of-another-command", "pretrain --config <a tokenizer's run_config.json>", _other_command_config,
-          ["model.patch_size"])
+          ["model.code_dim"])
 _cli_case("cli/missing-tokenizer", "pretrain --tokenizer=<missing folder>",
           lambda c, d: ["pretrain", f"--tokenizer={d}/no_tokenizer", "--data.sources=sample"], ["no_tokenizer"])
 _cli_case("cli/missing-pretrained", "finetune --pretrained=<missing folder>",

@@ -9,10 +9,14 @@ than random on Mental Arithmetic. This probe swaps only the target: the masked t
 the tokenizer's own target (:func:`eegfm.models.tokenizer.amplitude_target`, the per-sample
 z-scored ``|rfft|`` of each patch) with a mean squared error, with the same encoder, masking
 (single pass: one of random / channel / temporal per sample), optimiser and data path as
-``eegfm pretrain``. It is an experiment, not a library feature: it writes a
-``MAPEEncoder`` folder (``<run-dir>/encoder``) that ``benchmarks/finetune_probe.py`` and
-``benchmarks/feature_probe.py`` take, and ``evaluation.json`` with the masked-token R^2 (1 -
-MSE / MSE of predicting the per-sample mean, 0) on seeded masks.
+``eegfm pretrain``. The target is now the library's (``MaskedPretrainer(target="spectrum")``,
+``eegfm pretrain --model.target=spectrum``); this script keeps recipe rows 11-12
+reproducible with their small settings and its own flags. It writes a ``MAPEEncoder`` folder
+(``<run-dir>/encoder``) that ``benchmarks/finetune_probe.py`` and
+``benchmarks/feature_probe.py`` take, ``metrics.csv`` (loss and masked R^2 per strategy,
+``accuracy_<strategy>``) and ``evaluation.json`` with the masked-token R^2 per strategy
+(1 - squared error / sum of squared targets, pooled over 10 batches on seeded masks;
+predicting the per-sample mean, 0, scores 0).
 """
 
 from __future__ import annotations
@@ -29,49 +33,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eegfm.cli.runs import DataConfig, build_loader, check_loader  # noqa: E402
-from eegfm.models.pretrainer import MaskedPretrainer, PretrainOutput  # noqa: E402
-from eegfm.models.tokenizer import amplitude_target  # noqa: E402
+from eegfm.models.pretrainer import MaskedPretrainer  # noqa: E402
 from eegfm.training import TrainConfig, Trainer  # noqa: E402
 
 
-class SpectrumPretrainer(MaskedPretrainer):
-    """:class:`MaskedPretrainer` whose masked tokens regress their patch's z-scored Fourier amplitudes.
+def make_model(patch_size: int = 100, embed_dim: int = 64, depth: int = 2, num_heads: int = 4,
+               sfreq: float = 200.0, preprocessing: dict | None = None) -> MaskedPretrainer:
+    """The probe's model: a single-pass :class:`MaskedPretrainer` with ``target="spectrum"``.
 
-    The head has ``patch_size // 2 + 1`` outputs (one per rfft bin); ``targets`` are ignored.
-    ``loss_sum`` / ``count``: squared error summed over masked tokens (mean over bins) / masked
-    tokens. ``accuracy`` holds the masked-token R^2 (against predicting 0, the per-sample mean).
+    Its head has ``patch_size // 2 + 1`` outputs (one per rfft bin); ``accuracy`` is the
+    masked-token R^2 per strategy.
     """
-
-    def __init__(self, patch_size: int = 100, **kwargs):
-        super().__init__(patch_size=patch_size, num_codes=patch_size // 2 + 1, single_pass=True, **kwargs)
-
-    def forward(self, x, positions, *, channel_mask=None, n_times=None, targets=None,
-                generator=None) -> PretrainOutput:
-        """x (B, C, T) µV, positions (B, C, 2) -> masked-token MSE (one pass)."""
-        enc = self.encoder
-        positions, channel_mask, n_times = enc._check_inputs(x, positions, channel_mask, n_times, None)
-        patches = enc.patchify(x)  # (B, C, K, W)
-        token_mask = enc.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
-        target = amplitude_target(patches, token_mask).flatten(1, 2)  # (B, C*K, F)
-        embeddings = enc.patch_embed(patches)
-        valid_patches = torch.div(n_times, enc.patch_size, rounding_mode="floor")
-        loss_sum = torch.zeros((), device=x.device)
-        count = torch.zeros((), device=x.device)
-        r2, n_masked = {}, {}
-        for name, mask, _ in self._masks(token_mask, generator):  # one pass in training, one per strategy in evaluate()
-            hidden = torch.where(mask[..., None], self.mask_embedding.to(embeddings.dtype), embeddings)
-            out = enc.encode(hidden, positions.to(embeddings.dtype), token_mask, valid_patches)
-            chosen = mask.flatten(1)
-            pred = self.head(out.tokens[chosen]).float()  # (M, F)
-            truth = target[chosen]
-            loss_sum = loss_sum + (pred - truth).pow(2).mean(-1).sum()
-            count = count + chosen.sum()
-            with torch.no_grad():
-                r2[name] = 1 - (pred - truth).pow(2).sum() / truth.pow(2).sum().clamp_min(1e-12)
-                n_masked[name] = chosen.sum()
-        zero = torch.zeros((), device=x.device)
-        return PretrainOutput(loss=loss_sum / count.clamp_min(1), loss_sum=loss_sum, count=count,
-                              accuracy=r2, baseline_accuracy=zero, n_masked=n_masked)
+    return MaskedPretrainer(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                            sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target="spectrum")
 
 
 def main(argv=None) -> dict:
@@ -94,9 +68,8 @@ def main(argv=None) -> dict:
     corpus, windows, loader = build_loader(data, args.patch_size, args.seed, progress=False)
     check_loader(loader)
     torch.manual_seed(args.seed)
-    model = SpectrumPretrainer(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth,
-                               num_heads=args.heads, sfreq=data.sfreq,
-                               preprocessing=data.preprocess_config().to_dict())
+    model = make_model(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
+                       sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict())
     cfg = TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=args.steps // 10, log_every=max(args.steps // 10, 1),
                       checkpoint_every=args.steps, run_dir=str(args.run_dir), progress=False, metrics="csv",
                       seed=args.seed)

@@ -53,7 +53,8 @@ def test_pretrain_command_saves_the_encoder_and_evaluation(tokenizer_dir, capsys
             "--eval_batches=2"]
     assert main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()  # a short summary, not the training loop's raw dict
-    assert len(lines) == 4 and lines[0].startswith("pretrain: 4 steps in ")
+    warned = lines[-1].startswith("WARNING: masked-token accuracy")  # 4 steps need not beat the baseline
+    assert len(lines) == 4 + warned and lines[0].startswith("pretrain: 4 steps in ")
     assert lines[1].startswith("masked-token accuracy: random") and lines[2].startswith(f"encoder: {run / 'encoder'}")
     encoder = MAPEEncoder.from_pretrained(run / "encoder")
     assert encoder.embed_dim == 32 and encoder.preprocessing.l_freq == 0.5
@@ -122,3 +123,88 @@ def test_the_same_seed_gives_identical_runs(tokenizer_dir):
     a, b, c = run("seed_a", 3), run("seed_b", 3), run("seed_c", 4)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+# ---------------------------------------------------------------- --model.target=spectrum
+SPECTRUM = ["pretrain", "--model.target=spectrum", *DATA, *TRAIN, "--train.steps=4", "--model.embed_dim=32",
+            "--model.depth=1", "--model.num_heads=2", "--eval_batches=2"]
+
+
+def test_pretrain_spectrum_needs_no_tokenizer_nor_code_cache(tokenizer_dir, tmp_path, monkeypatch, capsys, caplog):
+    import eegfm.cli.pretrain as command
+    from eegfm.models.pretrainer import MaskedPretrainer
+
+    def no_cache(*args, **kwargs):
+        raise AssertionError("the code cache was built for target spectrum")
+
+    monkeypatch.setattr(command, "cache_codes", no_cache)
+    monkeypatch.chdir(tmp_path)  # no runs/tokenizer/model here
+    run = tmp_path / "spectrum"
+    assert main([*SPECTRUM, f"--data.cache_dir={tokenizer_dir / 'cache'}", f"--train.run_dir={run}",
+                 "--model.patch_size=50", "--model.strategies=random,channel"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("pretrain: 4 steps in ") and lines[1].startswith("masked R^2: random ")
+    assert lines[1].endswith("(predicting the mean: 0)") and "accuracy" not in lines[1]
+    summary = json.loads((run / "evaluation.json").read_text())
+    evaluation = summary["evaluation"]
+    assert summary["target"] == "spectrum" and set(evaluation) == {"masked_r2", "masked_tokens"}
+    assert set(evaluation["masked_r2"]) == {"random", "channel"}
+    r2 = sum(evaluation["masked_r2"][k] * evaluation["masked_tokens"][k] for k in ("random", "channel")) / sum(
+        evaluation["masked_tokens"].values())
+    assert bool(summary["warnings"]) == (r2 <= 0) == lines[-1].startswith("WARNING: masked R^2")
+    assert json.loads((run / "run_config.json").read_text())["tokenizer"] is None
+    model = MaskedPretrainer.from_pretrained(run / "model")
+    assert model.target == "spectrum" and model.head.out_features == 26 and model.encoder.patch_size == 50
+    assert MAPEEncoder.from_pretrained(run / "encoder").patch_size == 50
+
+
+def test_health_warning_is_logged_and_summarised(tokenizer_dir, tmp_path, monkeypatch, capsys, caplog):
+    from eegfm.cli.pretrain import health_warning
+    from eegfm.models.pretrainer import MaskedPretrainer
+
+    assert health_warning({"accuracy": {"random": 0.3, "channel": 0.1}, "baseline_accuracy": 0.15,
+                           "masked_tokens": {"random": 10, "channel": 10}}) is None  # pooled: 20 %
+    assert health_warning({"accuracy": {"random": 0.3, "channel": 0.1}, "baseline_accuracy": 0.2,
+                           "masked_tokens": {"random": 10, "channel": 30}}) == (
+        "masked-token accuracy 15.0% does not beat the most-frequent-code baseline 20.0%; train longer or check "
+        "--train.lr and the data")
+    assert health_warning({"masked_r2": {"random": 0.5}, "masked_tokens": {"random": 3}}) is None
+    assert health_warning({"masked_r2": {"random": 0.0}, "masked_tokens": {"random": 3}}).startswith(
+        "masked R^2 0.000 <= 0: no better than predicting the mean amplitude")
+    assert health_warning({"masked_r2": {"random": float("nan")}, "masked_tokens": {"random": 3}})
+
+    def evaluate(self, batches, *, seed=0):  # an encoder that learnt nothing
+        return {"accuracy": {"random": -0.25}, "baseline_accuracy": 0.0, "masked_tokens": {"random": 40}}
+
+    monkeypatch.setattr(MaskedPretrainer, "evaluate", evaluate)
+    caplog.set_level("WARNING", logger="eegfm.pretrain")
+    assert main([*SPECTRUM, f"--data.cache_dir={tokenizer_dir / 'cache'}", f"--train.run_dir={tmp_path / 'r'}",
+                 "--train.steps=1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "WARNING: masked R^2 -0.250 <= 0: no better than predicting the mean amplitude; train " \
+                        "longer or check --train.lr and the data"
+    [record] = [r for r in caplog.records if r.name == "eegfm.pretrain"]
+    assert record.levelname == "WARNING" and record.getMessage() == lines[-1].removeprefix("WARNING: ")
+    assert json.loads((tmp_path / "r" / "evaluation.json").read_text())["warnings"] == [record.getMessage()]
+
+
+def test_pretrain_target_errors_are_one_line(tokenizer_dir, tmp_path, monkeypatch, capsys):
+    tok = f"--tokenizer={tokenizer_dir / 'tok' / 'model'}"
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["pretrain", "--model.target=fft", "--data.sources=sample"],
+         "--model.target='fft' is not one of codes, spectrum"),
+        (["pretrain", tok, *DATA, "--model.patch_size=50"],
+         f"--model.patch_size=50 differs from the tokenizer's patch_size=100 ({tokenizer_dir / 'tok' / 'model'}); "
+         "set --model.patch_size=100"),
+        (["pretrain", tok, *DATA, "--model.target=spectrum", "--model.patch_size=50"],
+         "--model.patch_size=50 differs from the tokenizer's patch_size=100"),
+        (["pretrain", "--data.sources=sample"],  # target codes, no --tokenizer: train one, or use spectrum
+         "--tokenizer=runs/tokenizer/model: no such folder; train one with `eegfm tokenizer` first"),
+    ]
+    for args, message in cases:
+        assert main([*args, f"--train.run_dir={tmp_path / 'never'}"]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert "or pre-train without a tokenizer: --model.target=spectrum" in err
+    assert not (tmp_path / "never").exists() and not (tmp_path / "runs").exists()  # nothing written

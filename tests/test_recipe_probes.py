@@ -76,14 +76,15 @@ def test_spectrum_pretrainer_regresses_masked_amplitudes_and_learns():
     from eegfm import proportion_coordinates
 
     torch.manual_seed(0)
-    model = sp.SpectrumPretrainer(patch_size=50, embed_dim=16, depth=1, num_heads=2)
+    model = sp.make_model(patch_size=50, embed_dim=16, depth=1, num_heads=2)  # the library's spectrum target
+    assert model.target == "spectrum" and model.single_pass
     assert model.head.out_features == 26  # one output per rfft bin of a 50-sample patch
     rng = np.random.default_rng(0)
     pos = proportion_coordinates(NAMES)
     batch = pad_into([rng.normal(0, 10, (4, 400)).astype(np.float32) for _ in range(4)], [pos] * 4)
     out = model(**batch.encoder_inputs(), generator=torch.Generator().manual_seed(0))
     assert out.count == 4 * 4 * 8 // 2  # single pass: half of every sample's tokens (each strategy masks 0.5)
-    assert torch.isfinite(out.loss) and set(out.accuracy) == {"mixed"}
+    assert torch.isfinite(out.loss) and set(out.accuracy) == {"random", "channel", "temporal"}  # R^2 each
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = float(out.loss.detach())
     for _ in range(30):

@@ -1,16 +1,23 @@
-"""``eegfm pretrain``: masked pre-training of a MAPEEncoder on a trained tokenizer's codes.
+"""``eegfm pretrain``: masked pre-training of a MAPEEncoder on a tokenizer's codes or on Fourier amplitudes.
 
     eegfm pretrain --tokenizer=runs/tokenizer/model --data.sources="bids:/data/my_bids" --train.steps=50000
+    eegfm pretrain --model.target=spectrum --data.sources="bids:/data/my_bids"  # no tokenizer needed
     torchrun --nproc_per_node 4 -m eegfm pretrain --tokenizer=... # several processes (DDP)
 
---tokenizer is the model/ folder of an `eegfm tokenizer` run (or a Hub repo id). Writes to
+--model.target says what the masked tokens predict: "codes" (default), the codes of
+--tokenizer (the model/ folder of an `eegfm tokenizer` run or a Hub repo id; default
+runs/tokenizer/model), or "spectrum", each masked patch's z-scored Fourier amplitudes (the
+tokenizer's own target, regressed directly: no tokenizer, no code cache). The patch length
+is --model.patch_size; it must equal the tokenizer's when a --tokenizer is given. Writes to
 --train.run_dir: run_config.json (first), checkpoints/ (resume with --train.resume=true),
 metrics.csv, model/ (the whole pretrainer), encoder/ (the pre-trained MAPEEncoder in Hub
 format: load it with MAPEEncoder.from_pretrained and fine-tune), evaluation.json (masked-token
-accuracy per strategy beside the most-frequent-code baseline). A run directory that holds an
-earlier run is refused unless resumed or --overwrite is given. --push_to_hub=you/name uploads
-the encoder.
+accuracy per strategy beside the most-frequent-code baseline, or with spectrum the masked R^2
+per strategy, 0 for predicting the mean). A WARNING (log and summary) says when the encoder
+does not beat that baseline. A run directory that holds an earlier run is refused unless
+resumed or --overwrite is given. --push_to_hub=you/name uploads the encoder.
 """
+
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,65 +37,110 @@ from .overrides import add_config_parser, config_to_dict
 from .rundir import check_run_dir, load_config, start_run
 from .runs import DataConfig, PretrainModelConfig, build_loader, check_loader, load_pretrained, resolve_sources
 
+logger = logging.getLogger("eegfm.pretrain")
+
+#: Where ``eegfm tokenizer`` saves its model, the --tokenizer of a codes run that names none.
+DEFAULT_TOKENIZER = "runs/tokenizer/model"
+
 #: What to do when --tokenizer is not there.
 TOKENIZER_REMEDY = ("train one with `eegfm tokenizer` first (it saves runs/tokenizer/model), or pass "
-                    "--tokenizer=FOLDER (the model/ folder of a tokenizer run) or a Hub repo id")
+                    "--tokenizer=FOLDER (the model/ folder of a tokenizer run) or a Hub repo id, or pre-train "
+                    "without a tokenizer: --model.target=spectrum")
 
 
 @dataclass
 class PretrainRun:
-    tokenizer: str = "runs/tokenizer/model"  # the model/ folder of an `eegfm tokenizer` run, or a Hub repo id
+    tokenizer: str | None = None  # `eegfm tokenizer`'s model/ folder or a Hub repo id (default runs/tokenizer/model; optional with --model.target=spectrum)
     model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(run_dir="runs/pretrain"))
-    eval_batches: int = 20  # batches for the final masked-accuracy report (seeded masks)
-    cache_codes: bool = True  # tokenizer codes computed once (fp32) into <cache_dir>/codes and reused by every run
+    eval_batches: int = 20  # batches for the final masked accuracy / R^2 report (seeded masks)
+    cache_codes: bool = True  # tokenizer codes computed once (fp32) into <cache_dir>/codes and reused (codes target)
     push_to_hub: str | None = None  # Hub repo id to upload the pre-trained encoder to
 
 
+def check_model_config(cfg: PretrainRun) -> None:
+    """Raise a one-line ValueError for a ``--model.target`` that is not one of the targets."""
+    from ..models.pretrainer import PRETRAIN_TARGETS
+
+    if cfg.model.target not in PRETRAIN_TARGETS:
+        raise ValueError(f"--model.target={cfg.model.target!r} is not one of {', '.join(PRETRAIN_TARGETS)}")
+
+
+def check_tokenizer(cfg: PretrainRun, tokenizer) -> None:
+    """Check ``tokenizer`` against the data's preprocessing and ``--model.patch_size`` (one-line errors)."""
+    tokenizer.check_preprocessing(cfg.data.preprocess_config())
+    tok_patch = tokenizer.encoder.patch_size
+    if tok_patch != cfg.model.patch_size:
+        named = f" ({cfg.tokenizer})" if cfg.tokenizer else ""
+        raise ValueError(f"--model.patch_size={cfg.model.patch_size} differs from the tokenizer's patch_size="
+                         f"{tok_patch}{named}; set --model.patch_size={tok_patch}")
+
+
 def load_tokenizer(cfg: PretrainRun):
-    """The tokenizer ``cfg.tokenizer`` names, checked against the data's preprocessing."""
+    """The tokenizer ``cfg.tokenizer`` names (default :data:`DEFAULT_TOKENIZER`), checked by :func:`check_tokenizer`.
+
+    None with ``--model.target=spectrum`` and no ``--tokenizer``.
+    """
     from ..models.tokenizer import NeuralTokenizer
 
-    tokenizer = load_pretrained(NeuralTokenizer, cfg.tokenizer, key="tokenizer", remedy=TOKENIZER_REMEDY)
-    tokenizer.check_preprocessing(cfg.data.preprocess_config())
+    if cfg.model.target == "spectrum" and not cfg.tokenizer:
+        return None
+    source = DEFAULT_TOKENIZER if cfg.tokenizer is None else cfg.tokenizer
+    tokenizer = load_pretrained(NeuralTokenizer, source, key="tokenizer", remedy=TOKENIZER_REMEDY)
+    check_tokenizer(cfg, tokenizer)
     return tokenizer
 
 
-def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False):
+def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False, log_warnings: bool = True):
     """Pre-train as configured (``tokenizer`` given or loaded from ``cfg.tokenizer``).
 
+    With ``cfg.model.target == "spectrum"`` no tokenizer is needed (one that is given is only
+    checked against the data and ``cfg.model.patch_size``) and no code cache is built.
     ``run_config.json`` is written to ``cfg.train.run_dir`` before training; ``overwrite``
     first deletes the outputs of an earlier run there.
 
-    Returns (pretrainer, summary dict with the evaluation).
+    Returns (pretrainer, summary dict): ``summary["evaluation"]`` holds ``accuracy``,
+    ``baseline_accuracy`` and ``masked_tokens`` (codes) or ``masked_r2`` and
+    ``masked_tokens`` (spectrum); ``summary["warnings"]`` holds :func:`health_warning`'s
+    message when the encoder does not beat the baseline (else empty), also logged as a
+    WARNING (logger ``eegfm.pretrain``) unless ``log_warnings=False`` (the caller shows it).
     """
     from ..models.pretrainer import MaskedPretrainer
 
     init_distributed()
+    check_model_config(cfg)
     if tokenizer is None:
         tokenizer = load_tokenizer(cfg)
     else:
-        tokenizer.check_preprocessing(cfg.data.preprocess_config())
-    patch_size = tokenizer.encoder.patch_size
-    corpus, windows, loader = build_loader(cfg.data, patch_size, cfg.train.seed,
+        check_tokenizer(cfg, tokenizer)
+    codes = cfg.model.target == "codes"
+    corpus, windows, loader = build_loader(cfg.data, cfg.model.patch_size, cfg.train.seed,
                                            progress=cfg.train.progress and is_main_process())
     check_loader(loader)
-    if cfg.cache_codes:  # the frozen tokenizer runs once per window, not once per step
+    if codes and cfg.cache_codes:  # the frozen tokenizer runs once per window, not once per step
         loader.windows = cache_codes(windows, tokenizer, cfg.data.cache_dir,
                                      progress=cfg.train.progress and is_main_process())
     torch.manual_seed(cfg.train.seed)  # the same --train.seed builds the same initial weights
-    pretrainer = MaskedPretrainer(patch_size=patch_size, num_codes=tokenizer.quantizer.num_codes,
-                                  sfreq=cfg.data.sfreq, preprocessing=cfg.data.preprocess_config().to_dict(),
-                                  **config_to_dict(cfg.model)).attach_tokenizer(tokenizer)
+    head = {"num_codes": tokenizer.quantizer.num_codes} if codes else {}  # spectrum: patch_size // 2 + 1 bins
+    pretrainer = MaskedPretrainer(sfreq=cfg.data.sfreq, preprocessing=cfg.data.preprocess_config().to_dict(),
+                                  **head, **config_to_dict(cfg.model))
+    if codes:
+        pretrainer.attach_tokenizer(tokenizer)
     start_run(cfg.train.run_dir, cfg, overwrite=overwrite)  # a killed run keeps its settings
     fit = Trainer(pretrainer, cfg.train, loader.batches).fit()
     evaluation = pretrainer.evaluate(itertools.islice(loader.batches(epoch=10_000), cfg.eval_batches),
                                      seed=cfg.train.seed)
-    summary = {"recordings": len(corpus), "windows": len(windows), "evaluation": evaluation,
+    if not codes:  # an R^2, not an accuracy: say so in evaluation.json
+        evaluation = {"masked_r2": evaluation["accuracy"], "masked_tokens": evaluation["masked_tokens"]}
+    warning = health_warning(evaluation)
+    summary = {"target": cfg.model.target, "recordings": len(corpus), "windows": len(windows),
+               "evaluation": evaluation, "warnings": [warning] if warning else [],
                "train": {**{k: v for k, v in fit.items() if isinstance(v, (int, float, str))},
                          "loss": fit["metrics"].get("loss")}}
     if is_main_process():
+        for message in summary["warnings"] if log_warnings else ():
+            logger.warning(message)
         run_dir = Path(cfg.train.run_dir)
         pretrainer.encoder.save_pretrained(run_dir / "encoder")
         (run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2))
@@ -96,9 +149,41 @@ def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False):
     return pretrainer, summary
 
 
+def _pooled(per_strategy: dict, masked_tokens: dict) -> float:
+    """The mean of ``per_strategy`` weighted by each strategy's masked tokens."""
+    total = sum(masked_tokens.get(name, 0) for name in per_strategy)
+    return sum(value * masked_tokens.get(name, 0) for name, value in per_strategy.items()) / max(total, 1)
+
+
+def health_warning(evaluation: dict) -> str | None:
+    """What is wrong when the encoder does not beat the baseline on the evaluation masks, else None.
+
+    Codes: the masked-token accuracy (pooled over strategies, weighted by masked tokens) is
+    not above the most-frequent-code baseline. Spectrum: the masked R^2 (pooled the same
+    way) is not above 0, the R^2 of predicting the mean. A NaN counts as not above.
+    """
+    if "masked_r2" in evaluation:
+        r2 = _pooled(evaluation["masked_r2"], evaluation["masked_tokens"])
+        if not r2 > 0:
+            return (f"masked R^2 {r2:.3f} <= 0: no better than predicting the mean amplitude; train longer or "
+                    "check --train.lr and the data")
+        return None
+    accuracy = _pooled(evaluation["accuracy"], evaluation["masked_tokens"])
+    baseline = evaluation["baseline_accuracy"]
+    if not accuracy > baseline:
+        return (f"masked-token accuracy {accuracy:.1%} does not beat the most-frequent-code baseline {baseline:.1%}; "
+                "train longer or check --train.lr and the data")
+    return None
+
+
 def format_evaluation(evaluation: dict) -> str:
+    """One line: masked-token accuracy per strategy and its baseline (codes), or masked R^2 (spectrum)."""
+    if "masked_r2" in evaluation:
+        parts = [f"{name} {r2:.3f}" for name, r2 in evaluation["masked_r2"].items()]
+        return f"masked R^2: {', '.join(parts)} (predicting the mean: 0)"
     parts = [f"{name} {acc:.1%}" for name, acc in evaluation["accuracy"].items()]
-    return f"masked-token accuracy: {', '.join(parts)} (most-frequent-code baseline {evaluation['baseline_accuracy']:.1%})"
+    baseline = evaluation["baseline_accuracy"]
+    return f"masked-token accuracy: {', '.join(parts)} (most-frequent-code baseline {baseline:.1%})"
 
 
 def format_summary(cfg: PretrainRun, summary: dict) -> str:
@@ -112,6 +197,7 @@ def format_summary(cfg: PretrainRun, summary: dict) -> str:
              f"encoder: {encoder} (MAPEEncoder.from_pretrained)" + (f", on the Hub: {cfg.push_to_hub}"
                                                                    if cfg.push_to_hub else ""),
              f"next: eegfm finetune --pretrained={encoder} --data.sources=... --data.label=..."]
+    lines += [f"WARNING: {w}" for w in summary.get("warnings", [])]
     return "\n".join(lines)
 
 
@@ -125,6 +211,9 @@ def run(args) -> int:
     cfg.data = dataclasses.replace(cfg.data, sources=resolve_sources(cfg.data.sources))
     overwrite = getattr(args, "overwrite", False)
     init_distributed()
+    check_model_config(cfg)
+    if cfg.tokenizer is None and cfg.model.target == "codes":
+        cfg.tokenizer = DEFAULT_TOKENIZER  # recorded in run_config.json
     tokenizer = load_tokenizer(cfg)  # a missing tokenizer is reported before the run directory is looked at
     check_run_dir(cfg.train.run_dir, resume=cfg.train.resume, overwrite=overwrite, section="train")
     _, summary = pretrain(cfg, tokenizer, overwrite=overwrite)

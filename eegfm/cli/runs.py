@@ -55,7 +55,9 @@ class TokenizerModelConfig:
 
 @dataclass
 class PretrainModelConfig:
-    embed_dim: int = 200  # patch_size and num_codes come from the tokenizer
+    target: str = "codes"  # masked tokens predict: "codes" (the --tokenizer's) | "spectrum" (their patch's z-scored Fourier amplitudes; no tokenizer)
+    patch_size: int = 100  # samples per patch (0.5 s at 200 Hz); must equal the tokenizer's when one is given
+    embed_dim: int = 200  # width of the encoder (num_codes comes from the tokenizer)
     depth: int = 12  # Transformer blocks of the encoder
     num_heads: int = 10  # attention heads (divide embed_dim)
     position_embedding: str = "mape"  # "mape" | "sincos1d" (the 1-D baseline of the paper's Table 2 ablation)
