@@ -7,7 +7,11 @@ def test_demo_runs_the_whole_path_on_the_bundled_sample(tmp_path, capsys):
     assert main(["demo", f"--out={tmp_path}", "--tokenizer_steps=12", "--pretrain_steps=12", "--progress=false"]) == 0
     printed = capsys.readouterr().out
     assert "3 recordings, 53 windows of 4 s" in printed
-    assert "codebook:" in printed and "perplexity" in printed
+    # the final codebook on the windows encoded after training, not counts over the run (k-means start included)
+    assert "final codebook on 53 windows encoded after training: " in printed and "perplexity" in printed
+    tokenizer = json.loads((tmp_path / "tokenizer" / "evaluation.json").read_text())
+    assert tokenizer["codebook"]["windows"] == 53 and tokenizer["codebook"]["num_codes"] == 128
+    assert ("WARNING: the codebook collapsed" in printed) == tokenizer["codebook"]["collapsed"]
     assert "masked-token accuracy: random" in printed and "most-frequent-code baseline" in printed
     assert "reloaded outputs identical: True" in printed
     config = json.loads((tmp_path / "pretrain" / "encoder" / "config.json").read_text())

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -210,3 +211,20 @@ def test_bad_input_shape():
     vq = EMAVectorQuantizer(num_codes=8, code_dim=4)
     with pytest.raises(ValueError, match=r"z must have shape \(N, 4\)"):
         vq(torch.randn(3, 5))
+
+
+def test_code_usage_and_the_collapse_warning():
+    from eegfm.modules.quantizer import code_usage, collapse_warning
+
+    one_code = code_usage(torch.tensor([0, 40, 0, 0]))  # every token takes code 1
+    assert one_code == {"usage": 0.25, "perplexity": 1.0, "codes_used": 1, "num_codes": 4, "tokens": 40}
+    message = collapse_warning(one_code, where="8 windows")
+    assert message.startswith("the codebook collapsed: on 8 windows, the 40 tokens take 1 of the 4 codes (25.0%; ")
+    assert "perplexity 1.00 (under 2 counts as collapsed)" in message  # usage 25 % is fine, perplexity is not
+    even = code_usage(np.full(64, 3)[::-1])  # numpy, a negative-stride view
+    assert even["usage"] == 1.0 and even["perplexity"] == pytest.approx(64.0) and even["tokens"] == 192
+    assert collapse_warning(even) is None
+    few = code_usage([5, 5, 5] + [0] * 97)  # 3 % of the codes, perplexity 3
+    assert few["perplexity"] == pytest.approx(3.0) and "3 of the 100 codes (3.0%" in collapse_warning(few)
+    assert collapse_warning(code_usage([0, 0])) is None and code_usage([0, 0])["perplexity"] == 0.0  # no token
+    assert collapse_warning(few, min_usage=0.01, min_perplexity=2.5) is None

@@ -210,3 +210,26 @@ def test_codes_describe_the_signal_not_the_position():
     codes, _ = tok.tokenize(x, positions)
     swapped, _ = tok.tokenize(x.roll(1, dims=0), positions)
     assert (codes == swapped).float().mean() < 0.2
+
+
+def test_codebook_health_of_the_final_codebook_and_a_forced_collapse():
+    from eegfm.modules.quantizer import collapse_warning
+
+    model = tiny()
+    batch = mixed_batch()
+    model(**batch.encoder_inputs())  # training: k-means spreads the tokens over the codes
+    counts = model.code_counts([batch, batch.encoder_inputs()])  # EEGBatch or dict
+    assert counts.shape == (16,) and counts.dtype == torch.long and int(counts.sum()) == 2 * 76  # valid tokens only
+    health = model.codebook_health([batch])
+    assert set(health) == {"usage", "perplexity", "codes_used", "num_codes", "tokens"} and health["tokens"] == 76
+    assert health["codes_used"] == int((counts > 0).sum()) and health["num_codes"] == 16
+    before = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
+    # collapse: every code the same vector, so every patch gets code 0 (argmax takes the first of ties)
+    with torch.no_grad():
+        model.quantizer.codebook.copy_(model.quantizer.codebook[:1].expand(16, -1))
+    collapsed = model.codebook_health([batch])
+    assert collapsed == {"usage": 1 / 16, "perplexity": 1.0, "codes_used": 1, "num_codes": 16, "tokens": 76}
+    assert "take 1 of the 16 codes (6.2%" in collapse_warning(collapsed) and "perplexity 1.00" in collapse_warning(collapsed)
+    assert model.codebook_stats()["usage"] > 1 / 16  # the training counts do not see it
+    after = model.quantizer.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k != "codebook")  # measuring changes nothing

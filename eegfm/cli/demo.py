@@ -3,7 +3,8 @@
 1. preprocesses three real recordings made with two caps (64 channels at 160 Hz; 19 channels
    at 500 Hz with legacy 10-20 names) into a cache, each channel placed by its proportion
    coordinates, and batches 4-s windows of both caps together;
-2. trains a small neural tokenizer and reports its codebook usage and perplexity;
+2. trains a small neural tokenizer and reports the usage and perplexity of its final codebook
+   on the sample's windows encoded after training (a WARNING when the codebook collapsed);
 3. pre-trains a small MAPEEncoder by masked code prediction (random, channel and temporal
    masks) and reports masked-token accuracy beside the most-frequent-code baseline;
 4. saves the encoder in Hugging Face Hub format, reloads it and checks identical outputs.
@@ -27,7 +28,7 @@ from ..training import TrainConfig
 from .overrides import add_config_parser, apply_overrides
 from .pretrain import PretrainRun, format_evaluation, pretrain
 from .runs import DataConfig, PretrainModelConfig, TokenizerModelConfig
-from .tokenizer import TokenizerRun, train_tokenizer
+from .tokenizer import TokenizerRun, format_codebook, train_tokenizer
 
 
 @dataclass
@@ -60,12 +61,13 @@ def run_demo(cfg: DemoRun) -> dict:
     print(f"[1/3] tokenizer: {tokenizer_model.num_codes} codes, D={tokenizer_model.embed_dim}, "
           f"{cfg.tokenizer_steps} steps on the bundled sample")
     tokenizer, tok = train_tokenizer(TokenizerRun(model=tokenizer_model, data=data,
-                                                  train=_train(cfg, "tokenizer", cfg.tokenizer_steps, 2e-3)))
-    c = tok["codebook"]
+                                                  train=_train(cfg, "tokenizer", cfg.tokenizer_steps, 2e-3)),
+                                     log_warnings=False)  # printed below, in place
     print(f"      {tok['recordings']} recordings, {tok['windows']} windows of 4 s, "
           f"{tok['padding_fraction']:.0%} padding in mixed-cap batches")
-    print(f"      codebook: {c['usage']:.0%} of codes used, perplexity {c['perplexity']:.1f}, "
-          f"{c['dead']} dead, {c['restarts']} restarts")
+    print(f"      {format_codebook(tok)}")  # the final codebook, not counts over the run
+    for warning in tok["warnings"]:
+        print(f"      WARNING: {warning}")
 
     print(f"[2/3] masked pre-training: random + channel + temporal masks (ratio 0.5), {cfg.pretrain_steps} steps")
     pretrainer, pre = pretrain(PretrainRun(tokenizer="", model=PretrainModelConfig(embed_dim=64, depth=2, num_heads=4),

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hub import HubMixin, hub_card
-from ..modules.quantizer import EMAVectorQuantizer
+from ..modules.quantizer import EMAVectorQuantizer, code_usage
 from ..modules.transformer import TransformerBlock
 from .encoder import MAPEEncoder
 
@@ -305,8 +305,54 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
         return codes, flat_mask
 
     def codebook_stats(self) -> dict:
-        """Codebook usage, perplexity, dead codes and restarts (:meth:`EMAVectorQuantizer.stats`)."""
+        """Usage and perplexity of the training assignments, dead codes and restarts.
+
+        :meth:`EMAVectorQuantizer.stats`: counted over every training step since
+        ``quantizer.reset_stats()``, the first (k-means) one included, so they overstate a
+        codebook that collapsed later. The final codebook's health: :meth:`codebook_health`.
+        """
         return self.quantizer.stats()
+
+    @torch.no_grad()
+    def code_counts(self, batches) -> torch.Tensor:
+        """How many valid tokens of ``batches`` each code takes, with the current codebook.
+
+        Parameters
+        ----------
+        batches : iterable of EEGBatch (or of dicts of :meth:`forward`'s inputs)
+            Encoded in eval mode with :meth:`tokenize` (no buffer changes), each moved to the
+            model's device; padded tokens are not counted.
+
+        Returns
+        -------
+        torch.Tensor of int64, shape (num_codes,), on the CPU
+        """
+        device = next(self.parameters()).device
+        counts = torch.zeros(self.quantizer.num_codes, dtype=torch.long)
+        for batch in batches:
+            inputs = batch if isinstance(batch, dict) else batch.encoder_inputs()
+            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+            codes, mask = self.tokenize(**inputs)
+            counts += torch.bincount(codes[mask].cpu(), minlength=self.quantizer.num_codes)
+        return counts
+
+    def codebook_health(self, batches) -> dict:
+        """Usage and perplexity of the final codebook on ``batches`` (ideally held-out data).
+
+        Parameters
+        ----------
+        batches : iterable of EEGBatch (or of dicts of :meth:`forward`'s inputs)
+            As in :meth:`code_counts`.
+
+        Returns
+        -------
+        dict
+            :func:`eegfm.modules.quantizer.code_usage` of :meth:`code_counts`: ``usage``
+            (share of the K codes used), ``perplexity`` (1 when every token gets one code, K
+            when all codes are used equally), ``codes_used``, ``num_codes``, ``tokens``.
+            :func:`eegfm.modules.quantizer.collapse_warning` turns it into a warning.
+        """
+        return code_usage(self.code_counts(batches))
 
     def check_preprocessing(self, config) -> None:
         """Raise if data preprocessed with ``config`` does not match this model's contract."""

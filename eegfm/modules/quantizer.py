@@ -33,17 +33,88 @@ all-reduced, the k-means initialisation and the restarted vectors are broadcast 
 so every rank keeps an identical codebook. Without a process group these are no-ops.
 
 Eval mode changes no buffer: it only looks codes up.
+
+Codebook health: :meth:`EMAVectorQuantizer.stats` sums the assignments of every training step
+(the first one right after the k-means initialisation included), so a codebook that spread
+its codes at the start and collapsed later still looks used. The health of the *final*
+codebook comes from encoding data after training and passing the code counts to
+:func:`code_usage` (``NeuralTokenizer.codebook_health``); :func:`collapse_warning` says
+when it has collapsed.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["EMAVectorQuantizer"]
+__all__ = ["COLLAPSE_PERPLEXITY", "COLLAPSE_USAGE", "EMAVectorQuantizer", "code_usage", "collapse_warning"]
+
+#: A codebook using fewer than this share of its codes has collapsed (:func:`collapse_warning`).
+COLLAPSE_USAGE = 0.05
+#: ... or one whose code distribution has a perplexity below this (1: a single code).
+COLLAPSE_PERPLEXITY = 2.0
+
+
+def code_usage(counts) -> dict:
+    """Usage and perplexity of a code distribution.
+
+    Parameters
+    ----------
+    counts : array-like of int, shape (K,)
+        Tokens assigned to each of the ``K`` codes.
+
+    Returns
+    -------
+    dict
+        ``usage``: share of the ``K`` codes assigned at least once (``codes_used / K``);
+        ``perplexity``: ``exp(H)`` of the code frequencies (``K`` when all codes are used
+        equally, 1 when one code takes everything, 0.0 with no token); ``codes_used``;
+        ``num_codes`` (``K``); ``tokens`` (the sum of ``counts``).
+    """
+    if isinstance(counts, torch.Tensor):
+        counts = counts.detach().double().cpu().flatten()
+    else:  # a copy: numpy views with negative strides (e.g. a reversed sort) are fine
+        counts = torch.from_numpy(np.array(counts, dtype=np.float64).reshape(-1))
+    total = float(counts.sum())
+    if total > 0:
+        probs = counts / total
+        perplexity = math.exp(float(-(probs * probs.clamp_min(1e-300).log()).sum()))
+    else:
+        perplexity = 0.0
+    used = int((counts > 0).sum())
+    return dict(usage=used / max(len(counts), 1), perplexity=perplexity, codes_used=used, num_codes=len(counts),
+                tokens=int(round(total)))
+
+
+def collapse_warning(usage: dict, *, where: str = "the encoded data", min_usage: float = COLLAPSE_USAGE,
+                     min_perplexity: float = COLLAPSE_PERPLEXITY) -> str | None:
+    """The warning to give when a codebook has collapsed, else None.
+
+    Parameters
+    ----------
+    usage : dict
+        :func:`code_usage` of the codes a data set was encoded into.
+    where : str
+        What was encoded, for the message.
+    min_usage, min_perplexity : float
+        The codebook has collapsed when ``usage < min_usage`` or ``perplexity <
+        min_perplexity`` (defaults :data:`COLLAPSE_USAGE`, :data:`COLLAPSE_PERPLEXITY`).
+
+    Returns
+    -------
+    str or None
+        None also when nothing was encoded (``tokens == 0``).
+    """
+    if usage.get("tokens", 0) <= 0 or (usage["usage"] >= min_usage and usage["perplexity"] >= min_perplexity):
+        return None
+    return (f"the codebook collapsed: on {where}, the {usage['tokens']} tokens take {usage['codes_used']} of the "
+            f"{usage['num_codes']} codes ({usage['usage']:.1%}; under {min_usage:.0%} counts as collapsed), "
+            f"perplexity {usage['perplexity']:.2f} (under {min_perplexity:g} counts as collapsed): the codes say "
+            "little about the patches. Train longer or with a lower learning rate, or check the data")
 
 
 # ---------------------------------------------------------------------- distributed helpers
@@ -104,7 +175,8 @@ class EMAVectorQuantizer(nn.Module):
     steps_since_used : torch.Tensor of int64, shape (K,)
         Consecutive training steps each code went unused.
     usage_counts : torch.Tensor of int64, shape (K,)
-        Assignments per code since :meth:`reset_stats` (training steps only).
+        Assignments per code since :meth:`reset_stats`, summed over every training step
+        (the first one after the k-means initialisation included; eval mode adds nothing).
     restarts_total : torch.Tensor of int64, shape ()
         Codes restarted since creation.
     recent, recent_ptr, recent_filled
@@ -337,7 +409,13 @@ class EMAVectorQuantizer(nn.Module):
         self.usage_counts.zero_()
 
     def stats(self) -> dict:
-        """Codebook health since the last :meth:`reset_stats`.
+        """Training assignments since the last :meth:`reset_stats`, and the dead-code state.
+
+        ``usage`` and ``perplexity`` count every training assignment since
+        :meth:`reset_stats` — the first step after the k-means initialisation (which spreads
+        the batch over all codes) included — so they overstate the health of a codebook that
+        collapsed later. For the final codebook encode data after training and use
+        :func:`code_usage` (``NeuralTokenizer.codebook_health``).
 
         Returns
         -------
@@ -348,19 +426,12 @@ class EMAVectorQuantizer(nn.Module):
             for at least ``dead_code_steps`` consecutive training steps; ``restarts``:
             codes restarted since creation.
         """
-        counts = self.usage_counts.double()
-        total = counts.sum()
-        if total > 0:
-            probs = counts / total
-            entropy = -(probs * probs.clamp_min(1e-300).log()).sum()
-            perplexity = math.exp(float(entropy))
-        else:
-            perplexity = 0.0
+        usage = code_usage(self.usage_counts)
         threshold = self.dead_code_steps if self.dead_code_steps > 0 else None
         dead = int((self.steps_since_used >= threshold).sum()) if threshold else 0
         return dict(
-            usage=float((counts > 0).double().mean()),
-            perplexity=perplexity,
+            usage=usage["usage"],
+            perplexity=usage["perplexity"],
             dead=dead,
             restarts=int(self.restarts_total),
         )
