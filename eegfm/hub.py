@@ -5,9 +5,14 @@ Every eegfm model class mixes in :class:`HubMixin`, built on huggingface_hub's
 ``push_to_hub``. What this module changes on top of the mixin:
 
 - weights are read and written as ``model.safetensors`` only (never a pickle);
-- ``config.json`` holds every constructor argument (flat, JSON-safe), and an unknown key in
-  it is an error instead of being silently ignored;
-- loading is strict by default: a missing or unexpected weight is an error that lists them;
+- ``config.json`` holds every constructor argument (flat, JSON-safe) and ``model_class``, the
+  class that saved it; an unknown key in it, or another class, is an error instead of being
+  silently ignored;
+- ``README.md`` is eegfm's model card (:mod:`eegfm.model_card`), not the mixin's boilerplate:
+  ``save_pretrained(folder, card=ModelCardFacts(...))`` or ``model.card_facts = ...``;
+- loading is strict by default: a missing or unexpected weight is an error that names them and
+  the file (models on huggingface_hub's own loading path, like the braindecode wrapper, get
+  the same check from :class:`StrictLoadingMixin`);
 - a repo that cannot be found, a file that is missing, or offline mode without a cached copy
   each give an :class:`ModelLoadError` that says what was tried and what to do.
 
@@ -30,6 +35,8 @@ from pathlib import Path
 import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 
+from .model_card import BASE_TAGS, DOCS_URL, LICENSE, PROJECT_URL, ModelCardMixin
+
 try:  # huggingface_hub >= 0.24
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -51,24 +58,24 @@ except ImportError:  # pragma: no cover - older huggingface_hub
         RevisionNotFoundError,
     )
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "HubMixin", "ModelLoadError", "hub_card"]
+__all__ = ["CONFIG_NAME", "MODEL_CLASS_KEY", "WEIGHTS_NAME", "HubMixin", "ModelLoadError",
+           "StrictDiffusersLoadingMixin", "StrictLoadingMixin", "hub_card"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
+#: Key of ``config.json`` naming the class that saved it (not a constructor argument).
+MODEL_CLASS_KEY = "model_class"
 
 
 def hub_card() -> dict:
     """Model-card metadata for an eegfm model class: ``class M(nn.Module, HubMixin, **hub_card())``.
 
-    A fresh dict each call: huggingface_hub appends to the ``tags`` list it is given.
+    The project's links and licence (from the installed package's metadata, i.e.
+    ``pyproject.toml``). A fresh dict each call: huggingface_hub appends to the ``tags`` list
+    it is given.
     """
-    return dict(
-        library_name="eegfm",
-        tags=["eeg", "eegfm", "neuroscience", "foundation-model"],
-        repo_url="https://github.com/eegfm/eegfm",
-        license="bsd-3-clause",
-    )
+    return dict(library_name="eegfm", tags=list(BASE_TAGS), repo_url=PROJECT_URL, docs_url=DOCS_URL,
+                license=LICENSE)
 
 
 class ModelLoadError(OSError):
@@ -119,11 +126,14 @@ def _download(repo_id: str, filename: str, **kwargs) -> str:
 
 
 def _summarize_keys(missing, unexpected, shapes=()) -> str:
-    """``missing 24 (e.g. 'a', 'b', 'c'), unexpected 0`` rather than 60 lines of names."""
+    """``missing 24 (e.g. 'a', 'b', 'c', ...), unexpected 1 ('d')`` rather than 60 lines of names."""
     def part(what, keys):
         keys = list(keys)
-        shown = ", ".join(map(repr, keys[:3])) + (", ..." if len(keys) > 3 else "")
-        return f"{what} {len(keys)}" + (f" (e.g. {shown})" if keys else "")
+        if not keys:
+            return f"{what} 0"
+        if len(keys) <= 3:
+            return f"{what} {len(keys)} ({', '.join(map(repr, keys))})"
+        return f"{what} {len(keys)} (e.g. {', '.join(map(repr, keys[:3]))}, ...)"
     text = f"{part('missing', missing)}, {part('unexpected', unexpected)}"
     return text + (f", {part('of another shape', shapes)}" if shapes else "")
 
@@ -150,7 +160,89 @@ def _check_weights_fit(skeleton: torch.nn.Module, weights_file: Path) -> None:
         )
 
 
-class HubMixin(PyTorchModelHubMixin):
+def _apply_state(model: torch.nn.Module, state: dict, weights_file, *, strict: bool) -> None:
+    """``model.load_state_dict(state)``; when ``strict``, a missing or unexpected key is a one-line
+    :class:`ModelLoadError` naming the keys and the file (torch's error spans many lines)."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a weight of another shape: torch lists them over several lines
+        details = " ".join(line.strip() for line in str(err).splitlines()[1:]) or str(err)
+        raise ModelLoadError(f"Weights in {weights_file} do not fit {type(model).__name__}: {details} "
+                             "Is config.json from the same model?") from None
+    if strict and (missing or unexpected):
+        raise ModelLoadError(
+            f"Weights in {weights_file} do not match {type(model).__name__}: "
+            f"{_summarize_keys(missing, unexpected)}. Pass strict=False to "
+            "load the matching part (e.g. when you changed the head)."
+        )
+
+
+def _load_safetensors(model: torch.nn.Module, weights_file, *, map_location: str, strict: bool) -> None:
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weights_file), device=str(map_location))
+    except Exception as err:  # safetensors raises its own error types without the file name
+        raise ModelLoadError(f"{weights_file} is not a readable safetensors file ({err}); "
+                             "re-download or re-save the model") from None
+    _apply_state(model, state, weights_file, strict=strict)
+
+
+class StrictLoadingMixin:
+    """Strict ``from_pretrained`` for models loaded by huggingface_hub's own ``_from_pretrained``.
+
+    huggingface_hub's ``PyTorchModelHubMixin`` (and braindecode's ``EEGModuleMixin`` on top
+    of it) load with ``strict=False`` by default, so a checkpoint whose keys do not match
+    loads silently with random weights. Put this class first in the bases: ``strict`` is then
+    True by default, and a mismatch is a one-line :class:`ModelLoadError` naming the keys and
+    the file.
+    """
+
+    @classmethod
+    def _from_pretrained(cls, *, strict: bool = True, **kwargs):
+        return super()._from_pretrained(strict=strict, **kwargs)
+
+    @classmethod
+    def _load_as_safetensor(cls, model, model_file, map_location, strict):
+        _load_safetensors(model, model_file, map_location=map_location, strict=strict)
+        return model.eval()
+
+    @classmethod
+    def _load_as_pickle(cls, model, model_file, map_location, strict):
+        state = torch.load(model_file, map_location=torch.device(map_location), weights_only=True)
+        _apply_state(model, state, model_file, strict=strict)
+        return model.eval()
+
+
+class StrictDiffusersLoadingMixin:
+    """Strict ``from_pretrained`` for diffusers models (``ModelMixin``): eegfm_video's.
+
+    diffusers only logs weights that are missing from a checkpoint (and initialises them at
+    random) or left unused. Put this class first in the bases: ``from_pretrained(...,
+    strict=True)`` (the default) then raises a one-line :class:`ModelLoadError` naming the keys
+    and the folder. ``output_loading_info=True`` still returns ``(model, info)``.
+    """
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, strict: bool = True, **kwargs):
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
+                                              **kwargs)
+        missing, unexpected = list(info.get("missing_keys") or []), list(info.get("unexpected_keys") or [])
+        shapes = [f"{key} {tuple(saved)} vs {tuple(expected)}"
+                  for key, saved, expected in info.get("mismatched_keys") or []]
+        if strict and (missing or unexpected or shapes):
+            where = Path(str(pretrained_model_name_or_path))
+            if kwargs.get("subfolder"):
+                where = where / kwargs["subfolder"]
+            raise ModelLoadError(
+                f"Weights in {where} do not match {cls.__name__}: {_summarize_keys(missing, unexpected, shapes)}. "
+                "Pass strict=False to load the matching part."
+            )
+        return (model, info) if wants_info else model
+
+
+class HubMixin(ModelCardMixin, PyTorchModelHubMixin):
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for eegfm models.
 
     Subclasses must take flat, JSON-safe constructor arguments: they become ``config.json``.
@@ -163,8 +255,17 @@ class HubMixin(PyTorchModelHubMixin):
         return [name for name, p in params.items() if name != "self" and p.kind in kinds]
 
     def get_config(self) -> dict:
-        """Return the constructor arguments that rebuild this model (what ``config.json`` holds)."""
+        """Return the constructor arguments that rebuild this model (``config.json`` holds them and
+        ``model_class``)."""
         return dict(self._hub_mixin_config or {})
+
+    def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
+        """Write ``config.json`` (constructor arguments + ``model_class``), ``model.safetensors``
+        and ``README.md`` (the model card: pass ``card=ModelCardFacts(...)``, or set
+        ``model.card_facts``; see :mod:`eegfm.model_card`)."""
+        if config is None:
+            config = {**self.get_config(), MODEL_CLASS_KEY: type(self).__name__}
+        return super().save_pretrained(save_directory, config=config, **kwargs)
 
     @classmethod
     def from_pretrained(
@@ -224,6 +325,12 @@ class HubMixin(PyTorchModelHubMixin):
         if not isinstance(config, dict):
             raise ModelLoadError(f"{config_file} must hold a JSON object of constructor arguments, "
                                  f"got {type(config).__name__}; re-save the model or fix the file")
+        saved_class = config.pop(MODEL_CLASS_KEY, None)
+        if saved_class is not None and saved_class not in {base.__name__ for base in cls.__mro__}:
+            raise ModelLoadError(
+                f"{config_file} holds a {saved_class}, not a {cls.__name__}: load it with "
+                f"{saved_class}.from_pretrained({source!r})."
+            )
         known = set(cls._init_parameter_names())
         unknown_saved = sorted(set(config) - known)
         if unknown_saved:
@@ -252,17 +359,4 @@ class HubMixin(PyTorchModelHubMixin):
 
     @staticmethod
     def _load_weights(model, weights_file: Path, *, map_location: str, strict: bool) -> None:
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(weights_file), device=str(map_location))
-        except Exception as err:  # safetensors raises its own error types without the file name
-            raise ModelLoadError(f"{weights_file} is not a readable safetensors file ({err}); "
-                                 "re-download or re-save the model") from None
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if strict and (missing or unexpected):
-            raise ModelLoadError(
-                f"Weights in {weights_file} do not match {type(model).__name__}: "
-                f"{_summarize_keys(missing, unexpected)}. Pass strict=False to "
-                "load the matching part (e.g. when you changed the head)."
-            )
+        _load_safetensors(model, weights_file, map_location=map_location, strict=strict)

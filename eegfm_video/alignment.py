@@ -33,6 +33,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from eegfm.hub import StrictDiffusersLoadingMixin
 from eegfm.models.encoder import EncoderOutput, MAPEEncoder
 
 from ._validation import check_option
@@ -70,7 +71,7 @@ def _json_dict(name: str, value) -> dict:
     return json.loads(json.dumps({k: v for k, v in value.items() if not str(k).startswith("_")}))
 
 
-class EEGAlignment(ModelMixin, ConfigMixin):
+class EEGAlignment(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # strict: a missing weight is an error
     """MAPEEncoder + SemanticDecoder + Seq2SeqLatentDecoder, trained with ``L_text + L_low``.
 
     Parameters

@@ -114,3 +114,75 @@ def test_layer_ids_follow_depth():
     assert all(v == 0 for k, v in ids.items() if k.startswith("encoder.patch_embed"))
     assert ids["encoder.blocks.0.attn.qkv.weight"] == 1 and ids["encoder.blocks.1.mlp.0.weight"] == 2
     assert ids["encoder.norm.weight"] == ids["head.weight"] == 3 == model.num_layers - 1
+
+
+# ---------------------------------------------------------------- class names
+def test_class_names_are_saved_with_the_model_and_round_trip(tmp_path):
+    model = MAPEClassifier(n_outputs=3, encoder=ENC, class_names=["left", "right", "feet"]).eval()
+    assert model.class_names == ["left", "right", "feet"]
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["class_names"] == ["left", "right", "feet"] and config["model_class"] == "MAPEClassifier"
+    loaded = MAPEClassifier.from_pretrained(tmp_path)
+    assert loaded.class_names == ["left", "right", "feet"]
+    assert "| 2 | feet |" in (tmp_path / "README.md").read_text()  # the card lists them
+    renamed = MAPEClassifier.from_pretrained(tmp_path, class_names=["L", "R", "F"])
+    assert renamed.class_names == ["L", "R", "F"]
+    x = _x()
+    torch.testing.assert_close(renamed(x, POS), model(x, POS), rtol=0, atol=0)
+
+
+def test_a_config_saved_before_class_names_still_loads(tmp_path):
+    model = MAPEClassifier(n_outputs=2, encoder=ENC).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["class_names"], config["model_class"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = MAPEClassifier.from_pretrained(tmp_path)
+    assert loaded.class_names is None
+    x = _x()
+    torch.testing.assert_close(loaded(x, POS), model(x, POS), rtol=0, atol=0)
+
+
+def test_a_new_head_drops_the_old_class_names_unless_given(tmp_path):
+    MAPEClassifier(n_outputs=2, encoder=ENC, class_names=["rest", "task"]).save_pretrained(tmp_path)
+    assert MAPEClassifier.from_pretrained(tmp_path, n_outputs=3).class_names is None
+    wider = MAPEClassifier.from_pretrained(tmp_path, n_outputs=3, class_names=["a", "b", "c"])
+    assert wider.class_names == ["a", "b", "c"] and wider.get_config()["class_names"] == ["a", "b", "c"]
+    same = MAPEClassifier.from_pretrained(tmp_path, n_outputs=2)
+    assert same.class_names == ["rest", "task"]
+    same.reset_head(4)
+    assert same.class_names is None and same.get_config()["class_names"] is None
+
+
+def test_class_names_on_a_pretrained_encoder(tmp_path):
+    MAPEEncoder(**ENC).save_pretrained(tmp_path)
+    model = MAPEClassifier.from_pretrained(tmp_path, n_outputs=2, class_names=["eyes open", "eyes closed"])
+    assert model.class_names == ["eyes open", "eyes closed"]
+    model.save_pretrained(tmp_path / "clf")
+    assert MAPEClassifier.from_pretrained(tmp_path / "clf").class_names == ["eyes open", "eyes closed"]
+
+
+@pytest.mark.parametrize("names, message", [
+    (["a", "b", "c"], r"^class_names has 3 names for n_outputs=2: \['a', 'b', 'c'\]; give one name per output"),
+    (["a"], r"^class_names has 1 names for n_outputs=2"),
+    ("ab", r"^class_names must be a list of str \(one per output\) or None, got 'ab'$"),
+    (["a", 1], r"^class_names must be non-empty strings, got \['a', 1\]$"),
+    (["a", ""], r"^class_names must be non-empty strings"),
+    (["a", "a"], r"^class_names must be distinct, \['a'\] repeat: \['a', 'a'\]$"),
+])
+def test_bad_class_names_are_one_line_errors(names, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        MAPEClassifier(n_outputs=2, encoder=ENC, class_names=names)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match=message):
+        MAPEClassifier(n_outputs=3, encoder=ENC).reset_head(2, names)
+
+
+def test_a_saved_config_with_mismatched_class_names_names_the_file(tmp_path):
+    MAPEClassifier(n_outputs=2, encoder=ENC, class_names=["a", "b"]).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "class_names": ["a", "b", "c"]}))
+    with pytest.raises(ModelLoadError, match=r"config.json: cannot build MAPEClassifier from it: class_names has 3 "
+                                             r"names for n_outputs=2"):
+        MAPEClassifier.from_pretrained(tmp_path)

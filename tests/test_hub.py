@@ -6,9 +6,13 @@ import huggingface_hub
 import pytest
 import torch
 
-from eegfm import MAPEEncoder, ModelLoadError, create_model, list_models
+from safetensors.torch import load_file, save_file
+
+from eegfm import (MAPEClassifier, MAPEEncoder, MaskedPretrainer, ModelLoadError, NeuralTokenizer, create_model,
+                   list_models)
 
 TINY = dict(patch_size=25, embed_dim=32, depth=2, num_heads=4, conv_channels=[4, 8], pool_bins=2)
+TOKENIZER = dict(patch_size=25, embed_dim=32, depth=1, num_heads=2, code_dim=8, num_codes=16, decoder_depth=1)
 
 
 @pytest.fixture
@@ -29,9 +33,10 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, model, inputs):
     assert torch.equal(loaded(*inputs).tokens, model(*inputs).tokens)
 
 
-def test_config_holds_every_constructor_argument(tmp_path, model):
+def test_config_holds_every_constructor_argument_and_the_model_class(tmp_path, model):
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
+    assert config.pop("model_class") == "MAPEEncoder"
     params = [p for p in inspect.signature(MAPEEncoder.__init__).parameters if p != "self"]
     assert sorted(config) == sorted(params)
     assert config["conv_channels"] == [4, 8] and config["embed_dim"] == 32
@@ -39,7 +44,25 @@ def test_config_holds_every_constructor_argument(tmp_path, model):
     assert loaded.get_config() == config
     again = tmp_path / "again"
     loaded.save_pretrained(again)
-    assert json.loads((again / "config.json").read_text()) == config
+    assert json.loads((again / "config.json").read_text()) == {**config, "model_class": "MAPEEncoder"}
+
+
+def test_a_config_without_model_class_still_loads(tmp_path, model, inputs):
+    """Folders saved before config.json recorded the model class."""
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["model_class"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert torch.equal(MAPEEncoder.from_pretrained(tmp_path)(*inputs).cls, model(*inputs).cls)
+
+
+def test_a_folder_of_another_model_class_is_refused_by_name(tmp_path):
+    NeuralTokenizer(**TOKENIZER).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"config.json holds a NeuralTokenizer, not a MAPEEncoder: load it "
+                                             r"with NeuralTokenizer.from_pretrained"):
+        MAPEEncoder.from_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"holds a NeuralTokenizer, not a MAPEClassifier or MAPEEncoder"):
+        MAPEClassifier.from_pretrained(tmp_path, n_outputs=2)
 
 
 def test_config_overrides_and_unknown_arguments(tmp_path, model):
@@ -56,7 +79,7 @@ def test_config_overrides_and_unknown_arguments(tmp_path, model):
 def test_loading_is_strict(tmp_path, model):
     model.save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match=r"do not fit MAPEEncoder built from its config: missing \d+ "
-                                             r"\(e.g. 'blocks.2.*\), unexpected 0"):
+                                             r"\(e.g. 'blocks.2.*, \.\.\.\), unexpected 0"):
         MAPEEncoder.from_pretrained(tmp_path, depth=3)
     partial = MAPEEncoder.from_pretrained(tmp_path, depth=3, strict=False)
     assert torch.equal(partial.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
@@ -153,3 +176,124 @@ def test_corrupt_weights_name_the_file(tmp_path, model):
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ModelLoadError, match=r"model.safetensors is not a readable safetensors file"):
         MAPEEncoder.from_pretrained(tmp_path)
+
+
+# ---------------------------------------------------------------- strict loading, every from_pretrained
+# braindecode once shipped a loader that silently loaded 0 of 99 tensors: every eegfm loading path
+# fails on one missing or one unexpected weight, with one line naming the key and the folder.
+
+
+def _eegmirror():
+    import mne
+
+    from eegfm.finetune.braindecode import EEGMirror
+
+    info = mne.create_info(["Fz", "Cz", "Pz"], 200.0, "eeg")
+    return EEGMirror(n_outputs=2, chs_info=info["chs"], n_times=200,
+                     encoder=dict(embed_dim=16, depth=1, num_heads=2, patch_size=50))
+
+
+def _alignment():
+    from eegfm_video.alignment import EEGAlignment
+    from eegfm_video.models.semantic_decoder import SemanticDecoder
+    from eegfm_video.models.seq2seq import Seq2SeqLatentDecoder
+
+    return EEGAlignment.from_components(
+        MAPEEncoder(embed_dim=16, depth=1, num_heads=2, patch_size=50),
+        SemanticDecoder(encoder_dim=16, hidden_dim=32, seq_len=4, width=8),
+        Seq2SeqLatentDecoder(encoder_dim=16, d_model=16, num_layers=1, num_heads=2, latent_height=2,
+                             latent_width=2, num_frames=3))
+
+
+MODELS = {
+    "MAPEEncoder": lambda: MAPEEncoder(**TINY),
+    "MAPEClassifier": lambda: MAPEClassifier(n_outputs=2, encoder=TINY, class_names=["rest", "task"]),
+    "NeuralTokenizer": lambda: NeuralTokenizer(**TOKENIZER),
+    "MaskedPretrainer": lambda: MaskedPretrainer(patch_size=25, embed_dim=32, depth=1, num_heads=2, num_codes=8),
+    "EEGMirror": _eegmirror,
+    "EEGAlignment": _alignment,
+}
+
+
+def _weights_file(folder):
+    names = [p for p in folder.iterdir() if p.suffix == ".safetensors"]
+    assert len(names) == 1, names
+    return names[0]
+
+
+def _load(model, folder, **kwargs):
+    import warnings
+
+    with warnings.catch_warnings():  # braindecode notes that it rebuilt chs_info from the saved config
+        warnings.simplefilter("ignore", UserWarning)
+        return type(model).from_pretrained(folder, **kwargs)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_from_pretrained_fails_on_a_missing_weight(tmp_path, name):
+    model = MODELS[name]().eval()
+    model.save_pretrained(tmp_path)
+    (tmp_path / "pytorch_model.bin").unlink(missing_ok=True)  # braindecode also writes a pickle
+    _load(model, tmp_path)  # the untouched folder loads
+    weights = load_file(_weights_file(tmp_path))
+    dropped = sorted(weights)[-1]
+    del weights[dropped]
+    save_file(weights, _weights_file(tmp_path))
+    with pytest.raises(ModelLoadError) as caught:
+        _load(model, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"missing 1 ('{dropped}'), unexpected 0" in message
+    assert str(tmp_path) in message and type(model).__name__ in message
+    partial = _load(model, tmp_path, strict=False)  # the documented way out
+    assert isinstance(partial, type(model))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_from_pretrained_fails_on_an_unexpected_weight(tmp_path, name):
+    model = MODELS[name]().eval()
+    model.save_pretrained(tmp_path)
+    (tmp_path / "pytorch_model.bin").unlink(missing_ok=True)
+    weights = load_file(_weights_file(tmp_path))
+    save_file({**weights, "stray.weight": torch.zeros(3)}, _weights_file(tmp_path))
+    with pytest.raises(ModelLoadError) as caught:
+        _load(model, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "missing 0, unexpected 1 ('stray.weight')" in message
+    assert str(tmp_path) in message and type(model).__name__ in message
+
+
+def test_a_classifier_on_an_encoder_folder_is_strict_too(tmp_path):
+    MAPEEncoder(**TINY).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["cls_token"]
+    save_file(weights, tmp_path / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"model.safetensors do not fit MAPEEncoder .*missing 1 \('cls_token'\)"):
+        MAPEClassifier.from_pretrained(tmp_path, n_outputs=2)
+
+
+def test_the_eegmirror_hub_pickle_fallback_is_strict(tmp_path):
+    """A Hub repo without model.safetensors falls back to pytorch_model.bin: strict as well."""
+    from eegfm.finetune.braindecode import EEGMirror
+
+    model = _eegmirror().eval()
+    state = {k: v for k, v in model.state_dict().items() if k != "final_layer.bias"}
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match=r"pytorch_model.bin do not match EEGMirror: missing 1 "
+                                             r"\('final_layer.bias'\), unexpected 0"):
+        EEGMirror._load_as_pickle(_eegmirror(), str(tmp_path / "pytorch_model.bin"), "cpu", True)
+    EEGMirror._load_as_pickle(_eegmirror(), str(tmp_path / "pytorch_model.bin"), "cpu", False)
+
+
+def test_a_weight_of_another_shape_is_one_line_on_the_mixin_path(tmp_path):
+    from eegfm.finetune.braindecode import EEGMirror
+
+    model = _eegmirror().eval()
+    state = model.state_dict()
+    state["final_layer.weight"] = torch.zeros(5, state["final_layer.weight"].shape[1])
+    save_file(state, tmp_path / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"model.safetensors do not fit EEGMirror: size mismatch for "
+                                             r"final_layer.weight") as caught:
+        EEGMirror._load_as_safetensor(_eegmirror(), str(tmp_path / "model.safetensors"), "cpu", True)
+    assert "\n" not in str(caught.value)

@@ -40,7 +40,8 @@ import torch
 from torch import nn
 
 from .._optional import import_braindecode
-from ..hub import hub_card
+from ..hub import StrictLoadingMixin, hub_card
+from ..model_card import ModelCardMixin
 from ..models.classifier import POOLINGS, MAPEClassifier
 from ..models.encoder import MAPEEncoder
 from ..montage import proportion_coordinates
@@ -53,8 +54,7 @@ EEGModuleMixin = import_braindecode("braindecode.models.base", needed_by="eegfm.
 #: The rate MAPEEncoder expects by default (Hz): EEGMirror's ``sfreq`` when none is given.
 DEFAULT_SFREQ = float(inspect.signature(MAPEEncoder.__init__).parameters["sfreq"].default)
 
-_CARD = hub_card()
-_CARD["docs_url"] = f"{_CARD['repo_url']}#readme"
+_CARD = hub_card()  # this project's links and licence, not braindecode's
 
 #: Names of a checkpoint saved before the head was called ``final_layer`` -> current names.
 _LEGACY_PREFIXES = (("model.encoder.", "encoder."), ("model.head.", "final_layer."))
@@ -145,7 +145,9 @@ MODEL_SUMMARY = {
 }
 
 
-class EEGMirror(EEGModuleMixin, nn.Module, **_CARD):
+# StrictLoadingMixin: braindecode loads with strict=False (a mismatched checkpoint loads silently);
+# ModelCardMixin: eegfm's model card instead of huggingface_hub's boilerplate.
+class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, **_CARD):
     """MAPE encoder + classification head with braindecode's signal arguments.
 
     :bdg-success:`Convolution` :bdg-danger:`Foundation Model` :bdg-info:`Attention/Transformer`

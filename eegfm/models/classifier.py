@@ -4,6 +4,8 @@ The head API follows timm: :meth:`MAPEClassifier.forward_features` (pooled encod
 :meth:`MAPEClassifier.forward_head` (features -> outputs), :meth:`MAPEClassifier.reset_head`.
 :meth:`MAPEClassifier.from_pretrained` takes either a saved classifier or a saved *encoder*
 (what ``eegfm pretrain`` writes to ``run_dir/encoder``); ``n_outputs=k`` replaces the head.
+``class_names`` are saved in ``config.json`` with the weights, so a published classifier says
+what each output is (and its model card lists them).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..hub import CONFIG_NAME, HubMixin, ModelLoadError, _download, hub_card
+from ..hub import CONFIG_NAME, MODEL_CLASS_KEY, HubMixin, ModelLoadError, _download, hub_card
 from .encoder import MAPEEncoder
 
 __all__ = ["MAPEClassifier", "POOLINGS"]
@@ -38,6 +40,9 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
         token, or both concatenated (2 x embed_dim).
     head_dropout : float
         Dropout on the features before the head.
+    class_names : list of str, optional
+        Name of each output, in order (``class_names[i]`` is logit ``i``): one per output,
+        distinct. Saved in ``config.json`` and listed in the model card; ``None`` when unknown.
 
     Examples
     --------
@@ -50,10 +55,13 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
     """
 
     def __init__(self, n_outputs: int = 2, encoder: dict | None = None, pooling: str = "mean",
-                 head_dropout: float = 0.0):
+                 head_dropout: float = 0.0, class_names: list[str] | None = None):
         super().__init__()
         if not isinstance(n_outputs, int) or n_outputs < 1:
             raise ValueError(f"n_outputs must be a positive int, got {n_outputs=!r}")
+        self.class_names = _check_class_names(class_names, n_outputs)
+        if isinstance(getattr(self, "_hub_mixin_config", None), dict):
+            self._hub_mixin_config["class_names"] = self.class_names
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling=!r}")
         self.encoder = MAPEEncoder(**(encoder or {}))
@@ -72,15 +80,19 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
         return head
 
     # ------------------------------------------------------------------ head API
-    def reset_head(self, n_outputs: int) -> None:
-        """Replace the head with a freshly initialised one for ``n_outputs`` outputs."""
+    def reset_head(self, n_outputs: int, class_names: list[str] | None = None) -> None:
+        """Replace the head with a freshly initialised one for ``n_outputs`` outputs named
+        ``class_names`` (the old names go with the old head)."""
         if not isinstance(n_outputs, int) or n_outputs < 1:
             raise ValueError(f"n_outputs must be a positive int, got {n_outputs=!r}")
+        class_names = _check_class_names(class_names, n_outputs)
         device = self.head.weight.device
         self.head = self._new_head(n_outputs).to(device)
         self.n_outputs = n_outputs
+        self.class_names = class_names
         if isinstance(getattr(self, "_hub_mixin_config", None), dict):
             self._hub_mixin_config["n_outputs"] = n_outputs
+            self._hub_mixin_config["class_names"] = class_names
 
     def forward_features(self, x: torch.Tensor, positions: torch.Tensor, *, channel_mask: torch.Tensor | None = None,
                          n_times: torch.Tensor | None = None, sfreq: float | None = None) -> torch.Tensor:
@@ -141,15 +153,17 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_encoder(cls, encoder: MAPEEncoder, n_outputs: int, *, pooling: str = "mean",
-                     head_dropout: float = 0.0) -> MAPEClassifier:
+                     head_dropout: float = 0.0, class_names: list[str] | None = None) -> MAPEClassifier:
         """A classifier whose encoder is a copy of ``encoder`` (weights included) and a new head."""
-        model = cls(n_outputs=n_outputs, encoder=encoder.get_config(), pooling=pooling, head_dropout=head_dropout)
+        model = cls(n_outputs=n_outputs, encoder=encoder.get_config(), pooling=pooling, head_dropout=head_dropout,
+                    class_names=class_names)
         model.encoder.load_state_dict(encoder.state_dict())
         return model.to(next(encoder.parameters()).device)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, n_outputs: int | None = None,
-                        pooling: str | None = None, head_dropout: float | None = None, **kwargs) -> MAPEClassifier:
+                        pooling: str | None = None, head_dropout: float | None = None,
+                        class_names: list[str] | None = None, **kwargs) -> MAPEClassifier:
         """Load a classifier, or build one on a pre-trained encoder.
 
         Parameters
@@ -163,6 +177,8 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
             different from the saved one replaces the head with a new one.
         pooling, head_dropout : optional
             Head settings (default: saved ones, or ``"mean"`` / 0 on an encoder).
+        class_names : list of str, optional
+            Names of the outputs (default: the saved ones, unless ``n_outputs`` replaces the head).
         **kwargs
             Passed to :meth:`HubMixin.from_pretrained` (``revision``, ``cache_dir``, ``token``,
             ``local_files_only``, ``map_location``, ``strict``).
@@ -172,23 +188,30 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
         MAPEClassifier
             In eval mode.
         """
-        config = cls._read_config(pretrained_model_name_or_path, kwargs)
+        config, config_file = cls._read_config(pretrained_model_name_or_path, kwargs)
         head = {k: v for k, v in (("pooling", pooling), ("head_dropout", head_dropout)) if v is not None}
-        if "encoder" not in config:  # an encoder checkpoint
+        saved_class = config.get(MODEL_CLASS_KEY) or ("MAPEClassifier" if "encoder" in config else "MAPEEncoder")
+        if saved_class == "MAPEEncoder":  # an encoder checkpoint
             if n_outputs is None:
                 raise ValueError(
                     f"{pretrained_model_name_or_path} holds a MAPEEncoder, not a classifier: pass "
                     "n_outputs=<number of classes or targets> to put a new head on it"
                 )
             encoder = MAPEEncoder.from_pretrained(pretrained_model_name_or_path, **kwargs)
-            return cls.from_encoder(encoder, n_outputs, **head).eval()
-        model = super().from_pretrained(pretrained_model_name_or_path, **head, **kwargs)
-        if n_outputs is not None and n_outputs != model.n_outputs:
-            model.reset_head(n_outputs)
+            return cls.from_encoder(encoder, n_outputs, class_names=class_names, **head).eval()
+        if saved_class not in {base.__name__ for base in cls.__mro__}:
+            raise ModelLoadError(f"{config_file} holds a {saved_class}, not a {cls.__name__} or MAPEEncoder: load "
+                                 f"it with {saved_class}.from_pretrained({str(pretrained_model_name_or_path)!r}).")
+        if n_outputs is not None and n_outputs != config.get("n_outputs"):  # new head: saved names do not apply
+            model = super().from_pretrained(pretrained_model_name_or_path, **head, **kwargs)
+            model.reset_head(n_outputs, class_names)
+        else:
+            names = {"class_names": class_names} if class_names is not None else {}
+            model = super().from_pretrained(pretrained_model_name_or_path, **head, **names, **kwargs)
         return model.eval()
 
     @staticmethod
-    def _read_config(source, hub_kwargs: dict) -> dict:
+    def _read_config(source, hub_kwargs: dict) -> tuple[dict, Path]:
         source = str(source)
         if os.path.isdir(source):
             path = Path(source) / CONFIG_NAME
@@ -197,4 +220,29 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
         else:
             keys = ("revision", "cache_dir", "force_download", "local_files_only", "token")
             path = Path(_download(source, CONFIG_NAME, **{k: hub_kwargs[k] for k in keys if k in hub_kwargs}))
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ModelLoadError(f"{path} is not valid JSON ({err}); re-save the model or fix the file") from None
+        if not isinstance(config, dict):
+            raise ModelLoadError(f"{path} must hold a JSON object of constructor arguments, "
+                                 f"got {type(config).__name__}; re-save the model or fix the file")
+        return config, path
+
+
+def _check_class_names(class_names, n_outputs: int) -> list[str] | None:
+    """``class_names`` as a list, or a one-line ValueError saying what is wrong with it."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, str) or not isinstance(class_names, (list, tuple)):
+        raise ValueError(f"class_names must be a list of str (one per output) or None, got {class_names!r}")
+    names = list(class_names)
+    if not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"class_names must be non-empty strings, got {names!r}")
+    if len(names) != n_outputs:
+        raise ValueError(f"class_names has {len(names)} names for n_outputs={n_outputs}: {names!r}; "
+                         "give one name per output, in output order")
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(f"class_names must be distinct, {repeated} repeat: {names!r}")
+    return names

@@ -49,6 +49,8 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.utils import BaseOutput
 
+from eegfm.hub import StrictDiffusersLoadingMixin
+
 from .._defaults import SD15_MODEL_ID
 from .attention_processors import SparseCausalAttnProcessor
 from .temporal_attention import TemporalAttention
@@ -81,7 +83,7 @@ def _is_flag(value) -> bool:
     return isinstance(value, bool)
 
 
-class InflatedUNet(ModelMixin, ConfigMixin):
+class InflatedUNet(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # strict: a missing weight is an error
     r"""A diffusers ``UNet2DConditionModel`` run on video latents, with sparse-causal and temporal attention.
 
     Parameters

@@ -22,12 +22,14 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from eegfm.hub import StrictDiffusersLoadingMixin
+
 from .._validation import check_positive_int
 
 __all__ = ["SemanticDecoder"]
 
 
-class SemanticDecoder(ModelMixin, ConfigMixin):
+class SemanticDecoder(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # strict: a missing weight is an error
     """MLP from a pooled EEG embedding ``(B, D)`` to a CLIP text embedding ``(B, L, W)``.
 
     Parameters

@@ -37,6 +37,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from eegfm.hub import StrictDiffusersLoadingMixin
+
 from .._validation import check_positive_int
 
 __all__ = ["Seq2SeqLatentDecoder"]
@@ -100,7 +102,7 @@ class _DecoderBlock(nn.Module):
         return x + self.mlp(self.norm3(x))
 
 
-class Seq2SeqLatentDecoder(ModelMixin, ConfigMixin):
+class Seq2SeqLatentDecoder(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # strict: a missing weight is an error
     """Autoregressive Transformer decoder: EEG tokens ``(B, N, D)`` -> frame latents ``(B, M, C, h, w)``.
 
     Parameters
