@@ -8,7 +8,7 @@ def test_demo_runs_the_whole_path_on_the_bundled_sample(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "3 recordings, 53 windows of 4 s" in printed
     # the final codebook on the windows encoded after training, not counts over the run (k-means start included)
-    assert "final codebook on 53 windows encoded after training: " in printed and "perplexity" in printed
+    assert "codebook: final codebook on 53 windows encoded after training uses " in printed and "perplexity" in printed
     tokenizer = json.loads((tmp_path / "tokenizer" / "evaluation.json").read_text())
     assert tokenizer["codebook"]["windows"] == 53 and tokenizer["codebook"]["num_codes"] == 128
     assert ("WARNING: the codebook collapsed" in printed) == tokenizer["codebook"]["collapsed"]

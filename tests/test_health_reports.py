@@ -63,8 +63,8 @@ def test_a_collapsed_codebook_is_reported_and_warned_about(tmp_path, capsys, cap
     summary = json.loads((run / "summary.json").read_text())
     assert summary["codebook"] == c and summary["warnings"] == logged
     lines = out[out.index("tokenizer: "):].splitlines()
-    assert lines[1] == ("final codebook on 28 windows encoded after training: 1 of 32 codes used (3.1%), "
-                        f"perplexity 1.0; {c['dead']} dead, {c['restarts']} restarts -- COLLAPSED")
+    assert lines[1] == ("codebook: final codebook on 28 windows encoded after training uses 1 of 32 codes (3.1%), "
+                        f"perplexity 1.0; {c['dead']} dead, {c['restarts']} restarts, COLLAPSED")
     assert lines[2] == f"WARNING: {logged[0]}"
     assert (run / "codebook_usage.png").stat().st_size > 1000
 

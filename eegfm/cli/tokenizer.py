@@ -189,9 +189,9 @@ def format_codebook(summary: dict) -> str:
     if c is None:
         return (f"codebook: final codebook not measured (--eval_windows=0); over all training steps (k-means start "
                 f"included) {t['usage']:.1%} of codes used, perplexity {t['perplexity']:.1f}")
-    return (f"final codebook on {c['windows']} windows encoded after training: {c['codes_used']} of {c['num_codes']} "
-            f"codes used ({c['usage']:.1%}), perplexity {c['perplexity']:.1f}; {c['dead']} dead, "
-            f"{c['restarts']} restarts" + (" -- COLLAPSED" if c.get("collapsed") else ""))
+    return (f"codebook: final codebook on {c['windows']} windows encoded after training uses {c['codes_used']} of "
+            f"{c['num_codes']} codes ({c['usage']:.1%}), perplexity {c['perplexity']:.1f}; {c['dead']} dead, "
+            f"{c['restarts']} restarts" + (", COLLAPSED" if c.get("collapsed") else ""))
 
 
 def format_summary(cfg: TokenizerRun, summary: dict) -> str:
