@@ -363,7 +363,7 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             out = self(**batch.encoder_inputs(), targets=self._batch_targets(batch), generator=generator)
             for name, acc in out.accuracy.items():
                 weight = float(out.accuracy_weight[name])
-                hits[name] = hits.get(name, 0.0) + float(acc) * weight
+                hits[name] = hits.get(name, 0.0) + (float(acc) * weight if weight > 0 else 0.0)  # 0/0: left out
                 weights[name] = weights.get(name, 0.0) + weight
                 totals[name] = totals.get(name, 0) + int(out.n_masked[name])
             n_all = sum(int(v) for v in out.n_masked.values())
