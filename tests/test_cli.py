@@ -208,3 +208,16 @@ def test_pretrain_target_errors_are_one_line(tokenizer_dir, tmp_path, monkeypatc
         assert err.count("\n") == 1 and message in err, err
     assert "or pre-train without a tokenizer: --model.target=spectrum" in err
     assert not (tmp_path / "never").exists() and not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_an_unset_patch_size_takes_the_tokenizer_s_else_100():
+    from types import SimpleNamespace
+
+    from eegfm.cli.pretrain import DEFAULT_PATCH_SIZE, PretrainRun, check_tokenizer
+
+    tokenizer = SimpleNamespace(encoder=SimpleNamespace(patch_size=50), check_preprocessing=lambda config: None)
+    cfg = PretrainRun()
+    assert cfg.model.patch_size is None
+    check_tokenizer(cfg, tokenizer)
+    assert cfg.model.patch_size == 50  # recorded in run_config.json as used
+    assert DEFAULT_PATCH_SIZE == 100

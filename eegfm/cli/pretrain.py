@@ -8,7 +8,7 @@
 --tokenizer (the model/ folder of an `eegfm tokenizer` run or a Hub repo id; default
 runs/tokenizer/model), or "spectrum", each masked patch's z-scored Fourier amplitudes (the
 tokenizer's own target, regressed directly: no tokenizer, no code cache). The patch length
-is --model.patch_size; it must equal the tokenizer's when a --tokenizer is given. Writes to
+is --model.patch_size (default: the tokenizer's, or 100 samples without one). Writes to
 --train.run_dir: run_config.json (first), checkpoints/ (resume with --train.resume=true),
 metrics.csv, model/ (the whole pretrainer), encoder/ (the pre-trained MAPEEncoder in Hub
 format: load it with MAPEEncoder.from_pretrained and fine-tune), evaluation.json (masked-token
@@ -41,6 +41,7 @@ logger = logging.getLogger("eegfm.pretrain")
 
 #: Where ``eegfm tokenizer`` saves its model, the --tokenizer of a codes run that names none.
 DEFAULT_TOKENIZER = "runs/tokenizer/model"
+DEFAULT_PATCH_SIZE = 100  # samples (0.5 s at 200 Hz) when neither --model.patch_size nor a tokenizer gives one
 
 #: What to do when --tokenizer is not there.
 TOKENIZER_REMEDY = ("train one with `eegfm tokenizer` first (it saves runs/tokenizer/model), or pass "
@@ -68,10 +69,15 @@ def check_model_config(cfg: PretrainRun) -> None:
 
 
 def check_tokenizer(cfg: PretrainRun, tokenizer) -> None:
-    """Check ``tokenizer`` against the data's preprocessing and ``--model.patch_size`` (one-line errors)."""
+    """Check ``tokenizer`` against the data's preprocessing and ``--model.patch_size`` (one-line errors).
+
+    An unset ``--model.patch_size`` takes the tokenizer's.
+    """
     tokenizer.check_preprocessing(cfg.data.preprocess_config())
     tok_patch = tokenizer.encoder.patch_size
-    if tok_patch != cfg.model.patch_size:
+    if cfg.model.patch_size is None:
+        cfg.model.patch_size = tok_patch
+    elif tok_patch != cfg.model.patch_size:
         named = f" ({cfg.tokenizer})" if cfg.tokenizer else ""
         raise ValueError(f"--model.patch_size={cfg.model.patch_size} differs from the tokenizer's patch_size="
                          f"{tok_patch}{named}; set --model.patch_size={tok_patch}")
@@ -115,6 +121,8 @@ def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False, log_w
     else:
         check_tokenizer(cfg, tokenizer)
     codes = cfg.model.target == "codes"
+    if cfg.model.patch_size is None:  # no tokenizer gave one
+        cfg.model.patch_size = DEFAULT_PATCH_SIZE
     corpus, windows, loader = build_loader(cfg.data, cfg.model.patch_size, cfg.train.seed,
                                            progress=cfg.train.progress and is_main_process())
     check_loader(loader)

@@ -56,7 +56,7 @@ class TokenizerModelConfig:
 @dataclass
 class PretrainModelConfig:
     target: str = "codes"  # masked tokens predict: "codes" (the --tokenizer's) | "spectrum" (their patch's z-scored Fourier amplitudes; no tokenizer)
-    patch_size: int = 100  # samples per patch (0.5 s at 200 Hz); must equal the tokenizer's when one is given
+    patch_size: int | None = None  # samples per patch (default: the tokenizer's; 100, i.e. 0.5 s at 200 Hz, without one)
     embed_dim: int = 200  # width of the encoder (num_codes comes from the tokenizer)
     depth: int = 12  # Transformer blocks of the encoder
     num_heads: int = 10  # attention heads (divide embed_dim)
