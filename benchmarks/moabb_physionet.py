@@ -14,23 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def to_microvolts(X):
-    """MOABB epochs are in volts; eegfm models take µV float32."""
-    return (np.asarray(X) * 1e6).astype(np.float32)
 
 
 def main(argv=None) -> dict:
@@ -44,12 +37,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "moabb_physionet")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/eegfm-moabb"))
     args = parser.parse_args(argv)
-    os.environ.setdefault("MNE_DATASETS_EEGBCI_PATH", str(args.shared_data / "eegbci"))
-    os.environ.setdefault("MOABB_DOWNLOAD_PROVIDER", "upstream")
     from braindecode import EEGClassifier
     from skorch.callbacks import Freezer
     from mne.decoding import CSP
-    from moabb.datasets import PhysionetMI
     from moabb.evaluations import WithinSessionEvaluation
     from moabb.paradigms import LeftRightImagery
     from pyriemann.estimation import Covariances
@@ -61,6 +51,7 @@ def main(argv=None) -> dict:
 
     from eegfm import MAPEEncoder
     from eegfm.finetune.braindecode import EEGMirror
+    from eegfm.finetune.moabb import offline_physionet_mi, to_microvolts
 
     start = time.perf_counter()
     try:
@@ -68,8 +59,7 @@ def main(argv=None) -> dict:
     except Exception as err:  # noqa: BLE001 - say what to run instead
         raise SystemExit(f"cannot load the pre-trained encoder {args.encoder!r} ({err}); run "
                          "benchmarks/mental_arithmetic.py first or pass --encoder") from err
-    dataset = PhysionetMI(imagined=True)
-    dataset.subject_list = [args.subject]
+    dataset = offline_physionet_mi(args.shared_data / "eegbci", subjects=[args.subject])  # no download
     eegfm_paradigm = LeftRightImagery(fmin=0.5, fmax=75.0, resample=encoder.sfreq)
     classic_paradigm = LeftRightImagery(fmin=8.0, fmax=32.0)
     epochs, _, _ = eegfm_paradigm.get_data(dataset, subjects=[args.subject], return_epochs=True)

@@ -22,18 +22,17 @@ parser.add_argument("--subject", type=int, default=1)
 args = parser.parse_args()
 
 data_root = Path(os.environ.get("EEGFM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-os.environ.setdefault("MNE_DATASETS_EEGBCI_PATH", str(data_root / "eegbci"))
-os.environ.setdefault("MOABB_DOWNLOAD_PROVIDER", "upstream")
 
 from braindecode import EEGClassifier  # noqa: E402
-from moabb.datasets import PhysionetMI  # noqa: E402
 from moabb.paradigms import LeftRightImagery  # noqa: E402
 
 from eegfm.finetune.braindecode import EEGMirror  # noqa: E402
+from eegfm.finetune.moabb import offline_physionet_mi  # noqa: E402
 
 # 1. Epochs at the encoder's contract: 200 Hz, 0.5-75 Hz band, EEG channels (MOABB gives volts).
 paradigm = LeftRightImagery(fmin=0.5, fmax=75.0, resample=200.0)
-epochs, labels, meta = paradigm.get_data(PhysionetMI(imagined=True), subjects=[args.subject], return_epochs=True)
+dataset = offline_physionet_mi(data_root / "eegbci", subjects=[args.subject])  # local runs only, never downloads
+epochs, labels, meta = paradigm.get_data(dataset, subjects=[args.subject], return_epochs=True)
 X = epochs.get_data(copy=False).astype(np.float32) * 1e6  # µV
 y = np.array([{"left_hand": 0, "right_hand": 1}[label] for label in labels])
 print(f"{len(y)} trials, {X.shape[1]} channels x {X.shape[2]} samples at {epochs.info['sfreq']:g} Hz")
