@@ -112,6 +112,7 @@ CONFIGS = {
     "mean": dict(encoder=ENC),
     "cls+mean-dropout": dict(encoder=ENC, pooling="cls+mean", drop_prob=0.25),
     "cls-sincos1d-elu": dict(encoder={**ENC, "position_embedding": "sincos1d"}, pooling="cls", activation=nn.ELU),
+    "attention": dict(encoder=ENC, pooling="attention"),
 }
 #: braindecode's test signal (3 channels C1-C3 with random ``loc``), at the encoder's 200 Hz.
 SIGNAL = dict(n_times=400, sfreq=200.0, input_window_seconds=2.0)

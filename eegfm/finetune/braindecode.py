@@ -42,7 +42,8 @@ from torch import nn
 from .._optional import import_braindecode
 from ..hub import StrictLoadingMixin, hub_card
 from ..model_card import ModelCardMixin
-from ..models.classifier import POOLINGS, MAPEClassifier
+from ..models.classifier import ATTENTION_QUERIES, POOLINGS, MAPEClassifier
+from ..modules.attention_pool import AttentionPool
 from ..models.encoder import MAPEEncoder
 from ..montage import proportion_coordinates
 
@@ -172,7 +173,7 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
     encoder : dict, optional
         :class:`eegfm.MAPEEncoder` constructor arguments (default: the encoder's defaults with
         ``sfreq``).
-    pooling : {"mean", "cls", "cls+mean"}
+    pooling : {"mean", "cls", "cls+mean", "attention"}
         Features for the head (see :class:`eegfm.MAPEClassifier`).
     drop_prob : float
         Dropout on the features before ``final_layer``.
@@ -248,7 +249,10 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
                 for index, layer in enumerate(block.mlp):
                     if isinstance(layer, nn.GELU):
                         block.mlp[index] = activation()
-        self.num_features = self.encoder.embed_dim * (2 if pooling == "cls+mean" else 1)
+        dim = self.encoder.embed_dim
+        self.pool = (AttentionPool(dim, ATTENTION_QUERIES, num_heads=4 if dim % 4 == 0 else 1)
+                     if pooling == "attention" else None)
+        self.num_features = self.pool.num_features if self.pool is not None else dim * (2 if pooling == "cls+mean" else 1)
         self.head_drop = nn.Dropout(self.drop_prob)
         self.final_layer = self._new_head(self.n_outputs)
         self.register_buffer("channel_positions", torch.from_numpy(coords), persistent=False)
@@ -341,7 +345,10 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
         # .forward, not __call__: hooks on the encoder itself would see its EncoderOutput, which
         # torchinfo (braindecode's str(model)) cannot size; its layers are all called as usual.
         out = self.encoder.forward(x, self.channel_positions.to(x.dtype))
-        pooled = out.cls if self.pooling == "cls" else out.pooled()
+        if self.pooling == "attention":
+            pooled = self.pool(out.tokens, out.token_mask)
+        else:
+            pooled = out.cls if self.pooling == "cls" else out.pooled()
         if self.pooling == "cls+mean":
             pooled = torch.cat((out.cls, pooled), dim=-1)
         if return_features:

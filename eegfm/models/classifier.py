@@ -18,11 +18,13 @@ import torch
 from torch import nn
 
 from ..hub import CONFIG_NAME, MODEL_CLASS_KEY, HubMixin, ModelLoadError, _download, hub_card
+from ..modules.attention_pool import AttentionPool
 from .encoder import MAPEEncoder
 
 __all__ = ["MAPEClassifier", "POOLINGS"]
 
-POOLINGS = ("mean", "cls", "cls+mean")
+POOLINGS = ("mean", "cls", "cls+mean", "attention")
+ATTENTION_QUERIES = 4  # learned queries of pooling="attention"
 
 
 class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
@@ -35,9 +37,11 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
     encoder : dict, optional
         :class:`MAPEEncoder` constructor arguments (default: its defaults). Saved in
         ``config.json``, so the whole classifier reloads from one folder.
-    pooling : {"mean", "cls", "cls+mean"}
+    pooling : {"mean", "cls", "cls+mean", "attention"}
         Features given to the head: the mean of the real tokens (padding excluded), the CLS
-        token, or both concatenated (2 x embed_dim).
+        token, both concatenated (2 x embed_dim), or ``"attention"``: 4 learned queries read
+        the real tokens by cross-attention (:class:`eegfm.modules.AttentionPool`, 4 x embed_dim),
+        so regions whose patterns differ in sign (left vs right) are not averaged together.
     head_dropout : float
         Dropout on the features before the head.
     class_names : list of str, optional
@@ -69,7 +73,10 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
             self._hub_mixin_config["encoder"] = self.encoder.get_config()
         self.pooling = pooling
         self.n_outputs = n_outputs
-        self.num_features = self.encoder.embed_dim * (2 if pooling == "cls+mean" else 1)
+        dim = self.encoder.embed_dim
+        self.pool = (AttentionPool(dim, ATTENTION_QUERIES, num_heads=4 if dim % 4 == 0 else 1)
+                     if pooling == "attention" else None)
+        self.num_features = self.pool.num_features if self.pool is not None else dim * (2 if pooling == "cls+mean" else 1)
         self.head_drop = nn.Dropout(head_dropout)
         self.head = self._new_head(n_outputs)
 
@@ -116,6 +123,8 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
             return out.pooled()
         if self.pooling == "cls":
             return out.cls
+        if self.pooling == "attention":
+            return self.pool(out.tokens, out.token_mask)
         return torch.cat((out.cls, out.pooled()), dim=-1)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -133,7 +142,7 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
         """Depth of parameter ``name`` for layer-wise learning-rate decay.
 
         0 for the patch embedder, position embedding and CLS token; ``i + 1`` for
-        Transformer block ``i``; ``depth + 1`` for the final norm and the head.
+        Transformer block ``i``; ``depth + 1`` for the final norm, the attention pool and the head.
         """
         depth = len(self.encoder.blocks)
         if name.startswith("encoder.blocks."):

@@ -1,5 +1,6 @@
 """Building blocks shared by eegfm models: patch embedder, position embeddings, attention."""
 
+from .attention_pool import AttentionPool
 from .patch_embed import NeuralPatchEmbedder
 from .position import (
     FlatSinusoidPositionEmbedding,
@@ -10,6 +11,7 @@ from .position import (
 from .transformer import MultiHeadSelfAttention, TransformerBlock
 
 __all__ = [
+    "AttentionPool",
     "FlatSinusoidPositionEmbedding",
     "MontageAgnosticPositionEmbedding",
     "MultiHeadSelfAttention",
