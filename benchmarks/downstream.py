@@ -29,7 +29,9 @@ Pre-training (eegfm CLI functions, all sizes set by flags):
    and the tokenizer's codebook usage are reported.
 
 Models per (task, fold, seed): ``eegfm_pretrained`` (full fine-tuning, layer-wise lr decay),
-``eegfm_linear`` (linear probe on the same pre-trained encoder), ``eegfm_scratch`` (same
+``eegfm_linear`` (linear probe on the same pre-trained encoder; on request also
+``eegfm_lora``: LoRA adapters + head, ``--finetune-lr``, and ``eegfm_frozen_lr``: a
+cross-validated logistic regression on its frozen features), ``eegfm_scratch`` (same
 architecture and budget, random init, no layer decay), braindecode ``eegnet`` and ``shallow``
 (ShallowFBCSPNet) with the same validation-based early stopping and best-epoch selection, and,
 once per fold (deterministic), ``ts_lr`` (pyriemann OAS covariances + tangent space + logistic
@@ -95,10 +97,15 @@ CLASSES = {"ma": ["rest", "arithmetic"], "mi": ["left", "right"]}
 MI_RUNS = (4, 8, 12)  # imagined left / right fist
 MI_EVENTS = {"T1": 0, "T2": 1}  # T1 = left fist, T2 = right fist
 EEGBCI_SUBDIR = Path("eegbci") / "MNE-eegbci-data" / "files" / "eegmmidb" / "1.0.0"
-EEGFM_MODELS = ("eegfm_pretrained", "eegfm_linear", "eegfm_scratch")
+EEGFM_MODELS = ("eegfm_pretrained", "eegfm_linear", "eegfm_lora", "eegfm_frozen_lr", "eegfm_scratch")
+#: FinetuneConfig.mode of each eegfm model (the fine-tuning strategies, eegfm.finetune.strategies)
+EEGFM_MODES = {"eegfm_pretrained": "full", "eegfm_linear": "linear", "eegfm_lora": "lora",
+               "eegfm_frozen_lr": "frozen", "eegfm_scratch": "full"}
 BRAINDECODE_MODELS = ("eegnet", "shallow")
 CLASSIC_MODELS = ("ts_lr", "csp_lda")
 ALL_MODELS = EEGFM_MODELS + BRAINDECODE_MODELS + CLASSIC_MODELS
+#: what --models runs by default (eegfm_lora and eegfm_frozen_lr on request)
+DEFAULT_MODELS = tuple(m for m in ALL_MODELS if m not in ("eegfm_lora", "eegfm_frozen_lr"))
 TASK_MODELS = {"ma": [m for m in ALL_MODELS if m != "csp_lda"], "mi": list(ALL_MODELS)}
 EXTRAS = ("eeglab", "uci", "openbci")
 PAIRS = (("eegfm_pretrained", "eegfm_scratch"), ("eegfm_linear", "eegfm_scratch"))
@@ -363,10 +370,11 @@ def run_eegfm(model_name: str, seed: int, encoder: MAPEEncoder | None, encoder_c
         model = MAPEClassifier(n_outputs=2, encoder=encoder_config)
     else:
         model = MAPEClassifier.from_encoder(encoder, n_outputs=2)
-    linear = model_name == "eegfm_linear"
+    mode = EEGFM_MODES[model_name]
+    linear = mode in ("linear", "frozen")  # frozen encoder: no augmentation (frozen: no training at all)
     augment = {} if linear else dict(channel_dropout=args.channel_dropout, time_shift_seconds=args.time_shift,
                                      amplitude_scale=args.amplitude_scale)
-    cfg = FinetuneConfig(mode="linear" if linear else "full", epochs=args.finetune_epochs,
+    cfg = FinetuneConfig(mode=mode, epochs=args.finetune_epochs,
                          lr=args.linear_lr if linear else args.finetune_lr,
                          layer_decay=args.layer_decay if model_name == "eegfm_pretrained" else 1.0,
                          batch_size=args.batch_size, seed=seed, patience=args.patience or None, select_best=True,
@@ -634,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="one given held-out set instead of folds, e.g. 'ma:26-31;mi:12,15' (plain ids with one task); "
            "they are excluded from that task's pre-training")
     a("--seeds", default="0,1,2,3,4", help="fine-tuning / braindecode seeds; pre-training uses the first")
-    a("--models", default=",".join(ALL_MODELS), help=f"subset of {','.join(ALL_MODELS)} (csp_lda: mi only)")
+    a("--models", default=",".join(DEFAULT_MODELS), help=f"subset of {','.join(ALL_MODELS)} (csp_lda: mi only)")
     a("--extras", default=",".join(EXTRAS), help="other corpora in pre-training: eeglab, uci, openbci ('' for none)")
     a("--pretrain-eegbci-runs", default="",
       help="restrict the eegmmidb runs used in pre-training, e.g. 4,8,12 (default: every run present)")
@@ -841,7 +849,7 @@ def main(argv=None) -> dict:
             return spec, notes, {"eegmat": subjects["ma"], "eegbci": subjects["mi"]}
 
         # -------------------------------------------------------- tokenizer (no recording of this task's dataset)
-        needs_encoder = any(m in models for m in ("eegfm_pretrained", "eegfm_linear"))
+        needs_encoder = any(m in models for m in EEGFM_MODELS if m != "eegfm_scratch")
         tokenizer = None
         pretraining[t] = {"tokenizer": None, "folds": {}}
         if needs_encoder:

@@ -14,7 +14,17 @@ balanced accuracy of the selected epoch and of the last epoch run. Variant keys:
 - ``pooling``, ``head_dropout``: the classifier's;
 - ``patch_size``, ``embed_dim``, ``depth``, ``num_heads``, ``dropout``: the encoder's (``init=scratch`` only);
 - any :class:`eegfm.finetune.FinetuneConfig` field (``lr``, ``layer_decay``, ``epochs``,
-  ``patience``, ``weight_decay``, ``label_smoothing``, ``warmup_epochs``, ``batch_size``...).
+  ``patience``, ``weight_decay``, ``label_smoothing``, ``warmup_epochs``, ``batch_size``...),
+  ``mode`` among them: ``full``, ``linear``, ``lora`` (with ``lora_rank``, ``lora_alpha``,
+  ``lora_dropout``, ``lora_targets``) or ``frozen`` (a cross-validated logistic regression on the
+  frozen features: no epochs, its "best" and "last" are the one fit's).
+
+Compare the fine-tuning strategies on one task (validation subjects only)::
+
+    python benchmarks/finetune_probe.py --task ma --encoder /tmp/eegfm-spectrum2000/encoder --threads 1 \
+        --variants "full:mode=full,lr=3e-4,layer_decay=1,channel_dropout=0.3,time_shift_seconds=0.5,amplitude_scale=0.2;\
+    linear:mode=linear,lr=3e-4;lora:mode=lora,lr=3e-4,channel_dropout=0.3,time_shift_seconds=0.5,amplitude_scale=0.2;\
+    frozen:mode=frozen" --out benchmarks/results/downstream/probes/ma_strategies.json
 
 The figures are what the recipe log (``benchmarks/results/downstream/RECIPE.md``) quotes.
 """
@@ -92,9 +102,15 @@ def run_variant(options: dict, seed: int, encoder: MAPEEncoder | None, encoder_c
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     history = fit.get("history") or []
-    return {"best": fit["valid"]["balanced_accuracy"], "last": history[-1]["balanced_accuracy"] if history else None,
-            "best_epoch": fit.get("best_epoch"), "epochs_run": len(history),
-            "curve": [round(h["balanced_accuracy"], 4) for h in history]}
+    best = fit["valid"]["balanced_accuracy"]
+    row = {"best": best, "last": history[-1]["balanced_accuracy"] if history else best,  # frozen: the one fit
+           "best_epoch": fit.get("best_epoch"), "epochs_run": len(history),
+           "curve": [round(h["balanced_accuracy"], 4) for h in history], "auroc": fit["valid"].get("auroc")}
+    if "frozen" in fit:
+        row["frozen"] = {k: fit["frozen"][k] for k in ("param", "value", "cv")}
+    if "lora" in fit:
+        row["lora"] = {k: fit["lora"][k] for k in ("trainable_parameters", "parameters", "rank", "alpha")}
+    return row
 
 
 def main(argv=None) -> dict:
@@ -122,12 +138,19 @@ def main(argv=None) -> dict:
             row = run_variant(options, seed, encoder, encoder_config, train, valid)
             row["seconds"] = round(time.perf_counter() - t0, 1)
             rows.append(row)
-            print(f"  {name:<24} seed {seed}: best {row['best']:.3f} (epoch {row['best_epoch']}), "
+            chosen = (f"{row['frozen']['param']}={row['frozen']['value']:.3g}" if "frozen" in row
+                      else f"epoch {row['best_epoch']}")
+            print(f"  {name:<24} seed {seed}: best {row['best']:.3f} ({chosen}), "
                   f"last {row['last']:.3f}, {row['seconds']} s", flush=True)
         best = np.array([r["best"] for r in rows])
+        auroc = np.array([r["auroc"] if r.get("auroc") is not None else np.nan for r in rows], dtype=float)
         results[name] = {"options": options, "rows": rows, "best_mean": float(best.mean()),
-                         "best_std": float(best.std(ddof=1)) if len(best) > 1 else 0.0}
-        print(f"  {name:<24} mean {best.mean():.3f} +- {results[name]['best_std']:.3f}", flush=True)
+                         "best_std": float(best.std(ddof=1)) if len(best) > 1 else 0.0,
+                         "auroc_mean": float(np.mean(auroc)),
+                         "auroc_std": float(np.std(auroc, ddof=1)) if len(auroc) > 1 else 0.0,
+                         "seconds_mean": float(np.mean([r["seconds"] for r in rows]))}
+        print(f"  {name:<24} mean {best.mean():.3f} +- {results[name]['best_std']:.3f} "
+              f"(AUROC {results[name]['auroc_mean']:.3f} +- {results[name]['auroc_std']:.3f})", flush=True)
     return ds.write_probe_report(args, {"task": args.task, "fold": fold, "encoder": args.encoder, "seeds": seeds,
                                         "results": results}, "finetune_probe.py", argv)
 

@@ -56,6 +56,45 @@ def test_a_variant_fine_tunes_and_reports_validation(tmp_path):
         probe.run_variant({"init": "pretrained", "depth": 3}, 0, encoder, config, train, valid)
 
 
+def test_variants_compare_the_finetuning_strategies():
+    """mode=lora / mode=frozen variants (and their rows: the one fit of frozen is its best and last)."""
+    probe = _load("finetune_probe")
+    torch.manual_seed(0)
+    config = dict(patch_size=100, embed_dim=16, depth=1, num_heads=2)
+    encoder = MAPEEncoder(**config)
+    train, valid = _data(), _data(8, seed=1)
+    lora = probe.run_variant({"mode": "lora", "lora_rank": 2, "epochs": 2, "patience": 1, "batch_size": 8,
+                              "lr": 3e-4, "layer_decay": 1}, 0, encoder, config, train, valid)
+    assert 1 <= lora["epochs_run"] <= 2 and lora["lora"]["rank"] == 2
+    assert lora["lora"]["trainable_parameters"] < lora["lora"]["parameters"]
+    frozen = probe.run_variant({"mode": "frozen"}, 0, encoder, config, train, valid)
+    assert frozen["epochs_run"] == 0 and frozen["best"] == frozen["last"] and frozen["best_epoch"] is None
+    assert frozen["frozen"]["param"] == "C" and frozen["frozen"]["cv"] == "GroupKFold(4) over train.groups"
+    assert frozen["best"] > 0.9  # class 1 has 9x the power
+    with pytest.raises(ValueError, match="lora_rank=2 applies to mode='lora' only"):
+        probe.run_variant({"mode": "full", "lora_rank": 2}, 0, encoder, config, train, valid)
+
+
+def test_downstream_runs_the_strategies_as_models(tmp_path):
+    ds = _load("downstream")
+    assert {"eegfm_lora", "eegfm_frozen_lr"} <= set(ds.ALL_MODELS) - set(ds.DEFAULT_MODELS)
+    assert set(ds.EEGFM_MODES) == set(ds.EEGFM_MODELS)
+    args = ds.build_parser().parse_args(["--finetune-epochs", "2", "--patience", "1", "--batch-size", "8",
+                                         "--channel-dropout", "0.2"])
+    torch.manual_seed(0)
+    config = dict(patch_size=100, embed_dim=16, depth=1, num_heads=2)
+    encoder = MAPEEncoder(**config)
+    train, valid, test = _data(), _data(8, seed=1), _data(8, seed=2)
+    for name in ("eegfm_lora", "eegfm_frozen_lr"):
+        info, logits = ds.run_eegfm(name, 0, encoder, config, train, valid, [test, test.drop_channels(0.5)], args,
+                                    tmp_path / name)
+        assert [lg.shape for lg in logits] == [(8, 2), (8, 2)] and 0 <= info["valid"]["balanced_accuracy"] <= 1
+        if name == "eegfm_frozen_lr":
+            assert info["epochs_run"] == 0 and info["best_epoch"] is None
+        else:
+            assert 1 <= info["epochs_run"] <= 2 and 1 <= info["best_epoch"] <= 2
+
+
 def test_feature_probe_reads_out_every_feature_and_fits_a_probe():
     fp = _load("feature_probe")
     torch.manual_seed(0)

@@ -9,6 +9,11 @@
     finetune(model, train, FinetuneConfig(mode="full", epochs=20))
     print(evaluate(model, test))
 
+Strategies, one API (``FinetuneConfig.mode``, :mod:`eegfm.finetune.strategies`): ``"full"``
+(layer-wise lr decay), ``"linear"`` (head on a frozen encoder), ``"lora"`` (peft LoRA adapters,
+merged at the end; ``pip install peft``), ``"frozen"`` (cross-validated logistic / ridge
+regression on frozen features, written into the head; ``pip install scikit-learn``).
+
 braindecode users: ``from eegfm.finetune.braindecode import EEGMirror`` (an ``EEGModuleMixin``
 model for ``EEGClassifier``); importing :mod:`eegfm.finetune` itself never imports braindecode.
 """
@@ -18,13 +23,16 @@ from .data import LabeledBatch, LabeledEEG
 from .layer_decay import layer_decay_groups
 from .metrics import (balanced_accuracy, classification_report, cohen_kappa, confusion_matrix, one_class_warning,
                       regression_report, roc_auc, weighted_f1)
-from .trainer import FinetuneConfig, FinetuneTask, evaluate, finetune, predict
+from .strategies import add_lora, fit_frozen, frozen_features, merge_lora
+from .trainer import MODES, FinetuneConfig, FinetuneTask, evaluate, finetune, predict
 
 __all__ = [
     "FinetuneConfig",
     "FinetuneTask",
+    "MODES",
     "LabeledBatch",
     "LabeledEEG",
+    "add_lora",
     "augment_batch",
     "balanced_accuracy",
     "classification_report",
@@ -32,7 +40,10 @@ __all__ = [
     "confusion_matrix",
     "evaluate",
     "finetune",
+    "fit_frozen",
+    "frozen_features",
     "layer_decay_groups",
+    "merge_lora",
     "one_class_warning",
     "predict",
     "regression_report",

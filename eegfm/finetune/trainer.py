@@ -1,4 +1,10 @@
-"""Fine-tuning loop: linear probing or full fine-tuning with layer-wise learning-rate decay.
+"""Fine-tuning loop: full fine-tuning with layer-wise learning-rate decay, linear probing, LoRA, frozen features.
+
+``FinetuneConfig.mode`` picks the strategy, through one call, :func:`finetune`: ``"full"`` (every
+weight, layer-wise lr decay), ``"linear"`` (frozen encoder, head trained), ``"lora"`` (peft LoRA
+adapters on the encoder's attention layers + head, merged at the end) or ``"frozen"`` (no
+gradient training: a cross-validated logistic / ridge regression on the frozen features, written
+into the head); see :mod:`eegfm.finetune.strategies`. Each returns a plain classifier in place.
 
 Runs on the shared training engine (:class:`eegfm.training.Trainer`): AdamW, cosine schedule
 with warm-up, clipping, autocast, atomic checkpoints and exact ``resume``, DDP under torchrun.
@@ -19,6 +25,8 @@ Example
  'confusion_matrix': [[...], ...], 'n': ...}
 >>> out = finetune(model, train_set, FinetuneConfig(epochs=50, patience=5), valid=valid_set)  # doctest: +SKIP
 >>> out["best_epoch"], out["valid"]["balanced_accuracy"], len(out["history"])      # doctest: +SKIP
+>>> finetune(model, train_set, FinetuneConfig(mode="lora", lora_rank=8), valid=valid_set)   # doctest: +SKIP
+>>> finetune(model, train_set, FinetuneConfig(mode="frozen"))["frozen"]["value"]    # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -41,12 +49,15 @@ from .augment import augment_batch, check_augmentation
 from .data import LabeledEEG
 from .layer_decay import layer_decay_groups
 from .metrics import classification_report, one_class_warning, regression_report
+from .strategies import LORA_TARGETS, add_lora, fit_frozen, merge_lora
 
-__all__ = ["FinetuneConfig", "FinetuneTask", "evaluate", "finetune", "predict"]
+__all__ = ["MODES", "FinetuneConfig", "FinetuneTask", "evaluate", "finetune", "predict"]
 
 logger = logging.getLogger("eegfm.finetune")
 
-MODES = ("full", "linear")
+MODES = ("full", "linear", "lora", "frozen")
+#: fields of FinetuneConfig that apply to one mode only (None elsewhere), with their defaults there
+MODE_FIELDS = {"lora": {"lora_rank": 16, "lora_alpha": 32.0, "lora_dropout": 0.1, "lora_targets": "attention"}}
 TASKS = ("classification", "regression")
 #: keys of :func:`evaluate`'s dict that ``FinetuneConfig.monitor`` may name, per task
 MONITORS = {"classification": ("balanced_accuracy", "accuracy", "auroc", "cohen_kappa", "weighted_f1"),
@@ -63,9 +74,22 @@ class FinetuneConfig:
     except ``"mse"`` and ``"mae"``; with ``task="regression"`` the default ``"balanced_accuracy"``
     becomes ``"mse"``. An epoch improves when its value is strictly better than the best so far
     (NaN never is).
+
+    ``mode`` (:mod:`eegfm.finetune.strategies`): ``"full"`` trains every weight with layer-wise
+    lr decay; ``"linear"`` the head only, on a frozen encoder; ``"lora"`` peft LoRA adapters on the
+    encoder's attention layers (``lora_*`` fields; defaults rank 16, alpha 32, dropout 0.1, as
+    OpenEEGBench) plus the head and the attention pool, merged into the weights at the end
+    (``pip install peft``); ``"frozen"`` trains nothing by gradient: a standardised logistic
+    regression (ridge for regression) on the frozen ``forward_features``, its C / alpha chosen by
+    cross-validation on the training set (grouped by ``train.groups`` when there are several) on
+    ``monitor``, written into the head (``pip install scikit-learn``); the epoch, optimiser,
+    augmentation and early-stopping fields do not act there. ``layer_decay`` acts in ``"full"``
+    only. The ``lora_*`` fields must stay None in the other modes.
     """
 
-    mode: str = "full"  # "full": every weight, layer-wise lr decay | "linear": frozen encoder, head only (linear probing)
+    # "full": every weight, layer-wise lr decay | "linear": frozen encoder, head only | "lora": LoRA adapters + head
+    # | "frozen": no gradient steps, a cross-validated logistic (ridge) regression on frozen features in the head
+    mode: str = "full"
     task: str = "classification"  # "classification" (cross-entropy) | "regression" (MSE)
     epochs: int = 30
     batch_size: int = 64
@@ -93,11 +117,35 @@ class FinetuneConfig:
     channel_dropout: float = 0.0  # share of each example's channels hidden per step (at least one kept)
     time_shift_seconds: float = 0.0  # largest circular shift of each example, either way
     amplitude_scale: float = 0.0  # a: gain of each example log-uniform in [1/(1+a), 1+a]
+    # mode="lora" only (None: the default there, 16 / 32.0 / 0.1 / "attention"; must stay None in other modes)
+    lora_rank: int | None = None  # rank r of the adapters
+    lora_alpha: float | None = None  # the update is scaled by lora_alpha / lora_rank
+    lora_dropout: float | None = None  # dropout on the adapters' input
+    lora_targets: str | None = None  # "attention" (qkv, output projection) | "attention+mlp" (and the MLP's 2 layers)
 
     def __post_init__(self):
         check_augmentation(self.channel_dropout, self.time_shift_seconds, self.amplitude_scale)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got mode={self.mode!r}")
+        for mode, fields in MODE_FIELDS.items():
+            for name, default in fields.items():
+                if self.mode != mode and getattr(self, name) is not None:
+                    raise ValueError(f"{name}={getattr(self, name)!r} applies to mode={mode!r} only, got "
+                                     f"mode={self.mode!r}; drop it or set mode={mode!r}")
+                if self.mode == mode and getattr(self, name) is None:
+                    setattr(self, name, default)
+        if self.mode == "lora":
+            if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+                raise ValueError(f"lora_rank must be an int >= 1, got lora_rank={self.lora_rank!r}")
+            if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) \
+                    or not self.lora_alpha > 0:
+                raise ValueError(f"lora_alpha must be > 0, got lora_alpha={self.lora_alpha!r}")
+            if isinstance(self.lora_dropout, bool) or not isinstance(self.lora_dropout, (int, float)) \
+                    or not 0 <= self.lora_dropout < 1:
+                raise ValueError(f"lora_dropout must be in [0, 1), got lora_dropout={self.lora_dropout!r}")
+            if self.lora_targets not in LORA_TARGETS:
+                raise ValueError(f"lora_targets must be one of {tuple(LORA_TARGETS)}, "
+                                 f"got lora_targets={self.lora_targets!r}")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got task={self.task!r}")
         if self.epochs < 1 or self.batch_size < 1:
@@ -141,6 +189,8 @@ class FinetuneTask(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         if self.config.mode == "linear":
             return list(self.model.head.parameters())
+        if self.config.mode == "lora":  # the adapters, the head and the pool (strategies.add_lora)
+            return [p for p in self.model.parameters() if p.requires_grad]
         return list(self.model.parameters())
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
@@ -310,14 +360,25 @@ def finetune(model: nn.Module, train: LabeledEEG, config: FinetuneConfig | None 
         The fine-tuned (selected) model is also saved to ``config.run_dir/model`` (when it has
         ``save_pretrained``), beside ``checkpoints/`` and ``metrics.csv``.
 
+        ``mode="lora"`` adds ``lora``: the ``trainable`` parameter names during training (adapters,
+        head, pool), ``trainable_parameters`` and ``parameters`` (counts) and the adapter settings;
+        the returned model has the adapters merged into its weights (its ``requires_grad`` flags
+        as they were before). ``mode="frozen"`` runs no epoch: ``steps`` is 0, ``train`` holds the
+        ``loss`` (and ``accuracy``) of the fitted head on ``train``, ``frozen`` the read-out
+        (:func:`eegfm.finetune.strategies.fit_frozen`: estimator, chosen ``C`` / ``alpha``, the
+        grid and its cross-validation scores, how folds were made) and, with ``valid``,
+        ``history`` is empty, ``best_epoch`` None and ``valid`` the metrics of the fitted model.
+
     Raises
     ------
     ValueError
         On data that does not fit the model or the task, and for ``config.patience`` without
-        ``valid``.
+        ``valid`` (except with ``mode="frozen"``, which has no epochs to stop).
+    ImportError
+        ``mode="lora"`` without peft, ``mode="frozen"`` without scikit-learn (one line: what to install).
     """
     config = config or FinetuneConfig()
-    if config.patience is not None and valid is None:
+    if config.patience is not None and valid is None and config.mode != "frozen":
         raise ValueError(f"patience={config.patience} needs a validation set to monitor: pass valid=..., "
                          "or set patience=None")
     encoder = getattr(model, "encoder", None)
@@ -332,6 +393,62 @@ def finetune(model: nn.Module, train: LabeledEEG, config: FinetuneConfig | None 
         if n_out is not None and int(train.labels.max()) >= n_out:
             raise ValueError(f"labels go up to {int(train.labels.max())} but the model has n_outputs={n_out}; "
                              f"load it with n_outputs={train.n_classes}")
+    if config.mode == "frozen":
+        return _finetune_frozen(model, train, config, valid)
+    lora = None
+    if config.mode == "lora":
+        flags = {name: p.requires_grad for name, p in model.named_parameters()}
+        lora = add_lora(model, rank=config.lora_rank, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                        targets=config.lora_targets, seed=config.seed)
+    try:
+        summary = _finetune_gradient(model, train, config, valid)
+        if lora is not None:
+            summary["lora"] = {"trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+                               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                               "parameters": sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n),
+                               "rank": config.lora_rank, "alpha": config.lora_alpha,
+                               "dropout": config.lora_dropout, "targets": config.lora_targets}
+            merge_lora(lora)  # the adapters folded into the encoder's weights: a plain model again
+            lora = None
+            for name, p in model.named_parameters():
+                p.requires_grad_(flags.get(name, True))
+            model.eval()
+    finally:
+        if lora is not None:  # training failed: drop the adapters, the model's weights are those it came with
+            merge_lora(lora, merge=False)
+            for name, p in model.named_parameters():
+                p.requires_grad_(flags.get(name, True))
+    if callable(getattr(model, "save_pretrained", None)) and is_main_process():
+        model.save_pretrained(Path(config.run_dir) / "model")
+    return summary
+
+
+def _finetune_frozen(model: nn.Module, train: LabeledEEG, config: FinetuneConfig, valid: LabeledEEG | None) -> dict:
+    """mode="frozen": a cross-validated linear read-out of the frozen features in the head (no gradient steps)."""
+    device = torch.device(config.device) if config.device != "auto" else (
+        torch.device("cuda", D.local_rank()) if torch.cuda.is_available() else torch.device("cpu"))
+    model.to(device)
+    fit = fit_frozen(model, train, task=config.task, monitor=config.monitor, balance_classes=config.balance_classes,
+                     batch_size=config.batch_size, seed=config.seed, device=device)
+    model.eval()
+    summary = {"steps": 0, "train": fit.pop("train"), "config": dataclasses.asdict(config), "frozen": fit}
+    if valid is not None:
+        metrics = evaluate(model, valid, task=config.task, batch_size=config.batch_size, warn=False)
+        summary.update(history=[], best_epoch=None, valid=metrics, warnings=[])
+        if "confusion_matrix" in metrics:
+            message = one_class_warning(metrics["confusion_matrix"], classes=valid.classes,
+                                        where=f"the validation set ({metrics.get('n', len(valid))} examples)")
+            if message is not None:
+                summary["warnings"].append(message)
+                if is_main_process():
+                    logger.warning(message)
+    if callable(getattr(model, "save_pretrained", None)) and is_main_process():
+        model.save_pretrained(Path(config.run_dir) / "model")
+    return summary
+
+
+def _finetune_gradient(model: nn.Module, train: LabeledEEG, config: FinetuneConfig, valid: LabeledEEG | None) -> dict:
+    """The gradient modes ("full", "linear", "lora" once its adapters are in): the engine's loop."""
     weights = _class_weights(train) if config.task == "classification" and config.balance_classes else None
     task = FinetuneTask(model, config, weights)
     batch_size = min(config.batch_size, len(train))
@@ -367,8 +484,6 @@ def finetune(model: nn.Module, train: LabeledEEG, config: FinetuneConfig | None 
     if selection is not None and config.select_best and selection.best_state is not None:
         model.load_state_dict(selection.best_state)
     model.eval()
-    if callable(getattr(model, "save_pretrained", None)) and is_main_process():
-        model.save_pretrained(Path(config.run_dir) / "model")
     summary = {"steps": steps, "train": {k: v for k, v in fit.get("metrics", {}).items()},
                "config": dataclasses.asdict(config)}
     if selection is not None:
