@@ -23,16 +23,50 @@ def tokenizer_dir(tmp_path_factory):
     return root
 
 
+def plot_files(run) -> set:
+    files = {p.name for p in (run / "plots").iterdir()}
+    assert all((run / "plots" / name).stat().st_size > 5000 for name in files)  # rendered, not empty
+    return files
+
+
+def assert_sample_data_facts(card: str, hours: str = "0.0172", subjects: int = 2, recordings: int = 3,
+                             counts: str = "19, 64"):
+    """The card's Training data table holds the bundled sample's facts."""
+    assert "| Sources | eegfm-sample |" in card and f"| Hours of EEG | {hours} |" in card
+    assert f"| Subjects | {subjects} |" in card and f"| Recordings | {recordings} |" in card
+    assert f"| Channel counts | {counts} |" in card
+    assert "| Caps / montages | 19 channels (Fp1 Fp2 F3 F4 F7 F8 ...; 2 recordings)" in card or counts == "64"
+    assert "| l_freq | 0.5 |" in card and "| sfreq | 200.0 |" in card  # the preprocessing contract
+
+
 def test_tokenizer_command_writes_model_plot_metrics_and_checkpoints(tokenizer_dir):
     run = tokenizer_dir / "tok"
     tok = NeuralTokenizer.from_pretrained(run / "model")
     assert tok.quantizer.num_codes == 32
     assert (run / "codebook_usage.png").stat().st_size > 1000
+    assert plot_files(run) == {"loss.png", "codebook.png", "spectra.png", "montage.png"}
     summary = json.loads((run / "summary.json").read_text())
     assert summary["recordings"] == 3 and 0 < summary["codebook"]["usage"] <= 1
     assert {p.name for p in (run / "checkpoints").iterdir()} >= {"step_0000003.pt", "step_0000006.pt", "last.pt"}
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "codebook_usage" in header and "codebook_perplexity" in header
+
+
+def test_tokenizer_model_card_holds_the_run_s_facts(tokenizer_dir):
+    run = tokenizer_dir / "tok"
+    card = (run / "model" / "README.md").read_text()
+    assert_sample_data_facts(card)
+    assert f"eegfm tokenizer --config {run / 'run_config.json'}\n" in card  # rerun from the saved settings
+    typed = next(line for line in card.splitlines() if line.startswith("# eegfm tokenizer "))
+    assert "--train.steps=6" in typed and "--model.num_codes=32" in typed  # the command as typed
+    full = next(line for line in card.splitlines() if line.startswith("eegfm tokenizer --model."))
+    assert "--model.num_codes=32" in full and "--data.l_freq=0.5" in full and "--train.steps=6" in full
+    summary = json.loads((run / "summary.json").read_text())
+    codebook = summary["codebook"]
+    assert (f"- codebook: final codebook on {codebook['windows']} windows encoded after training uses "
+            f"{codebook['codes_used']} of 32 codes") in card
+    assert "- seed: 0" in card and "- steps: 6" in card
+    assert "The codebook figures are measured on training windows" in card
 
 
 def test_tokenizer_command_resumes(tokenizer_dir, capsys):
@@ -54,13 +88,23 @@ def test_pretrain_command_saves_the_encoder_and_evaluation(tokenizer_dir, capsys
     assert main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()  # a short summary, not the training loop's raw dict
     warned = lines[-1].startswith("WARNING: masked-token accuracy")  # 4 steps need not beat the baseline
-    assert len(lines) == 4 + warned and lines[0].startswith("pretrain: 4 steps in ")
+    assert len(lines) == 5 + warned and lines[0].startswith("pretrain: 4 steps in ")
     assert lines[1].startswith("masked-token accuracy: random") and lines[2].startswith(f"encoder: {run / 'encoder'}")
+    assert lines[3] == f"plots: {run / 'plots'}/ (loss, masked, montage)"
     encoder = MAPEEncoder.from_pretrained(run / "encoder")
     assert encoder.embed_dim == 32 and encoder.preprocessing.l_freq == 0.5
     evaluation = json.loads((run / "evaluation.json").read_text())["evaluation"]
     assert set(evaluation["accuracy"]) == {"random", "temporal"}
     assert 0 <= evaluation["baseline_accuracy"] <= 1
+    assert plot_files(run) == {"loss.png", "masked.png", "montage.png"}  # no spectra: the target is codes
+    for folder in ("encoder", "model"):  # the same facts on both cards
+        card = (run / folder / "README.md").read_text()
+        assert_sample_data_facts(card)
+        assert f"eegfm pretrain --config {run / 'run_config.json'}\n" in card
+        assert f"- masked evaluation: {lines[1]}" in card and "- masked evaluation on: 2 batches" in card
+        assert f"- tokenizer (targets): {tokenizer_dir / 'tok' / 'model'}" in card and "- seed: 0" in card
+    assert "A MAPEEncoder pre-trained with `eegfm pretrain` by masked prediction of the codes" in \
+        (run / "encoder" / "README.md").read_text()
 
 
 def test_bad_settings_are_one_line_errors_with_status_2(tokenizer_dir, capsys):
@@ -97,6 +141,7 @@ def test_push_to_hub_is_one_flag(tokenizer_dir, monkeypatch):
         from pathlib import Path
 
         pushed[repo_id] = sorted(p.name for p in Path(folder_path).iterdir())
+        pushed["card"] = (Path(folder_path) / "README.md").read_text()
         return "https://huggingface.co/commit/1"
 
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
@@ -105,7 +150,11 @@ def test_push_to_hub_is_one_flag(tokenizer_dir, monkeypatch):
             "--train.steps=1", "--model.embed_dim=32", "--model.depth=1", "--model.num_heads=2",
             "--eval_batches=1", "--push_to_hub=me/my-eeg-encoder"]
     assert main(args) == 0
+    card = pushed.pop("card")
     assert pushed == {"me/my-eeg-encoder": ["README.md", "config.json", "model.safetensors"]}
+    assert card == (tokenizer_dir / "push" / "encoder" / "README.md").read_text().replace(
+        "path/to/this/folder", "me/my-eeg-encoder")  # the run's card, naming the repo
+    assert "| Subjects | 2 |" in card and "--push_to_hub=me/my-eeg-encoder" in card and "- masked evaluation: " in card
 
 
 def test_the_same_seed_gives_identical_runs(tokenizer_dir):
@@ -156,6 +205,28 @@ def test_pretrain_spectrum_needs_no_tokenizer_nor_code_cache(tokenizer_dir, tmp_
     model = MaskedPretrainer.from_pretrained(run / "model")
     assert model.target == "spectrum" and model.head.out_features == 26 and model.encoder.patch_size == 50
     assert MAPEEncoder.from_pretrained(run / "encoder").patch_size == 50
+    assert plot_files(run) == {"loss.png", "masked.png", "spectra.png", "montage.png"}
+    card = (run / "encoder" / "README.md").read_text()
+    assert f"- masked evaluation: {lines[1]}" in card and "tokenizer (targets)" not in card
+    assert "- target: spectrum: the z-scored Fourier amplitudes of each patch" in card
+
+
+def test_pretrain_spectra_are_of_masked_patches(tokenizer_dir):
+    """The spectra plot shows masked patches: the pretrainer's head output against amplitude_target."""
+    from eegfm.cli.pretrain import pretrain_spectra
+    from eegfm.cli.runs import DataConfig, build_loader
+    from eegfm.models.pretrainer import MaskedPretrainer
+
+    corpus, windows, _ = build_loader(DataConfig(cache_dir=str(tokenizer_dir / "cache"), l_freq=0.5,
+                                                 stride_seconds=2.0, batch_size=8), 50, 0, progress=False)
+    model = MaskedPretrainer(patch_size=50, embed_dim=32, depth=1, num_heads=2, target="spectrum",
+                             strategies=["temporal"])
+    spectra = pretrain_spectra(model, windows, corpus.entries, n=3, seed=1)
+    assert spectra["true"].shape == spectra["predicted"].shape == (3, 26)
+    assert spectra["freqs"][-1] == 100.0 and len(spectra["labels"]) == 3
+    assert all(label.split(", ")[1] == "Cz" for label in spectra["labels"])  # the preferred channel, when masked
+    again = pretrain_spectra(model, windows, corpus.entries, n=3, seed=1)  # seeded masks: the same patches
+    assert again["labels"] == spectra["labels"] and (again["predicted"] == spectra["predicted"]).all()
 
 
 def test_health_warning_is_logged_and_summarised(tokenizer_dir, tmp_path, monkeypatch, capsys, caplog):

@@ -44,7 +44,8 @@ def test_finetune_command_on_the_bundled_sample(tmp_path, capsys, caplog):
     assert any("hold no example of class 'rest', 'arithmetic'" in w for w in warnings)  # S001: motor imagery only
     logged = [r.getMessage() for r in caplog.records if r.name == "eegfm.finetune"]
     assert [f"WARNING: {m}" for m in logged] == warnings  # each one logged, each one in the summary
-    assert lines[-1] == f"model: {tmp_path / 'run' / 'model'} (MAPEClassifier.from_pretrained)"
+    assert lines[-2] == f"model: {tmp_path / 'run' / 'model'} (MAPEClassifier.from_pretrained; model card README.md)"
+    assert lines[-1] == f"plots: {tmp_path / 'run' / 'plots'}/ (confusion, montage)"  # no metrics.csv, no validation
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["finetune"]["epochs"] == 2
     assert main(args) == 2  # the same run directory again: refused, with the fine-tuning keys
     err = capsys.readouterr().err
@@ -59,11 +60,28 @@ def test_finetune_command_on_the_bundled_sample(tmp_path, capsys, caplog):
     assert evaluation["config"]["patience"] is None and evaluation["warnings"] == [w[9:] for w in warnings]
     model = MAPEClassifier.from_pretrained(tmp_path / "run" / "model")
     assert model.n_outputs == 3 and model.encoder.embed_dim == 32
+    classes = ["rest", "arithmetic", "motor imagery (imagined left/right fist)"]
+    assert model.class_names == classes  # config.json names the outputs
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["class_names"] == classes
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "| 2 | motor imagery (imagined left/right fist) |" in card  # the classes table
+    # the data the weights were fitted on: the training subject S001 (its 64-channel recording)
+    assert "| Sources | eegfm-sample |" in card and "| Subjects | 1 |" in card and "| Recordings | 1 |" in card
+    assert "| Channel counts | 64 |" in card and "| l_freq | 0.5 |" not in card  # this run's 0.1 Hz contract
+    assert "| l_freq | 0.1 |" in card and f"- Initialised from: {tmp_path / 'encoder'}" in card
+    assert f"eegfm finetune --config {tmp_path / 'run' / 'run_config.json'}\n" in card
+    assert "'--data.classes=rest,arithmetic,motor imagery (imagined left/right fist)'" in card  # quoted for bash
+    row = (f"| the 'task' label of eegfm-sample, test subjects sub-02 (held out: cross-subject), 16 windows | "
+           f"this model | balanced accuracy | 0 (n=1) | {test['balanced_accuracy']:.3f} ± 0.000 |")
+    assert row in card and "| AUROC | 0 (n=1) |" in card and "- seed: 0" in card
+    assert "- test subjects: sub-02" in card and "- validation subjects: none" in card
+    assert all(w in card for w in evaluation["warnings"])  # the run's warnings are limitations
+    assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {"confusion.png", "montage.png"}
 
 
 def test_finetune_command_validates_every_epoch_on_drawn_subjects(tmp_path, capsys):
     """Without test subjects, one of the two subjects is drawn for validation; early stopping is on by default."""
-    assert main(_args(tmp_path, "run", "--finetune.epochs=3")) == 0
+    assert main(_args(tmp_path, "run", "--finetune.epochs=3", "--finetune.metrics=csv", "--finetune.seed=4")) == 0
     out = capsys.readouterr().out
     evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["finetune"]["patience"] == 5
@@ -81,6 +99,17 @@ def test_finetune_command_validates_every_epoch_on_drawn_subjects(tmp_path, caps
     # the validation matrix and the one-class warning agree
     collapsed = one_class_warning(evaluation["valid"]["confusion_matrix"]) is not None
     assert collapsed == any("predicts one class on the validation set" in w for w in evaluation["warnings"])
+    run = tmp_path / "run"
+    assert {p.name for p in (run / "plots").iterdir()} == {"loss.png", "validation.png", "confusion.png", "montage.png"}
+    assert all((run / "plots" / p).stat().st_size > 5000 for p in ("loss.png", "validation.png", "confusion.png"))
+    card = (run / "model" / "README.md").read_text()
+    valid = subjects["valid"][0]
+    row = (f"| the 'task' label of eegfm-sample, validation subjects {valid} (chose the epoch), "
+           f"{evaluation['windows']['valid']} windows | this model | "
+           f"balanced accuracy | 4 (n=1) | {evaluation['valid']['balanced_accuracy']:.3f} ± 0.000 |")
+    assert row in card and "test subjects" not in card.split("## Downstream results")[1].split("##")[0]
+    assert f"- weights of epoch: {evaluation['best_epoch']} of 3 (best by balanced_accuracy)" in card
+    assert "No test subjects: the validation figures chose the epoch, so they are optimistic." in card
 
 
 def test_validation_split_by_subject():

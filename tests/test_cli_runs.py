@@ -243,6 +243,50 @@ def test_a_run_ends_with_a_short_summary(first_run):
     root, printed = first_run
     lines = printed.strip().splitlines()
     assert "[eegfm.training] done" not in printed and "{" not in printed
-    assert 2 <= len(lines) <= 5 and max(map(len, lines)) <= 140
+    assert 2 <= len(lines) <= 6 and max(map(len, lines)) <= 140
     assert lines[0].startswith("tokenizer: 6 steps in ") and "3 recordings" in lines[0]
     assert lines[1].startswith("codebook: ") and f"model: {root / 'tok' / 'model'}" in printed
+    assert f"plots: {root / 'tok' / 'plots'}/ (loss, codebook, spectra, montage)" in lines
+
+
+# ---------------------------------------------------------------- C. the recipe on the model card
+def test_the_card_s_recipe_reruns_the_run(first_run):
+    """Every command of the card's recipe gives the run's settings back (resume aside)."""
+    import shlex
+
+    from eegfm.cli.overrides import apply_overrides, config_to_dict
+
+    root, _ = first_run
+    run = root / "tok"
+    saved = json.loads((run / "run_config.json").read_text())
+    card = (run / "model" / "README.md").read_text()
+    recipe = card.split("## Training recipe")[1].split("```bash\n")[1].split("```")[0].splitlines()
+    assert recipe[1] == f"eegfm tokenizer --config {run / 'run_config.json'}"
+    full, typed = shlex.split(recipe[3]), shlex.split(recipe[5].removeprefix("# "))
+    assert full[:2] == typed[:2] == ["eegfm", "tokenizer"]
+    def as_saved(config) -> dict:  # as run_config.json holds it (tuples become lists)
+        return json.loads(json.dumps(config_to_dict(config)))
+
+    for command in (full, typed):
+        assert as_saved(apply_overrides(TokenizerRun(), command[2:])) == saved
+    from_file = load_config(TokenizerRun(), Namespace(config=recipe[1].split()[-1], overrides=[]), section="train")
+    assert as_saved(from_file) == saved
+
+
+def test_changed_settings_are_written_as_the_command_line_reads_them():
+    from eegfm.cli.report import changed_settings
+
+    cfg = TokenizerRun()
+    cfg.train.betas, cfg.data.l_freq, cfg.train.resume, cfg.data.sources = (0.8, 0.9), None, True, "bids:/my data"
+    assert changed_settings(cfg, TokenizerRun(), skip=("train.resume",)) == [
+        "--data.sources=bids:/my data", "--data.l_freq=none", "--train.betas=0.8,0.9"]
+    assert changed_settings(TokenizerRun(), TokenizerRun()) == []
+
+
+def test_overwrite_deletes_the_plots_too(first_run):
+    root, _ = first_run
+    run = root / "tok_plots"
+    shutil.copytree(root / "tok", run)
+    (run / "plots" / "old.png").write_bytes(b"x")
+    assert main(tokenizer_args(root, run, "--overwrite", "--train.steps=2", "--train.metrics=none")) == 0
+    assert {p.name for p in (run / "plots").iterdir()} == {"spectra.png", "montage.png"}  # no metrics.csv: no curves

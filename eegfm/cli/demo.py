@@ -7,7 +7,8 @@
    on the sample's windows encoded after training (a WARNING when the codebook collapsed);
 3. pre-trains a small MAPEEncoder by masked code prediction (random, channel and temporal
    masks) and reports masked-token accuracy beside the most-frequent-code baseline;
-4. saves the encoder in Hugging Face Hub format, reloads it and checks identical outputs.
+4. saves the encoder in Hugging Face Hub format (with its model card), reloads it and checks
+   identical outputs; each run's figures are in <out>/tokenizer/plots and <out>/pretrain/plots.
 
 The sample is about a minute of EEG, so the figures show that the path works, not what a
 model pre-trained on thousands of hours learns.
@@ -70,7 +71,8 @@ def run_demo(cfg: DemoRun) -> dict:
         print(f"      WARNING: {warning}")
 
     print(f"[2/3] masked pre-training: random + channel + temporal masks (ratio 0.5), {cfg.pretrain_steps} steps")
-    pretrainer, pre = pretrain(PretrainRun(tokenizer="", model=PretrainModelConfig(embed_dim=64, depth=2, num_heads=4),
+    pretrainer, pre = pretrain(PretrainRun(tokenizer=str(Path(cfg.out) / "tokenizer" / "model"),
+                                           model=PretrainModelConfig(embed_dim=64, depth=2, num_heads=4),
                                            data=data, train=_train(cfg, "pretrain", cfg.pretrain_steps, 1e-3),
                                            eval_batches=8), tokenizer=tokenizer)
     print("      " + format_evaluation(pre["evaluation"]))
@@ -83,6 +85,10 @@ def run_demo(cfg: DemoRun) -> dict:
         same = torch.equal(reloaded(x, positions).cls, pretrainer.encoder(x, positions).cls)
     files = ", ".join(sorted(p.name for p in encoder_dir.iterdir()))
     print(f"[3/3] pre-trained encoder saved in Hub format: {encoder_dir} ({files}); reloaded outputs identical: {same}")
+    for name, summary in (("tokenizer", tok), ("pretrain", pre)):
+        if summary.get("plots"):
+            print(f"      plots of the {name} run: {Path(cfg.out) / name / 'plots'}/ "
+                  f"({', '.join(Path(p).stem for p in summary['plots'])})")
     print(f"      load it with MAPEEncoder.from_pretrained({str(encoder_dir)!r}); done in {time.perf_counter() - start:.0f} s")
     return {"tokenizer": tok, "pretrain": pre, "reload_identical": same}
 

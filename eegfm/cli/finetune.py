@@ -20,13 +20,17 @@ improvement. With fewer than two training subjects (or ``--data.valid_fraction=0
 no validation: every epoch runs, the last weights are kept, and a WARNING says so.
 
 Writes to --finetune.run_dir: run_config.json (first), checkpoints/ (resume with
---finetune.resume=true), metrics.csv, model/ (the fine-tuned MAPEClassifier), evaluation.json
+--finetune.resume=true), metrics.csv, model/ (the fine-tuned MAPEClassifier; config.json
+names its classes, README.md is the model card: training subjects' data, preprocessing, the
+command that reruns the run, test and validation figures with the seed), plots/ (loss.png,
+validation.png: the validation figures per epoch, confusion.png: the test subjects' confusion
+matrix, else the validation one, montage.png: each cap's channels), evaluation.json
 (``test``: balanced accuracy, AUROC, Cohen's kappa, weighted F1 and the confusion matrix of the
 test subjects; ``valid`` the same for the validation subjects at ``best_epoch``; ``history``
 one entry per epoch; ``subjects`` of each split; ``warnings``). A WARNING is logged (and
 listed there) when the classifier predicts one class for at least 95 % of a set's windows.
 A run directory that holds an earlier run is refused unless resumed or --overwrite is given.
---push_to_hub=you/name uploads the classifier.
+--push_to_hub=you/name uploads the classifier with its card.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from ..data import PreprocessConfig
 from ..finetune import FinetuneConfig
 from ..finetune.metrics import one_class_warning
 from .overrides import ConfigError, add_config_parser, config_to_dict
+from .report import caps_of, card_recipe, data_facts, plots_line, typed_command, write_plots
 from .rundir import check_run_dir, load_config, start_run
 from .runs import check_pretrained_source, load_pretrained, resolve_sources
 
@@ -131,7 +136,7 @@ def validation_split(train, data_cfg: LabeledDataConfig):
 
 
 def _labeled_data(cfg: FinetuneRun, preprocess):
-    """``(data, train, valid or None, test or None, {split: subjects})`` of the configured sources."""
+    """``(corpus, data, train, valid or None, test or None, {split: subjects})`` of the configured sources."""
     from ..data import EEGCorpus
     from ..data.specs import sources_from_spec
     from ..finetune import LabeledEEG
@@ -146,7 +151,7 @@ def _labeled_data(cfg: FinetuneRun, preprocess):
     train, valid, _ = validation_split(train, cfg.data)
     subjects = {"train": _subjects(train), "valid": _subjects(valid) if valid is not None else [],
                 "test": _subjects(test) if test is not None else []}
-    return data, train, valid, test, subjects
+    return corpus, data, train, valid, test, subjects
 
 
 def _no_validation_warning(cfg: FinetuneRun, subjects: dict) -> str:
@@ -158,20 +163,24 @@ def _no_validation_warning(cfg: FinetuneRun, subjects: dict) -> str:
             "--data.valid_subjects")
 
 
-def finetune_run(cfg: FinetuneRun, *, overwrite: bool = False) -> tuple[object, dict]:
+def finetune_run(cfg: FinetuneRun, *, overwrite: bool = False, typed: str | None = None) -> tuple[object, dict]:
     """Fine-tune as configured. Returns (MAPEClassifier, summary dict).
 
     ``run_config.json`` is written to ``cfg.finetune.run_dir`` before training; ``overwrite``
-    first deletes the outputs of an earlier run there.
+    first deletes the outputs of an earlier run there. The classifier carries the class names
+    (``config.json``'s ``class_names``); ``model/README.md`` is the run's model card
+    (:func:`card_facts`; ``typed``: the command line as typed, shown in it) and ``plots/``
+    holds its figures (:func:`save_plots`); ``summary["plots"]`` lists them.
     """
     from ..finetune import evaluate, finetune
+    from ..model_card import update_model_card
     from ..models.classifier import MAPEClassifier
     from ..training import init_distributed, is_main_process
 
     init_distributed()  # under torchrun: the process group, before run_config.json is written (idempotent)
     finetune_cfg = FinetuneConfig(**dataclasses.asdict(cfg.finetune))  # re-validates overridden values
     preprocess = cfg.data.preprocess_config()
-    data, train, valid, test, subjects = _labeled_data(cfg, preprocess)
+    corpus, data, train, valid, test, subjects = _labeled_data(cfg, preprocess)
     warnings = []
     if finetune_cfg.task == "classification":
         elsewhere = set().union(*(set(d.labels.tolist()) for d in (valid, test) if d is not None))
@@ -188,15 +197,18 @@ def finetune_run(cfg: FinetuneRun, *, overwrite: bool = False) -> tuple[object, 
             logger.warning(message)
     n_outputs = data.n_classes if finetune_cfg.task == "classification" else int(
         1 if data.labels.ndim == 1 else data.labels.shape[1])
+    class_names = ([str(c) for c in data.classes] if finetune_cfg.task == "classification" and data.classes
+                   else None)  # saved in config.json: output i is class_names[i]
     torch.manual_seed(finetune_cfg.seed)  # the same --finetune.seed builds the same head and weights
     if cfg.pretrained:
         model = load_pretrained(MAPEClassifier, cfg.pretrained, key="pretrained", remedy=PRETRAINED_REMEDY,
-                                n_outputs=n_outputs, pooling=cfg.pooling, head_dropout=cfg.head_dropout)
+                                n_outputs=n_outputs, pooling=cfg.pooling, head_dropout=cfg.head_dropout,
+                                class_names=class_names)
         model.encoder.check_preprocessing(preprocess)
     else:
         model = MAPEClassifier(n_outputs=n_outputs, pooling=cfg.pooling, head_dropout=cfg.head_dropout,
                                encoder={**config_to_dict(cfg.encoder), "sfreq": preprocess.sfreq,
-                                        "preprocessing": preprocess.to_dict()})
+                                        "preprocessing": preprocess.to_dict()}, class_names=class_names)
     start_run(finetune_cfg.run_dir, cfg, overwrite=overwrite)  # a killed run keeps its settings
     summary = finetune(model, train, finetune_cfg, valid=valid)  # the test subjects never choose an epoch
     warnings += summary.pop("warnings", [])  # finetune() logged them already
@@ -216,10 +228,92 @@ def finetune_run(cfg: FinetuneRun, *, overwrite: bool = False) -> tuple[object, 
     if is_main_process():
         run_dir = Path(finetune_cfg.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        model.card_facts = card_facts(cfg, corpus, summary, typed=typed)  # also for push_to_hub
+        if (run_dir / "model" / "config.json").is_file():
+            update_model_card(run_dir / "model", model.card_facts)
         (run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=float))
+        summary["plots"] = [str(p) for p in save_plots(cfg, corpus, summary)]
         if cfg.push_to_hub:
             model.push_to_hub(cfg.push_to_hub)
     return model, summary
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def card_facts(cfg: FinetuneRun, corpus, summary: dict, *, typed: str | None = None):
+    """The :class:`~eegfm.model_card.ModelCardFacts` of a fine-tuning run.
+
+    Data: the recordings of the training subjects (those the weights were fitted on). The
+    downstream table: each figure of the test subjects and of the validation subjects (at
+    the chosen epoch), with ``--finetune.seed``.
+    """
+    from ..model_card import DownstreamResult, ModelCardFacts
+
+    subjects, windows, seed = summary.get("subjects", {}), summary.get("windows", {}), cfg.finetune.seed
+    train_subjects = set(subjects.get("train", []))
+    entries = [e for e in corpus.entries if str((e.meta.get("metadata") or {}).get("subject", "")) in train_subjects]
+    what = f"the {cfg.data.label!r} label of {', '.join(data_facts(corpus.entries, cfg.data.sources).sources)}"
+    rows = []
+    for split, words in (("test", "test subjects {} (held out: cross-subject)"),
+                         ("valid", "validation subjects {} (chose the epoch)")):
+        metrics = summary.get(split)
+        if not metrics:
+            continue
+        task = f"{what}, {words.format(','.join(subjects.get(split, [])))}, {windows.get(split, 0)} windows"
+        rows += [DownstreamResult(task=task, metric=label, mean=float(metrics[key]), std=0.0, seeds=[seed])
+                 for key, label in SHOWN if _finite(metrics.get(key))]
+    history = summary.get("history") or []
+    epoch = (f"{summary['best_epoch']} of {len(history)} (best by {cfg.finetune.monitor})"
+             if history and cfg.finetune.select_best and summary.get("best_epoch") else
+             f"the last of {len(history) or cfg.finetune.epochs}")
+    training = {"task": cfg.finetune.task, "label": f"--data.label={cfg.data.label}",
+                "classes": ", ".join(map(str, summary.get("classes") or [])) or None, "mode": cfg.finetune.mode,
+                "seed": seed, "steps": summary.get("steps"), "epochs": cfg.finetune.epochs, "weights of epoch": epoch,
+                "batch size": cfg.finetune.batch_size, "peak learning rate": cfg.finetune.lr,
+                "training subjects": ",".join(subjects.get("train", [])) or None,
+                "validation subjects": ",".join(subjects.get("valid", [])) or "none",
+                "test subjects": ",".join(subjects.get("test", [])) or "none",
+                "windows": ", ".join(f"{k} {v}" for k, v in windows.items()) + f" (of {cfg.data.window_seconds:g} s)"}
+    limitations = list(summary.get("warnings", []))
+    limitations.append(f"Figures of one fine-tuning seed ({seed}): their spread over seeds is not measured.")
+    if not subjects.get("test"):
+        limitations.append("No test subjects: the validation figures chose the epoch, so they are optimistic.")
+    local = Path(cfg.pretrained).expanduser() if cfg.pretrained else None
+    base = (str(local.resolve()) if local is not None and local.is_dir() else cfg.pretrained) or \
+        f"random initialisation (--finetune.seed={seed}; no pre-training)"
+    return ModelCardFacts(summary=f"A MAPEClassifier fine-tuned with `eegfm finetune` to predict {what}.",
+                          data=data_facts(entries, cfg.data.sources), base_model=base,
+                          recipe=card_recipe("finetune", cfg, FinetuneRun(), cfg.finetune.run_dir, typed=typed,
+                                             skip=("finetune.resume",)),
+                          training={k: v for k, v in training.items() if v is not None}, downstream=rows,
+                          limitations=limitations)
+
+
+def save_plots(cfg: FinetuneRun, corpus, summary: dict) -> list[Path]:
+    """plots/ of a fine-tuning run: loss, validation (per epoch), confusion (test, else validation), montage."""
+    from .. import plots
+
+    run_dir = Path(cfg.finetune.run_dir)
+    rows = plots.read_metrics(run_dir / "metrics.csv")
+    subjects = summary.get("subjects", {})
+    split = "test" if "confusion_matrix" in (summary.get("test") or {}) else "valid"
+    shown = summary.get(split) or {}
+    names = {"test": "test", "valid": "validation"}[split]
+    figures = {
+        "loss": lambda: plots.loss_curve(rows, title="fine-tuning loss") if any("loss" in r for r in rows) else None,
+        "validation": lambda: plots.validation_curve(
+            summary["history"], best_epoch=summary.get("best_epoch") if cfg.finetune.select_best else None,
+            monitor=cfg.finetune.monitor, title=f"validation subjects {','.join(subjects.get('valid', []))}")
+        if summary.get("history") else None,
+        "confusion": lambda: plots.confusion_matrix(
+            shown["confusion_matrix"], summary.get("classes"),
+            title=f"{names} subjects {','.join(subjects.get(split, []))}: confusion matrix")
+        if "confusion_matrix" in shown else None,
+        "montage": lambda: plots.montage_topography(caps_of(corpus.entries), title="caps of the labelled data"),
+    }
+    return write_plots(run_dir, figures)
 
 
 #: Figures of the end summary: (key of evaluate()'s dict, label).
@@ -280,9 +374,10 @@ def format_summary(cfg: FinetuneRun, summary: dict) -> str:
         lines += format_confusion(shown["confusion_matrix"], summary.get("classes"))
     lines += [f"WARNING: {w}" for w in summary.get("warnings", [])]
     model = Path(cfg.finetune.run_dir) / "model"
-    lines.append(f"model: {model} (MAPEClassifier.from_pretrained)"
+    lines.append(f"model: {model} (MAPEClassifier.from_pretrained; model card README.md)"
                  + (f", on the Hub: {cfg.push_to_hub}" if cfg.push_to_hub else ""))
-    return "\n".join(lines)
+    plots = plots_line(cfg.finetune.run_dir, [Path(p) for p in summary.get("plots", [])])
+    return "\n".join(lines + ([plots] if plots else []))
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -315,7 +410,7 @@ def run(args) -> int:
     overwrite = getattr(args, "overwrite", False)
     init_distributed()
     check_run_dir(cfg.finetune.run_dir, resume=cfg.finetune.resume, overwrite=overwrite, section="finetune")
-    _, summary = finetune_run(cfg, overwrite=overwrite)
+    _, summary = finetune_run(cfg, overwrite=overwrite, typed=typed_command("finetune", args))
     if is_main_process():
         print(format_summary(cfg, summary))
     return 0

@@ -14,8 +14,13 @@ metrics.csv, model/ (the whole pretrainer), encoder/ (the pre-trained MAPEEncode
 format: load it with MAPEEncoder.from_pretrained and fine-tune), evaluation.json (masked-token
 accuracy per strategy beside the most-frequent-code baseline, or with spectrum the masked R^2
 per strategy, 0 for predicting the mean). A WARNING (log and summary) says when the encoder
-does not beat that baseline. A run directory that holds an earlier run is refused unless
-resumed or --overwrite is given. --push_to_hub=you/name uploads the encoder.
+does not beat that baseline. The README.md of model/ and encoder/ is the run's model card
+(data, preprocessing, the command that reruns the run, the masked evaluation); plots/ holds
+loss.png, masked.png (masked-token accuracy per strategy vs the baseline over steps, or the
+masked R^2), spectra.png (spectrum target: true vs predicted amplitudes of a few masked
+patches) and montage.png (each cap's channels at their proportion coordinates). A run
+directory that holds an earlier run is refused unless resumed or --overwrite is given.
+--push_to_hub=you/name uploads the encoder with its card.
 """
 
 
@@ -34,6 +39,8 @@ import torch
 from ..data.code_cache import cache_codes
 from ..training import TrainConfig, Trainer, init_distributed, is_main_process
 from .overrides import add_config_parser, config_to_dict
+from .report import (caps_of, card_recipe, data_facts, patch_spectra, plots_line, spectra_figure, typed_command,
+                     write_plots)
 from .rundir import check_run_dir, load_config, start_run
 from .runs import DataConfig, PretrainModelConfig, build_loader, check_loader, load_pretrained, resolve_sources
 
@@ -98,7 +105,8 @@ def load_tokenizer(cfg: PretrainRun):
     return tokenizer
 
 
-def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False, log_warnings: bool = True):
+def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False, log_warnings: bool = True,
+             typed: str | None = None):
     """Pre-train as configured (``tokenizer`` given or loaded from ``cfg.tokenizer``).
 
     With ``cfg.model.target == "spectrum"`` no tokenizer is needed (one that is given is only
@@ -111,7 +119,12 @@ def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False, log_w
     ``masked_tokens`` (spectrum); ``summary["warnings"]`` holds :func:`health_warning`'s
     message when the encoder does not beat the baseline (else empty), also logged as a
     WARNING (logger ``eegfm.pretrain``) unless ``log_warnings=False`` (the caller shows it).
+
+    The README.md of ``model/`` and ``encoder/`` is the run's model card (:func:`card_facts`;
+    ``typed``: the command line as typed, shown in it), ``plots/`` holds its figures
+    (:func:`save_plots`); ``summary["plots"]`` lists them.
     """
+    from ..model_card import update_model_card
     from ..models.pretrainer import MaskedPretrainer
 
     init_distributed()
@@ -150,11 +163,107 @@ def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False, log_w
         for message in summary["warnings"] if log_warnings else ():
             logger.warning(message)
         run_dir = Path(cfg.train.run_dir)
+        facts = card_facts(cfg, corpus, windows, summary, typed=typed)
+        pretrainer.card_facts = dataclasses.replace(facts, summary=None)
+        if (run_dir / "model" / "config.json").is_file():
+            update_model_card(run_dir / "model", pretrainer.card_facts)
+        pretrainer.encoder.card_facts = facts  # also for push_to_hub
         pretrainer.encoder.save_pretrained(run_dir / "encoder")
         (run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2))
+        summary["plots"] = [str(p) for p in save_plots(cfg, pretrainer, corpus, windows, summary["evaluation"])]
         if cfg.push_to_hub:
             pretrainer.encoder.push_to_hub(cfg.push_to_hub)
     return pretrainer, summary
+
+
+def card_facts(cfg: PretrainRun, corpus, windows, summary: dict, *, typed: str | None = None):
+    """The :class:`~eegfm.model_card.ModelCardFacts` of a pre-training run (data, recipe, masked evaluation).
+
+    Its ``summary`` describes the encoder (the card of ``encoder/``).
+    """
+    from ..model_card import ModelCardFacts
+
+    train, codes = summary["train"], cfg.model.target == "codes"
+    what = "the codes of a frozen neural tokenizer" if codes else "the z-scored Fourier amplitudes of each patch"
+    strategies = ", ".join(f"{name} ({getattr(cfg.model, f'{name}_ratio'):g})" for name in cfg.model.strategies)
+    training = {"steps": train.get("steps"), "seed": cfg.train.seed, "target": f"{cfg.model.target}: {what}",
+                "tokenizer (targets)": (cfg.tokenizer or "passed in Python, no folder recorded") if codes else None,
+                "masks (ratio)": strategies, "batch size": cfg.data.batch_size, "peak learning rate": cfg.train.lr,
+                "windows": f"{len(windows)} windows of {cfg.data.window_seconds:g} s",
+                "final training loss": round(train["loss"], 4) if train.get("loss") is not None else None,
+                "masked evaluation": format_evaluation(summary["evaluation"]),
+                "masked evaluation on": f"{cfg.eval_batches} batches of training windows, masks seeded with "
+                                        f"--train.seed={cfg.train.seed}"}
+    limitations = list(summary.get("warnings", []))
+    limitations.append("The masked evaluation uses training windows (with fresh masks), not held-out recordings; "
+                       "judge the encoder by fine-tuning it.")
+    summary_text = (f"A MAPEEncoder pre-trained with `eegfm pretrain` by masked prediction of {what} "
+                    f"({train.get('steps')} steps). Fine-tune it with `eegfm finetune --pretrained=<this folder>` "
+                    "or `MAPEClassifier.from_pretrained(<this folder>, n_outputs=...)`.")
+    return ModelCardFacts(summary=summary_text, data=data_facts(corpus.entries, cfg.data.sources),
+                          recipe=card_recipe("pretrain", cfg, PretrainRun(), cfg.train.run_dir, typed=typed,
+                                             skip=("train.resume",)),
+                          base_model=f"random initialisation (--train.seed={cfg.train.seed})",
+                          training={k: v for k, v in training.items() if v is not None}, limitations=limitations)
+
+
+def pretrain_spectra(pretrainer, windows, entries, n: int = 4, *, seed: int = 0) -> dict | None:
+    """Predicted vs true amplitudes of ``n`` masked patches of a ``target="spectrum"`` pretrainer.
+
+    Each window is masked with the pretrainer's first strategy (seeded by ``seed``); a masked
+    patch of each is shown (:func:`~eegfm.cli.report.patch_spectra`).
+    """
+    from ..models.tokenizer import amplitude_target
+    from ..modules.masking import make_mask
+
+    enc = pretrainer.encoder
+    device = pretrainer.mask_embedding.device
+    strategy = pretrainer.strategies[0]
+
+    def predict(batch):
+        batch = batch.to(device)
+        was_training = pretrainer.training
+        pretrainer.eval()
+        try:
+            with torch.no_grad():
+                positions, channel_mask, n_times = enc._check_inputs(batch.x, batch.positions, batch.channel_mask,
+                                                                     batch.n_times, None)
+                patches = enc.patchify(batch.x)  # (B, C, K, W)
+                token_mask = enc.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
+                embeddings = enc.patch_embed(patches)
+                mask = make_mask(strategy, token_mask, pretrainer.ratios[strategy],
+                                 torch.Generator().manual_seed(seed))
+                hidden = torch.where(mask[..., None], pretrainer.mask_embedding.to(embeddings.dtype), embeddings)
+                out = enc.encode(hidden, positions.to(embeddings.dtype), token_mask,
+                                 torch.div(n_times, enc.patch_size, rounding_mode="floor"))
+                predicted = pretrainer.head(out.tokens).float()  # (B, C*K, F)
+                target = amplitude_target(patches, token_mask).flatten(1, 2)
+        finally:
+            pretrainer.train(was_training)
+        return target, predicted, mask.flatten(1)
+
+    return patch_spectra(windows, entries, predict, patch_size=enc.patch_size, n=n)
+
+
+def save_plots(cfg: PretrainRun, pretrainer, corpus, windows, evaluation: dict) -> list[Path]:
+    """plots/ of a pre-training run: loss, masked (accuracy vs baseline or R^2), spectra (spectrum target), montage."""
+    from .. import plots
+
+    run_dir = Path(cfg.train.run_dir)
+    rows = plots.read_metrics(run_dir / "metrics.csv")
+    spectrum = cfg.model.target == "spectrum"
+    figures = {
+        "loss": lambda: plots.loss_curve(rows, title=f"masked pre-training loss ({cfg.model.target} target)")
+        if any("loss" in r for r in rows) else None,
+        "masked": lambda: plots.masked_accuracy_curves(rows, target=cfg.model.target, evaluation=evaluation)
+        if any(k.startswith("accuracy_") for r in rows for k in r) else None,
+    }
+    if spectrum:
+        figures["spectra"] = lambda: spectra_figure(
+            pretrain_spectra(pretrainer, windows, corpus.entries, seed=cfg.train.seed),
+            "masked patches: true vs predicted Fourier amplitudes (training windows)")
+    figures["montage"] = lambda: plots.montage_topography(caps_of(corpus.entries), title="caps of the training data")
+    return write_plots(run_dir, figures)
 
 
 def _pooled(per_strategy: dict, masked_tokens: dict) -> float:
@@ -202,11 +311,12 @@ def format_summary(cfg: PretrainRun, summary: dict) -> str:
     lines = [f"pretrain: {train['steps']} steps in {train['seconds']:.0f} s{loss}; {summary['recordings']} "
              f"recordings, {summary['windows']} windows",
              format_evaluation(summary["evaluation"]),
-             f"encoder: {encoder} (MAPEEncoder.from_pretrained)" + (f", on the Hub: {cfg.push_to_hub}"
-                                                                   if cfg.push_to_hub else ""),
+             f"encoder: {encoder} (MAPEEncoder.from_pretrained; model card README.md)"
+             + (f", on the Hub: {cfg.push_to_hub}" if cfg.push_to_hub else ""),
+             plots_line(cfg.train.run_dir, [Path(p) for p in summary.get("plots", [])]),
              f"next: eegfm finetune --pretrained={encoder} --data.sources=... --data.label=..."]
     lines += [f"WARNING: {w}" for w in summary.get("warnings", [])]
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -224,7 +334,7 @@ def run(args) -> int:
         cfg.tokenizer = DEFAULT_TOKENIZER  # recorded in run_config.json
     tokenizer = load_tokenizer(cfg)  # a missing tokenizer is reported before the run directory is looked at
     check_run_dir(cfg.train.run_dir, resume=cfg.train.resume, overwrite=overwrite, section="train")
-    _, summary = pretrain(cfg, tokenizer, overwrite=overwrite)
+    _, summary = pretrain(cfg, tokenizer, overwrite=overwrite, typed=typed_command("pretrain", args))
     if is_main_process():
         print(format_summary(cfg, summary))
     return 0

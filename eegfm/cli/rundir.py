@@ -24,7 +24,7 @@ RUN_CONFIG = "run_config.json"
 
 #: What the commands write into a run directory; other files there are left alone.
 RUN_OUTPUTS = ("checkpoints", "model", "encoder", "tensorboard", RUN_CONFIG, "metrics.csv", "summary.json",
-               "evaluation.json", "codebook_usage.png")
+               "evaluation.json", "codebook_usage.png", "plots")
 
 
 def run_outputs(run_dir) -> list[Path]:

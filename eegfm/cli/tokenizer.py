@@ -5,9 +5,13 @@
 
 Writes to --train.run_dir: run_config.json (first), checkpoints/ (resume with
 --train.resume=true), metrics.csv, model/ (Hub format: load with
-NeuralTokenizer.from_pretrained), codebook_usage.png, evaluation.json, summary.json. A run
-directory that holds an earlier run is refused unless resumed or --overwrite is given.
---push_to_hub=you/name uploads the tokenizer.
+NeuralTokenizer.from_pretrained; its README.md is the model card: data, preprocessing, the
+command that reruns the run, the final codebook's health), codebook_usage.png,
+evaluation.json, summary.json, and plots/: loss.png, codebook.png (usage and perplexity over
+steps), spectra.png (true vs predicted Fourier amplitudes of a few patches), montage.png
+(each cap's channels at their proportion coordinates). A run directory that holds an earlier
+run is refused unless resumed or --overwrite is given. --push_to_hub=you/name uploads the
+tokenizer with its card.
 
 Codebook health. After training, a fixed sample of windows (--eval_windows, default 512,
 evenly spaced over all windows, so every recording in proportion; all of them when there are
@@ -37,6 +41,8 @@ import torch
 from ..modules.quantizer import code_usage, collapse_warning
 from ..training import TrainConfig, Trainer, init_distributed, is_main_process
 from .overrides import ConfigError, add_config_parser, config_to_dict
+from .report import (caps_of, card_recipe, data_facts, patch_spectra, plots_line, spectra_figure, typed_command,
+                     write_plots)
 from .rundir import check_run_dir, load_config, start_run
 from .runs import DataConfig, TokenizerModelConfig, build_loader, check_loader, resolve_sources
 
@@ -91,36 +97,81 @@ def final_codebook_usage(tokenizer, windows, n: int, batch_size: int) -> tuple[d
 
 
 def plot_codebook_usage(counts, path: Path, title: str) -> None:
-    """Bar plot of how often each code was used (sorted), saved as a PNG.
+    """Bar plot of how often each code was used (sorted), saved as a PNG (:func:`eegfm.plots.codebook_counts`).
 
     The title is ``title`` followed by ``: U/K codes used, perplexity P`` of ``counts``
     (array-like of int, shape (K,)); say in ``title`` what was counted.
     """
-    import matplotlib
+    from ..plots import codebook_counts, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    counts = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(np.arange(len(counts)), np.maximum(counts, 0.5), width=1.0, color="tab:blue")
-    ax.set_yscale("log")
-    ax.set_xlabel("code (sorted by use)")
-    ax.set_ylabel("tokens assigned")
-    usage = code_usage(counts)
-    ax.set_title(f"{title}: {usage['codes_used']}/{usage['num_codes']} codes used, "
-                 f"perplexity {usage['perplexity']:.1f}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(codebook_counts(counts, title=title), path, dpi=120)
 
 
-def train_tokenizer(cfg: TokenizerRun, *, overwrite: bool = False, log_warnings: bool = True):
+def tokenizer_spectra(tokenizer, windows, entries, n: int = 4) -> dict | None:
+    """The tokenizer's decoded vs true Fourier amplitudes of ``n`` patches (:func:`~eegfm.cli.report.patch_spectra`)."""
+    device = next(tokenizer.parameters()).device
+
+    def predict(batch):
+        was_training = tokenizer.training
+        tokenizer.eval()  # eval: the codebook is left as it is
+        try:
+            with torch.no_grad():
+                out = tokenizer(**batch.to(device).encoder_inputs())
+        finally:
+            tokenizer.train(was_training)
+        return out.target, out.amplitude, out.token_mask
+
+    return patch_spectra(windows, entries, predict, patch_size=tokenizer.encoder.patch_size, n=n)
+
+
+def card_facts(cfg: TokenizerRun, corpus, windows, summary: dict, *, typed: str | None = None):
+    """The :class:`~eegfm.model_card.ModelCardFacts` of a tokenizer run (data, recipe, codebook health)."""
+    from ..model_card import ModelCardFacts
+
+    train, codebook = summary["train"], summary.get("codebook")
+    training = {"steps": train.get("steps"), "seed": cfg.train.seed,
+                "batch size": cfg.data.batch_size, "peak learning rate": cfg.train.lr,
+                "windows": f"{len(windows)} windows of {cfg.data.window_seconds:g} s",
+                "final training loss": round(train["loss"], 4) if train.get("loss") is not None else None,
+                "codebook": format_codebook(summary).removeprefix("codebook: ")}
+    if codebook is not None:
+        training["codebook measured on"] = codebook["measured_on"]
+    limitations = list(summary.get("warnings", []))
+    limitations.append("The codebook figures are measured on training windows (the tokenizer trains on every "
+                       "window), not on held-out data.")
+    return ModelCardFacts(data=data_facts(corpus.entries, cfg.data.sources),
+                          recipe=card_recipe("tokenizer", cfg, TokenizerRun(), cfg.train.run_dir, typed=typed,
+                                             skip=("train.resume",)),
+                          base_model=f"random initialisation (--train.seed={cfg.train.seed})",
+                          training={k: v for k, v in training.items() if v is not None}, limitations=limitations)
+
+
+def save_plots(cfg: TokenizerRun, tokenizer, corpus, windows, codebook: dict | None) -> list[Path]:
+    """plots/ of a tokenizer run: loss, codebook (over steps), spectra, montage. Returns the files written."""
+    from .. import plots
+
+    run_dir = Path(cfg.train.run_dir)
+    rows = plots.read_metrics(run_dir / "metrics.csv")
+    figures = {
+        "loss": lambda: plots.loss_curve(rows, title=f"tokenizer training loss ({cfg.train.steps} steps)")
+        if any("loss" in r for r in rows) else None,
+        "codebook": lambda: plots.codebook_curves(rows, final=codebook, num_codes=cfg.model.num_codes)
+        if any("codebook_usage" in r for r in rows) else None,
+        "spectra": lambda: spectra_figure(tokenizer_spectra(tokenizer, windows, corpus.entries),
+                                           "tokenizer: true vs decoded Fourier amplitudes (training windows)"),
+        "montage": lambda: plots.montage_topography(caps_of(corpus.entries), title="caps of the training data"),
+    }
+    return write_plots(run_dir, figures)
+
+
+def train_tokenizer(cfg: TokenizerRun, *, overwrite: bool = False, log_warnings: bool = True,
+                    typed: str | None = None):
     """Train a tokenizer as configured. Returns (tokenizer, summary dict).
 
     ``run_config.json`` is written to ``cfg.train.run_dir`` before training; ``overwrite``
-    first deletes the outputs of an earlier run there.
+    first deletes the outputs of an earlier run there. After training, ``model/README.md`` is
+    the run's model card (:func:`card_facts`; ``typed``: the command line as typed, shown in
+    it) and ``plots/`` holds its figures (:func:`save_plots`); ``summary["plots"]`` lists them.
 
     The summary holds ``codebook``: the final codebook's ``usage``, ``perplexity``,
     ``codes_used``, ``num_codes``, ``tokens`` on ``windows`` windows encoded after training
@@ -129,6 +180,7 @@ def train_tokenizer(cfg: TokenizerRun, *, overwrite: bool = False, log_warnings:
     training assignments (k-means start included); ``warnings``: a collapse warning, also
     logged (logger ``eegfm.tokenizer``) unless ``log_warnings=False`` (the caller shows it).
     """
+    from ..model_card import update_model_card
     from ..models.tokenizer import NeuralTokenizer
 
     if cfg.eval_windows < 0:
@@ -175,9 +227,13 @@ def train_tokenizer(cfg: TokenizerRun, *, overwrite: bool = False, log_warnings:
         else:
             plot_codebook_usage(tokenizer.quantizer.usage_counts.cpu().numpy(), run_dir / "codebook_usage.png",
                                 f"all training assignments of {cfg.train.steps} steps, k-means start included")
+        tokenizer.card_facts = card_facts(cfg, corpus, windows, summary, typed=typed)  # also for push_to_hub
+        if (run_dir / "model" / "config.json").is_file():
+            update_model_card(run_dir / "model", tokenizer.card_facts)
         evaluation = {k: summary[k] for k in ("codebook", "codebook_training", "warnings")}
         (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary["plots"] = [str(p) for p in save_plots(cfg, tokenizer, corpus, windows, codebook)]
         if cfg.push_to_hub:
             tokenizer.push_to_hub(cfg.push_to_hub)
     return tokenizer, summary
@@ -204,10 +260,11 @@ def format_summary(cfg: TokenizerRun, summary: dict) -> str:
              f"recordings, {summary['windows']} windows",
              format_codebook(summary),
              *(f"WARNING: {w}" for w in summary.get("warnings", [])),
-             f"model: {model} (NeuralTokenizer.from_pretrained)" + (f", on the Hub: {cfg.push_to_hub}"
-                                                                    if cfg.push_to_hub else ""),
+             f"model: {model} (NeuralTokenizer.from_pretrained; model card README.md)"
+             + (f", on the Hub: {cfg.push_to_hub}" if cfg.push_to_hub else ""),
+             plots_line(cfg.train.run_dir, [Path(p) for p in summary.get("plots", [])]),
              f"next: eegfm pretrain --tokenizer={model} --data.sources=..."]
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -222,7 +279,7 @@ def run(args) -> int:
     overwrite = getattr(args, "overwrite", False)
     init_distributed()
     check_run_dir(cfg.train.run_dir, resume=cfg.train.resume, overwrite=overwrite, section="train")
-    _, summary = train_tokenizer(cfg, overwrite=overwrite)
+    _, summary = train_tokenizer(cfg, overwrite=overwrite, typed=typed_command("tokenizer", args))
     if is_main_process():
         print(format_summary(cfg, summary))
     return 0
