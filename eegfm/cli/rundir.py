@@ -103,12 +103,16 @@ def start_run(run_dir, config, *, overwrite: bool = False) -> Path:
 
 
 def _read_run_config(given: str) -> tuple[dict, str]:
+    from ..recipes import list_recipes, recipe_path
+
     path = Path(given).expanduser()
     if path.is_dir():  # the run directory itself
         path = path / RUN_CONFIG
+    if not path.is_file() and given in list_recipes():  # a packaged recipe, e.g. eegfm-small
+        path = recipe_path(given)
     if not path.is_file():
         raise FileNotFoundError(f"--config {given}: no such file; give the {RUN_CONFIG} of an earlier run "
-                                "(or its run directory)")
+                                f"(or its run directory), or a packaged recipe ({', '.join(list_recipes())})")
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
