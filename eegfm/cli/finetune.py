@@ -363,6 +363,9 @@ def format_summary(cfg: FinetuneRun, summary: dict) -> str:
         stopped = len(history) < cfg.finetune.epochs
         epoch = (f"best epoch {best} of {len(history)}" if cfg.finetune.select_best else
                  f"last epoch {len(history)}") + (" (stopped early)" if stopped else "")
+        if "frozen" in summary:  # --finetune.mode=frozen: one cross-validated fit, no epochs
+            fit = summary["frozen"]
+            epoch = f"{fit['estimator']} on frozen features, {fit['param']}={fit['value']:.3g} by {fit['cv']}"
         lines.append(f"validation subjects {','.join(subjects.get('valid', []))}: {epoch}, "
                      f"{_figures(summary['valid'])} ({windows['valid']} windows)")
         shown = summary["valid"]
