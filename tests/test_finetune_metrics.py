@@ -113,3 +113,13 @@ def test_one_class_warning_names_the_class_and_the_set(caplog):
         assert warn_one_class({"mse": 1.0}) is None
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert "on test subjects 07: all 8 predictions are class 'a'" in caplog.records[0].getMessage()
+
+
+def test_roc_auc_of_a_one_class_set_with_three_outputs_is_nan_without_a_warning():
+    import warnings
+
+    from eegfm.finetune.metrics import roc_auc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(roc_auc([2, 2, 2], np.eye(3)[[0, 1, 2]]))

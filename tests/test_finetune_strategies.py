@@ -295,9 +295,6 @@ def test_cli_finetune_mode_frozen(tmp_path):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
 
 
-# the validation subject S001 holds one class of three: AUROC is NaN through an empty nanmean in
-# eegfm.finetune.metrics.roc_auc (a RuntimeWarning, whatever the mode)
-@pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning")
 def test_cli_finetune_mode_frozen_summary_names_the_fit(tmp_path, capsys):
     from eegfm.cli.main import main
 

@@ -137,8 +137,9 @@ def roc_auc(y_true, scores) -> float:
         scores = scores[:, 1]
     if scores.ndim == 1:
         return _binary_auc(y_true == 1, scores)
-    aucs = [_binary_auc(y_true == c, scores[:, c]) for c in np.unique(y_true)]
-    return float(np.nanmean(aucs)) if aucs else float("nan")
+    aucs = np.array([_binary_auc(y_true == c, scores[:, c]) for c in np.unique(y_true)])
+    defined = aucs[~np.isnan(aucs)]  # a class that is all or none of the set has no AUC
+    return float(defined.mean()) if len(defined) else float("nan")
 
 
 def classification_report(y_true, logits) -> dict:

@@ -87,9 +87,7 @@ class FinetuneConfig:
     only. The ``lora_*`` fields must stay None in the other modes.
     """
 
-    # "full": every weight, layer-wise lr decay | "linear": frozen encoder, head only | "lora": LoRA adapters + head
-    # | "frozen": no gradient steps, a cross-validated logistic (ridge) regression on frozen features in the head
-    mode: str = "full"
+    mode: str = "full"  # "full": every weight, layer decay | "linear": head only | "lora": LoRA adapters + head | "frozen": CV logistic/ridge fit on frozen features, no gradient steps
     task: str = "classification"  # "classification" (cross-entropy) | "regression" (MSE)
     epochs: int = 30
     batch_size: int = 64
