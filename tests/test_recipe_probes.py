@@ -149,3 +149,16 @@ def test_probes_read_the_training_and_validation_subjects_only(shared_data, tmp_
     assert json.loads((tmp_path / "features.json").read_text())["command"].startswith("python benchmarks/feature_probe.py")
     report = ft.main([*common, "--variants", "s:init=scratch,epochs=1,embed_dim=16,depth=1,num_heads=2", "--seeds", "0"])
     assert report["results"]["s"]["rows"][0]["epochs_run"] == 1 and report["fold"] == fold
+
+
+def test_a_probe_report_becomes_downstream_rows_of_the_card():
+    card = _load("eegfm_small_card")
+    report = {"fold": {"val": ["08", "09"], "test": ["26"]}, "seeds": [0, 1],
+              "results": {"lora": {"options": {"init": "pretrained", "mode": "lora"},
+                                   "rows": [{"best": 0.8}, {"best": 0.7}]},
+                          "scratch": {"options": {"init": "scratch"}, "rows": [{"best": 0.6}, {"best": 0.6}]}}}
+    lora, scratch = card.probe_rows("MA", report)
+    assert lora.task == "MA, validation subjects 08,09 (test subjects 26 never read)"
+    assert lora.model == "eegfm-small (mode=lora)" and scratch.model == "from scratch"
+    assert lora.seeds == [0, 1] and abs(lora.mean - 0.75) < 1e-12 and abs(lora.std - 0.0707107) < 1e-6
+    assert scratch.std == 0.0
