@@ -138,7 +138,7 @@ def test_push_to_hub_uploads_config_and_safetensors(tmp_path, monkeypatch, model
 
 
 def test_registry():
-    assert list_models() == ["mape_encoder_base", "mape_encoder_small", "mape_encoder_tiny"]
+    assert list_models() == ["eegfm_small", "mape_encoder_base", "mape_encoder_small", "mape_encoder_tiny"]
     base = create_model("mape_encoder_base")
     assert (base.embed_dim, len(base.blocks)) == (200, 12)
     assert create_model("mape_encoder_small", patch_size=200).patch_size == 200

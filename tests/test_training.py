@@ -319,5 +319,5 @@ def test_resuming_another_model_is_one_clear_error(tmp_path):
             self.extra = torch.nn.Linear(2, 2)
 
     with pytest.raises(ValueError, match=r"cannot resume from .*last.pt: it holds another model \(missing 2 "
-                                         r"\(e.g. 'extra.weight', 'extra.bias'\), unexpected 0 against this one\).*run_config.json"):
+                                         r"\('extra.weight', 'extra.bias'\), unexpected 0 against this one\).*run_config.json"):
         Trainer(Wider(), _config(tmp_path, steps=6, resume=True), make_batches()).fit()
