@@ -162,3 +162,11 @@ def test_a_probe_report_becomes_downstream_rows_of_the_card():
     assert lora.model == "eegfm-small (mode=lora)" and scratch.model == "from scratch"
     assert lora.seeds == [0, 1] and abs(lora.mean - 0.75) < 1e-12 and abs(lora.std - 0.0707107) < 1e-6
     assert scratch.std == 0.0
+
+
+def test_card_rows_can_be_limited_to_some_variants():
+    card = _load("eegfm_small_card")
+    report = {"fold": {"val": ["08"], "test": ["26"]}, "seeds": [0],
+              "results": {"a": {"options": {"init": "pretrained"}, "rows": [{"best": 0.8}]},
+                          "b": {"options": {"init": "scratch"}, "rows": [{"best": 0.6}]}}}
+    assert [r.model for r in card.probe_rows("MA", report, ["b"])] == ["from scratch"]
