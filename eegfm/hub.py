@@ -82,6 +82,18 @@ class ModelLoadError(OSError):
     """A model's config or weights could not be found or did not match the model class."""
 
 
+def read_config_file(config_file: Path) -> dict:
+    """The constructor arguments saved in ``config_file`` (a ``config.json``), or a one-line ModelLoadError."""
+    try:
+        config = json.loads(Path(config_file).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{config_file} is not valid JSON ({err}); re-save the model or fix the file") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{config_file} must hold a JSON object of constructor arguments, "
+                             f"got {type(config).__name__}; re-save the model or fix the file")
+    return config
+
+
 def _download(repo_id: str, filename: str, **kwargs) -> str:
     """Fetch one file of a Hub repo (or its cached copy), turning Hub errors into advice."""
     offline = os.environ.get("HF_HUB_OFFLINE", "0").upper() in {"1", "ON", "YES", "TRUE"}
@@ -318,13 +330,7 @@ class HubMixin(ModelCardMixin, PyTorchModelHubMixin):
             config_file = Path(_download(source, CONFIG_NAME, **hub))
             weights_file = Path(_download(source, WEIGHTS_NAME, **hub))
 
-        try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ModelLoadError(f"{config_file} is not valid JSON ({err}); re-save the model or fix the file") from None
-        if not isinstance(config, dict):
-            raise ModelLoadError(f"{config_file} must hold a JSON object of constructor arguments, "
-                                 f"got {type(config).__name__}; re-save the model or fix the file")
+        config = read_config_file(config_file)
         saved_class = config.pop(MODEL_CLASS_KEY, None)
         if saved_class is not None and saved_class not in {base.__name__ for base in cls.__mro__}:
             raise ModelLoadError(

@@ -10,14 +10,14 @@ what each output is (and its model card lists them).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..hub import CONFIG_NAME, MODEL_CLASS_KEY, HubMixin, ModelLoadError, _download, hub_card
+from ..hub import (CONFIG_NAME, MODEL_CLASS_KEY, HubMixin, ModelLoadError, _download, hub_card,
+                   read_config_file)
 from ..modules.attention_pool import AttentionPool
 from .encoder import MAPEEncoder
 
@@ -229,14 +229,7 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
         else:
             keys = ("revision", "cache_dir", "force_download", "local_files_only", "token")
             path = Path(_download(source, CONFIG_NAME, **{k: hub_kwargs[k] for k in keys if k in hub_kwargs}))
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ModelLoadError(f"{path} is not valid JSON ({err}); re-save the model or fix the file") from None
-        if not isinstance(config, dict):
-            raise ModelLoadError(f"{path} must hold a JSON object of constructor arguments, "
-                                 f"got {type(config).__name__}; re-save the model or fix the file")
-        return config, path
+        return read_config_file(path), path
 
 
 def _check_class_names(class_names, n_outputs: int) -> list[str] | None:
