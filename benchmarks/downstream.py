@@ -28,9 +28,31 @@ Pre-training (eegfm CLI functions, all sizes set by flags):
    first seed. Its masked-token accuracy per strategy (beside the most-frequent-code baseline)
    and the tokenizer's codebook usage are reported.
 
+Pre-training target (``--pretrain-target``): ``codes`` (default, the above: tokenizer, then
+masked code prediction) or ``spectrum``: step 2 with ``MaskedPretrainer(target="spectrum")``
+(``eegfm pretrain --model.target=spectrum``: masked patches regress their z-scored Fourier
+amplitudes, RECIPE.md rows 11-18), and step 1 skipped (no tokenizer is trained).
+
+A given encoder (``--encoder DIR``: a ``MAPEEncoder.from_pretrained`` folder, or an ``eegfm
+pretrain`` run folder holding ``encoder/``) replaces both steps: every eegfm model of every task
+and fold starts from it (``eegfm_scratch`` gets its architecture). Honesty guard: when a
+``run_config.json`` lies in the encoder folder or the folder above it, its ``data.sources`` are
+listed with eegfm's own parser (RecordingSource metadata, no signal read) and the run is
+refused if the corpus holds any test subject of an evaluated task (``ma``: eegmat BIDS subjects,
+``mi``: eegmmidb subject numbers). With folds every subject is tested in some fold, so a corpus
+with any of the task's subjects is refused: use ``--test-subjects`` (subjects the encoder never
+saw) or pre-train per fold. Without a ``run_config.json`` the corpus cannot be checked: a loud
+warning, and ``"corpus_checked": false`` in the JSON. Evaluate an encoder as RECIPE.md's LoRA
+recipe (``benchmarks/finetune_probe.py``: LoRA, lr 3e-4, channel dropout 0.3, time shift 0.5 s,
+amplitude scale 0.2, layer decay 1) on the fixed test split::
+
+    python benchmarks/downstream.py --tasks ma --test-subjects 'ma:26-31' --encoder runs/eegfm-small \\
+        --models eegfm_lora,eegfm_scratch,eegnet --seeds 0,1,2,3,4 --finetune-lr 3e-4 --lora-lr 3e-4 \\
+        --channel-dropout 0.3 --time-shift 0.5 --amplitude-scale 0.2 --layer-decay 1 --threads 1
+
 Models per (task, fold, seed): ``eegfm_pretrained`` (full fine-tuning, layer-wise lr decay),
 ``eegfm_linear`` (linear probe on the same pre-trained encoder; on request also
-``eegfm_lora``: LoRA adapters + head, ``--finetune-lr``, and ``eegfm_frozen_lr``: a
+``eegfm_lora``: LoRA adapters + head, ``--lora-lr`` and the augmentation flags, and ``eegfm_frozen_lr``: a
 cross-validated logistic regression on its frozen features), ``eegfm_scratch`` (same
 architecture and budget, random init, no layer decay), braindecode ``eegnet`` and ``shallow``
 (ShallowFBCSPNet) with the same validation-based early stopping and best-epoch selection, and,
@@ -66,6 +88,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -82,8 +105,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eegfm import MAPEClassifier, MAPEEncoder, NeuralTokenizer  # noqa: E402
-from eegfm.cli.pretrain import PretrainRun, pretrain  # noqa: E402
-from eegfm.cli.runs import DataConfig, PretrainModelConfig, TokenizerModelConfig  # noqa: E402
+from eegfm.cli.pretrain import PretrainRun, format_evaluation, pretrain  # noqa: E402
+from eegfm.cli.runs import DataConfig, PretrainModelConfig, TokenizerModelConfig, resolve_sources  # noqa: E402
 from eegfm.cli.tokenizer import TokenizerRun, train_tokenizer  # noqa: E402
 from eegfm.data import EEGCorpus  # noqa: E402
 from eegfm.data.preprocessing import preprocess  # noqa: E402
@@ -319,6 +342,125 @@ def zero_dropped_channels(data: LabeledEEG, fraction: float, seed: int) -> np.nd
     return X
 
 
+# ---------------------------------------------------------------------------------- a given encoder (--encoder)
+RUN_CONFIG = "run_config.json"  # what `eegfm pretrain` writes into its run folder
+#: source kinds whose listing would read or download data: not listed by the corpus check
+UNLISTED_KINDS = ("moabb", "seed-dv", "seed", "faced")
+
+
+def locate_encoder(path: Path) -> tuple[Path, Path | None]:
+    """``(encoder folder, run_config.json of its pre-training run or None)``.
+
+    ``path``: a ``MAPEEncoder.save_pretrained`` folder or a run folder holding ``encoder/``;
+    ``run_config.json`` is looked for in the encoder folder, then in the folder above it.
+    """
+    path = Path(path).expanduser()
+    folder = path / "encoder" if (path / "encoder" / "config.json").is_file() else path
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"--encoder {path}: no MAPEEncoder there (a MAPEEncoder.save_pretrained folder with "
+                         "config.json, or an `eegfm pretrain` run folder holding encoder/)")
+    for where in (folder, folder.parent):
+        if (where / RUN_CONFIG).is_file():
+            return folder, where / RUN_CONFIG
+    return folder, None
+
+
+def encoder_fingerprint(folder: Path) -> str:
+    """sha256 (16 hex) of the encoder folder's config.json and weights: what the result rows depend on."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def source_subject(source) -> tuple[str, str] | None:
+    """``(task, subject id)`` when a listed corpus source is an eegmat (``ma``) or eegmmidb (``mi``)
+    recording, else None; the id is ``"?"`` when the recording names no subject.
+
+    From the RecordingSource's key and metadata only (no signal is read): eegmmidb = metadata
+    dataset ``eegbci``, eegfm's sample excerpts named ``eegbci_*``, or files named like
+    ``S001R04.edf``; eegmat = a dataset, sample name or path containing ``eegmat``.
+    """
+    meta = dict(getattr(source, "metadata", None) or {})
+    key = str(getattr(source, "key", ""))
+    dataset, name = str(meta.get("dataset", "")).lower(), str(meta.get("name", "")).lower()
+    subject = str(meta.get("subject") if meta.get("subject") is not None else "")
+    from_key = None
+    if dataset == "eegbci" or name.startswith("eegbci") or re.search(r"S\d{3}R\d{2}\.edf$", key, re.I):
+        task, from_key = "mi", re.search(r"S(\d{3})R\d{2}", key, re.I)
+    elif "eegmat" in dataset or name.startswith("eegmat") or "eegmat" in key.lower():
+        task, from_key = "ma", re.search(r"sub-(\d+)", key)
+    else:
+        return None
+    number = re.search(r"\d+", subject)
+    if number:
+        return task, subject_id(task, int(number.group()))
+    return task, subject_id(task, int(from_key.group(1))) if from_key else "?"
+
+
+def corpus_subjects(spec: str, bases: list[Path]) -> tuple[dict[str, list[str]], list[str]]:
+    """The eegmat (``ma``) and eegmmidb (``mi``) subjects of an eegfm source spec, and notes.
+
+    Each ``;``-separated source is listed by eegfm's own parser (:func:`resolve_sources`,
+    :func:`sources_from_spec`; relative paths are tried from each of ``bases`` in turn) and read
+    through :func:`source_subject`. Kinds whose listing would read or download data
+    (:data:`UNLISTED_KINDS`) are not listed (a note says so), except that a moabb PhysioNet
+    (eegmmidb) source cannot be checked at all: SystemExit, as for a source that no base lists.
+    """
+    found: dict[str, set] = {"ma": set(), "mi": set()}
+    notes = []
+    for part in [p.strip() for p in spec.split(";") if p.strip()]:
+        kind, _, rest = part.partition(":")
+        if kind.lower() in UNLISTED_KINDS:
+            if kind.lower() == "moabb" and "physionet" in rest.lower():
+                raise SystemExit(f"--encoder: the pre-training source {part!r} is eegmmidb through moabb, which "
+                                 "cannot be listed without downloading it: its subjects cannot be checked")
+            notes.append(f"{part}: not listed (neither eegmat nor eegmmidb; listing it would read its data)")
+            continue
+        sources, errors = None, []
+        for base in bases:
+            here = os.getcwd()
+            try:
+                os.chdir(base)
+                sources = list(sources_from_spec(resolve_sources(part)))
+                break
+            except (OSError, ValueError, RuntimeError) as err:
+                errors.append(f"from {base}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+            finally:
+                os.chdir(here)
+        if sources is None:
+            raise SystemExit(f"--encoder: cannot list the pre-training source {part!r} ({'; '.join(errors)}), so "
+                             "the corpus cannot be checked for test subjects")
+        for source in sources:
+            hit = source_subject(source)
+            if hit:
+                found[hit[0]].add(hit[1])
+    return {t: sorted(v) for t, v in found.items()}, notes
+
+
+def check_encoder_corpus(corpus: dict[str, list[str]], tested: dict[str, list[str]], fixed: set[str],
+                         where: str) -> None:
+    """One-line SystemExit when the encoder's corpus holds a test subject of an evaluated task.
+
+    ``tested[task]``: every test subject of the task (all folds); ``fixed``: the tasks with
+    ``--test-subjects`` (the others run folds); ``where``: the run_config.json, for the message.
+    """
+    for task, subjects in tested.items():
+        seen = sorted(set(corpus.get(task, [])) & set(subjects))
+        if "?" in corpus.get(task, []):
+            raise SystemExit(f"--encoder: its pre-training corpus ({where}) holds {task} recordings that name no "
+                             "subject, so it cannot be checked for test subjects; refusing")
+        if not seen:
+            continue
+        if task in fixed:
+            raise SystemExit(f"--encoder: its pre-training corpus ({where}) contains {task} test subject(s) "
+                             f"{','.join(seen)}: refusing (test on subjects the encoder never saw)")
+        raise SystemExit(f"--encoder: its pre-training corpus ({where}) contains {task} subject(s) {','.join(seen)}, "
+                         "each a test subject of some fold: refusing; use --test-subjects with subjects the encoder "
+                         "never saw, or drop --encoder to pre-train per fold")
+
+
 # ---------------------------------------------------------------------------------- one validation split (probes)
 def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of :func:`validation_split` (shared by the recipe probes)."""
@@ -362,6 +504,17 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
 
 
+def eegfm_lr(model_name: str, args) -> float:
+    """The fine-tuning lr of an eegfm model: ``--linear-lr`` (linear probe; unused by the frozen fit),
+    ``--lora-lr`` (LoRA; 0: ``--finetune-lr``), else ``--finetune-lr``."""
+    mode = EEGFM_MODES[model_name]
+    if mode in ("linear", "frozen"):
+        return args.linear_lr
+    if mode == "lora" and args.lora_lr:
+        return args.lora_lr
+    return args.finetune_lr
+
+
 def run_eegfm(model_name: str, seed: int, encoder: MAPEEncoder | None, encoder_config: dict, train, valid,
               tests: list, args, run_dir: Path) -> tuple[dict, list[np.ndarray]]:
     """Fine-tune one eegfm variant; logits (N, 2) on each of ``tests`` (each a LabeledEEG)."""
@@ -374,8 +527,7 @@ def run_eegfm(model_name: str, seed: int, encoder: MAPEEncoder | None, encoder_c
     linear = mode in ("linear", "frozen")  # frozen encoder: no augmentation (frozen: no training at all)
     augment = {} if linear else dict(channel_dropout=args.channel_dropout, time_shift_seconds=args.time_shift,
                                      amplitude_scale=args.amplitude_scale)
-    cfg = FinetuneConfig(mode=mode, epochs=args.finetune_epochs,
-                         lr=args.linear_lr if linear else args.finetune_lr,
+    cfg = FinetuneConfig(mode=mode, epochs=args.finetune_epochs, lr=eegfm_lr(model_name, args),
                          layer_decay=args.layer_decay if model_name == "eegfm_pretrained" else 1.0,
                          batch_size=args.batch_size, seed=seed, patience=args.patience or None, select_best=True,
                          monitor="balanced_accuracy", run_dir=str(run_dir), metrics="none", progress=args.progress,
@@ -554,13 +706,26 @@ def format_summary(report: dict) -> str:
                              f"better in {b['n_better']}/{b['n_seeds']}; paired t-test p = {p(b['t_test_p'])}, "
                              f"Wilcoxon p = {p(b['wilcoxon_p'])}")
         pre = report["pretraining"].get(task, {})
-        if pre.get("folds"):
+        by_fold = sorted(pre.get("folds", {}).items(), key=lambda kv: int(kv[0]))
+        if any("masked_accuracy" in d for _, d in by_fold):
             lines.append("")
             lines.append("Pre-training, masked-token accuracy per fold (random / channel / temporal; baseline): "
                          + "; ".join(
                              f"fold {f}: " + " / ".join(f"{v:.1%}" for v in d["masked_accuracy"]["accuracy"].values())
                              + f" ({d['masked_accuracy']['baseline_accuracy']:.1%})"
-                             for f, d in sorted(pre["folds"].items(), key=lambda kv: int(kv[0]))))
+                             for f, d in by_fold if "masked_accuracy" in d))
+        if any("masked_r2" in d for _, d in by_fold):
+            lines.append("")
+            lines.append("Pre-training (spectrum target), masked R^2 per fold (random / channel / temporal; "
+                         "predicting the mean: 0): " + "; ".join(
+                             f"fold {f}: " + " / ".join(f"{v:.3f}" for v in d["masked_r2"]["masked_r2"].values())
+                             for f, d in by_fold if "masked_r2" in d))
+        enc = report.get("encoder")
+        if enc:
+            lines += ["", f"eegfm models start from the given encoder `{enc['encoder_dir']}` (no pre-training here); "
+                      + (f"its pre-training corpus ({enc['run_config_file']}) holds no test subject."
+                         if enc["corpus_checked"] else
+                         "**its pre-training corpus could NOT be checked for test subjects** (no run_config.json).")]
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -663,11 +828,24 @@ def build_parser() -> argparse.ArgumentParser:
     a("--pretrain-window-seconds", type=float, default=4.0)
     a("--single-pass", action="store_true",
       help="PretrainModelConfig(single_pass=True): one encoder pass per step (if this eegfm has it)")
+    a("--pretrain-target", default="codes", choices=("codes", "spectrum"),
+      help="what the per-fold masked pre-training predicts: 'codes' (a VQ tokenizer, trained first per task) or "
+           "'spectrum' (each masked patch's z-scored Fourier amplitudes, MaskedPretrainer(target='spectrum'); "
+           "no tokenizer is trained)")
+    a("--encoder", type=Path, default=None,
+      help="a pre-trained encoder (MAPEEncoder.from_pretrained folder, or an `eegfm pretrain` run folder "
+           "holding encoder/) used by every eegfm model of every task and fold instead of pre-training one "
+           "(eegfm_scratch takes its architecture; the model/pre-training flags above are then unused). Refused "
+           "when the run_config.json beside or above it lists a test subject in data.sources; unchecked "
+           "(warning, corpus_checked: false) without one")
     # fine-tuning
     a("--finetune-epochs", type=int, default=15)
     a("--patience", type=int, default=5, help="early-stopping patience in epochs (0: none) for eegfm")
-    a("--finetune-lr", type=float, default=1e-3)
+    a("--finetune-lr", type=float, default=1e-3, help="lr of eegfm_pretrained and eegfm_scratch (full fine-tuning)")
     a("--linear-lr", type=float, default=5e-3, help="lr of the linear probe's head")
+    a("--lora-lr", type=float, default=3e-4,
+      help="lr of eegfm_lora (adapters + head; 0: --finetune-lr). Default 3e-4: RECIPE.md rows 15-16 (LoRA at "
+           "1e-3 was worse). eegfm_lora also takes the augmentation flags; its layer decay is 1")
     a("--layer-decay", type=float, default=1.0,
       help="eegfm_pretrained only (scratch: 1.0); 1.0 beat 0.65 on MA validation subjects (RECIPE.md row 6)")
     a("--batch-size", type=int, default=32)
@@ -739,16 +917,60 @@ def main(argv=None) -> dict:
         for f in folds[t]:
             print(f"  fold {f['fold']}: test {','.join(f['test'])} | val {','.join(f['val'])}")
 
+    # ------------------------------------------------------------ a given encoder (--encoder): honesty guard first
+    given_encoder, encoder_info = None, None
+    if args.encoder is not None and any(m in EEGFM_MODELS for m in models):
+        enc_dir, run_cfg_path = locate_encoder(args.encoder)
+        given_encoder = MAPEEncoder.from_pretrained(enc_dir)
+        try:
+            given_encoder.check_preprocessing(pre_cfg)
+        except ValueError as err:
+            raise SystemExit(f"--encoder {args.encoder}: {err}") from None
+        encoder_info = {"path": str(args.encoder), "encoder_dir": str(enc_dir),
+                        "fingerprint": encoder_fingerprint(enc_dir), "config": given_encoder.get_config(),
+                        "run_config_file": str(run_cfg_path) if run_cfg_path else None, "run_config": None,
+                        "sources": None, "corpus_subjects": None, "corpus_notes": [], "corpus_checked": False}
+        if run_cfg_path is None:
+            bar = "!" * 100
+            print(f"{bar}\nWARNING: --encoder {args.encoder}: no {RUN_CONFIG} in {enc_dir} or the folder above it, so "
+                  "its pre-training corpus could NOT be checked for test subjects.\nThe results are only honest if "
+                  "the encoder never saw them; downstream.json records \"corpus_checked\": false.\n" + bar)
+        else:
+            run_cfg = json.loads(run_cfg_path.read_text())
+            spec = (run_cfg.get("data") or {}).get("sources")
+            if not spec:
+                raise SystemExit(f"--encoder: {run_cfg_path} names no data.sources, so the corpus cannot be checked")
+            bases = list(dict.fromkeys([Path.cwd(), ROOT, run_cfg_path.parent]))
+            corpus, notes = corpus_subjects(spec, bases)
+            tested = {t: sorted({s for f in folds[t] for s in f["test"]}) for t in tasks}
+            check_encoder_corpus(corpus, tested, set(fixed), str(run_cfg_path))
+            encoder_info.update(run_config=run_cfg, sources=spec, corpus_subjects=corpus, corpus_notes=notes,
+                                corpus_checked=True)
+            print(f"--encoder {enc_dir}: its pre-training corpus ({run_cfg_path}) holds no test subject "
+                  f"(eegmat: {','.join(corpus['ma']) or 'none'}; eegmmidb: {','.join(corpus['mi']) or 'none'})")
+            for note in notes:
+                print(f"  {note}")
+        if args.pretrain_target != "codes":
+            print(f"--pretrain-target {args.pretrain_target}: unused with --encoder (nothing is pre-trained)")
+    elif args.encoder is not None:
+        print(f"--encoder {args.encoder}: unused (no eegfm model in --models)")
+
     enc_arch = dict(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads)
     encoder_config = {**enc_arch, "sfreq": data_cfg.sfreq, "preprocessing": pre_cfg.to_dict()}
+    if given_encoder is not None:  # eegfm_scratch: the given encoder's architecture, random weights
+        encoder_config = given_encoder.get_config()
     single_pass_ok = "single_pass" in {f.name for f in dataclasses.fields(PretrainModelConfig)}
     if args.single_pass and not single_pass_ok:
         print("--single-pass: this eegfm's PretrainModelConfig has no single_pass; ignored")
+    spectrum = args.pretrain_target == "spectrum"
     recipe = {"pre": pre_cfg.to_dict(), "arch": enc_arch, "code_dim": args.code_dim, "num_codes": args.num_codes,
               "tokenizer_steps": args.tokenizer_steps, "tokenizer_lr": args.tokenizer_lr,
               "pretrain_steps": args.pretrain_steps, "pretrain_lr": args.pretrain_lr,
               "pretrain_batch_size": args.pretrain_batch_size, "pretrain_window": args.pretrain_window_seconds,
               "single_pass": bool(args.single_pass and single_pass_ok), "seed": seeds[0]}
+    if spectrum:  # no tokenizer: its settings do not matter, the target does (codes: the fingerprint as before)
+        recipe = {k: v for k, v in recipe.items() if not k.startswith(("tokenizer_", "code_dim", "num_codes"))}
+        recipe["target"] = "spectrum"
 
     def train_config(run_dir: Path, steps: int, lr: float) -> TrainConfig:
         return TrainConfig(steps=steps, lr=lr, warmup_steps=steps // 10, log_every=max(steps // 20, 1),
@@ -805,6 +1027,8 @@ def main(argv=None) -> dict:
             "models": models, "seeds": seeds,
             "data": report_data,
             "folds": {t: folds[t] for t in tasks if t in report_data},
+            "encoder": encoder_info,
+            "pretrain_target": None if encoder_info else args.pretrain_target,
             "pretraining": pretraining,
             "results": results,
             "comparisons": comparisons,
@@ -820,9 +1044,12 @@ def main(argv=None) -> dict:
         plot(report, args.out)
         return report
 
-    # what a finished result row depends on (besides its model, seed, fold and pre-training corpus)
+    # what a finished result row depends on (besides its model, seed, fold and pre-training corpus or encoder).
+    # Flags added later join it only away from their default, so older work dirs stay reusable; --encoder is
+    # its weights' fingerprint (below), --lora-lr the lr of eegfm_lora rows.
     row_args = {k: v for k, v in vars(args).items()
-                if k not in ("reuse", "progress", "out", "threads", "seeds", "models", "tasks", "work_dir")}
+                if k not in ("reuse", "progress", "out", "threads", "seeds", "models", "tasks", "work_dir",
+                             "encoder", "lora_lr") and not (k == "pretrain_target" and v == "codes")}
     n_fold_total = sum(len(folds[t]) for t in tasks)
     fold_seconds: list[float] = []
     for t in tasks:
@@ -850,9 +1077,14 @@ def main(argv=None) -> dict:
 
         # -------------------------------------------------------- tokenizer (no recording of this task's dataset)
         needs_encoder = any(m in models for m in EEGFM_MODELS if m != "eegfm_scratch")
+        pretrain_here = needs_encoder and given_encoder is None  # else: the --encoder, no pre-training
         tokenizer = None
         pretraining[t] = {"tokenizer": None, "folds": {}}
-        if needs_encoder:
+        if given_encoder is not None:
+            pretraining[t]["encoder"] = encoder_info["encoder_dir"]
+        elif pretrain_here:
+            pretraining[t]["target"] = args.pretrain_target
+        if pretrain_here and not spectrum:
             tok_spec, notes, tok_subjects = spec_for([])
             tok_dir = work / t / "tokenizer"
             fp = _fingerprint({"recipe": recipe, "spec": tok_spec})
@@ -893,13 +1125,15 @@ def main(argv=None) -> dict:
             train, valid, test = (subset(data, fold[k]) for k in ("train", "val", "test"))
             fold["n_examples"] = {"train": len(train), "val": len(valid), "test": len(test)}
             print(f"[{t}] fold {f}: train {len(train)}, val {len(valid)}, test {len(test)} examples")
-            encoder = None
-            if needs_encoder:
+            encoder = given_encoder
+            if pretrain_here:
                 own = [s for s in selected[t] if s not in fold["test"]]
                 spec, notes, subjects = spec_for(own)
                 pre_dir = work / t / f"fold{f}" / "pretrain"
-                fp = _fingerprint({"recipe": recipe, "spec": spec, "tokenizer": (work / t / "tokenizer" /
-                                                                               "fingerprint.txt").read_text()})
+                payload = {"recipe": recipe, "spec": spec}
+                if not spectrum:
+                    payload["tokenizer"] = (work / t / "tokenizer" / "fingerprint.txt").read_text()
+                fp = _fingerprint(payload)
                 listing = corpus_listing(spec)
                 t0 = time.perf_counter()
                 if reusable(pre_dir, fp, "encoder", "evaluation.json"):
@@ -913,6 +1147,8 @@ def main(argv=None) -> dict:
                         model_cfg["patch_size"] = args.patch_size  # must equal the tokenizer's
                     if single_pass_ok and args.single_pass:
                         model_cfg["single_pass"] = True
+                    if spectrum:  # MaskedPretrainer(target="spectrum"): no tokenizer, no code cache
+                        model_cfg["target"] = "spectrum"
                     pre_data = DataConfig(sources=spec, cache_dir=data_cfg.cache_dir,
                                           window_seconds=args.pretrain_window_seconds,
                                           batch_size=args.pretrain_batch_size)
@@ -927,13 +1163,11 @@ def main(argv=None) -> dict:
                     shutil.rmtree(pre_dir / "checkpoints", ignore_errors=True)
                     shutil.rmtree(pre_dir / "model", ignore_errors=True)
                 ev = summary["evaluation"]
-                print(f"  pre-training: masked-token accuracy "
-                      + ", ".join(f"{k} {v:.1%}" for k, v in ev["accuracy"].items())
-                      + f" (most-frequent-code baseline {ev['baseline_accuracy']:.1%}; {summary.get('seconds')} s)")
+                print(f"  pre-training ({args.pretrain_target}): {format_evaluation(ev)}; {summary.get('seconds')} s")
                 pretraining[t]["folds"][str(f)] = {
                     "sources": spec, "notes": notes, "subjects": subjects, "excluded_test_subjects": fold["test"],
-                    **listing, "windows": summary.get("windows"), "masked_accuracy": ev,
-                    "seconds": summary.get("seconds")}
+                    **listing, "windows": summary.get("windows"), "target": args.pretrain_target,
+                    "masked_r2" if spectrum else "masked_accuracy": ev, "seconds": summary.get("seconds")}
                 timings[t].setdefault("pretrain_s", {})[str(f)] = summary.get("seconds")
 
             for m in [m for m in models if m in TASK_MODELS[t]]:
@@ -942,9 +1176,14 @@ def main(argv=None) -> dict:
                     seed_key = "classic" if seed is None else str(seed)
                     row_dir = work / t / f"fold{f}" / "rows"
                     row_file = row_dir / f"{m}_seed{seed_key}.json"
-                    fp = _fingerprint({"model": m, "seed": seed, "test": fold["test"], "val": fold["val"],
-                                       "train": fold["train"], "args": row_args,
-                                       "pretrain": pretraining[t]["folds"].get(str(f), {}).get("sources")})
+                    payload = {"model": m, "seed": seed, "test": fold["test"], "val": fold["val"],
+                               "train": fold["train"], "args": row_args,
+                               "pretrain": pretraining[t]["folds"].get(str(f), {}).get("sources")}
+                    if encoder_info and m in EEGFM_MODELS:
+                        payload["encoder"] = encoder_info["fingerprint"]
+                    if m == "eegfm_lora":
+                        payload["lr"] = eegfm_lr(m, args)
+                    fp = _fingerprint(payload)
                     if args.reuse and row_file.is_file() and json.loads(row_file.read_text()).get("fingerprint") == fp:
                         saved = json.loads(row_file.read_text())
                         row, labels, logits = saved["row"], np.array(saved["labels"]), np.array(saved["logits"])

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,118 @@ def test_fixed_montage_models_lose_the_channels_eegfm_loses():
         assert len(kept) == 3
         np.testing.assert_array_equal(zeroed[i, kept], np.asarray(dropped.signals[i]))
         np.testing.assert_array_equal(np.asarray(dropped.positions[i]), np.asarray(data.positions[i])[kept])
+
+
+# ---------------------------------------------------------------------------------- --encoder, --pretrain-target
+ENCODER_RUN = ["--ma-subjects", "02,03,04", "--mi-subjects", "1,2,3", "--test-subjects", "ma:04;mi:3",
+               "--seeds", "0", "--mi-seconds", "2", "--finetune-epochs", "2", "--patience", "1", "--batch-size", "16",
+               "--channel-dropout", "0.3", "--time-shift", "0.5", "--amplitude-scale", "0.2"]
+
+
+def _tiny_encoder_run(folder, sources: str):
+    """An `eegfm pretrain`-like run folder: a tiny MAPEEncoder in encoder/ and a run_config.json naming ``sources``."""
+    from eegfm import MAPEEncoder
+
+    MAPEEncoder(patch_size=100, embed_dim=16, depth=1, num_heads=2).save_pretrained(folder / "encoder")
+    (folder / "run_config.json").write_text(json.dumps({"model": {"target": "spectrum"},
+                                                        "data": {"sources": sources}}))
+    return folder
+
+
+def test_encoder_whose_corpus_holds_a_test_subject_is_refused(shared_data, tmp_path):
+    bench = _load()
+    base = ["--data-root", str(shared_data), "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+            "--models", "eegfm_lora,eegnet"]
+    eegmat, eegbci = shared_data / "eegmat_bids", shared_data / "eegbci"
+    # a run folder (encoder/ inside) whose corpus has the MA test subject 04, and the encoder folder itself
+    leaky = _tiny_encoder_run(tmp_path / "leaky", f"bids:{eegmat}:02,04;eegbci:{eegbci}:1:4")
+    for given in (leaky, leaky / "encoder"):
+        with pytest.raises(SystemExit, match=r"contains ma test subject\(s\) 04: refusing") as err:
+            bench.main([*base, *ENCODER_RUN, "--encoder", str(given)])
+        assert "\n" not in str(err.value) and "leaky/run_config.json" in str(err.value)
+    # MI: eegmmidb subject numbers (test subject 3)
+    leaky_mi = _tiny_encoder_run(tmp_path / "leaky_mi", f"bids:{eegmat}:02;eegbci:{eegbci}:1,3:4")
+    with pytest.raises(SystemExit, match=r"contains mi test subject\(s\) S003: refusing"):
+        bench.main([*base, *ENCODER_RUN, "--encoder", str(leaky_mi)])
+    # folds: every subject is tested in some fold, so any of the task's subjects in the corpus is a leak
+    clean = _tiny_encoder_run(tmp_path / "clean", f"bids:{eegmat}:02,03")
+    folds_message = "each a test subject of some fold.*--test-subjects.*pre-train per fold"
+    with pytest.raises(SystemExit, match=folds_message) as err:
+        bench.main([*base, "--tasks", "ma", "--ma-subjects", "02,03,04", "--folds", "3", "--encoder", str(clean)])
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()  # refused before anything was trained or written
+
+
+def test_encoder_runs_lora_and_frozen_with_the_channel_drop_curve(shared_data, tmp_path, capsys):
+    bench = _load()
+    eegmat, eegbci = shared_data / "eegmat_bids", shared_data / "eegbci"
+    # the corpus holds the tasks' training / validation subjects (allowed, unlabelled), never a test subject
+    run = _tiny_encoder_run(tmp_path / "run", f"bids:{eegmat}:02,03;eegbci:{eegbci}:1,2:4,8")
+    out, work = tmp_path / "out", tmp_path / "work"
+    common = ["--data-root", str(shared_data), *ENCODER_RUN, "--models", "eegfm_lora,eegfm_frozen_lr",
+              "--work-dir", str(work)]
+    report = bench.main([*common, "--out", str(out), "--encoder", str(run)])
+    saved = json.loads((out / "downstream.json").read_text())
+    assert saved["results"].keys() == {"ma", "mi"} and report["encoder"] == saved["encoder"]
+    enc = saved["encoder"]
+    assert enc["path"] == str(run) and enc["encoder_dir"] == str(run / "encoder") and enc["corpus_checked"] is True
+    assert enc["run_config_file"] == str(run / "run_config.json") and enc["sources"].startswith("bids:")
+    assert enc["config"]["embed_dim"] == 16 and enc["corpus_subjects"] == {"ma": ["02", "03"], "mi": ["S001", "S002"]}
+    assert saved["pretrain_target"] is None
+    assert "lora_lr" in saved["config"] and bench.eegfm_lr("eegfm_lora", bench.build_parser().parse_args([])) == 3e-4
+    for task in ("ma", "mi"):
+        assert saved["pretraining"][task] == {"tokenizer": None, "folds": {}, "encoder": str(run / "encoder")}
+        assert set(saved["results"][task]) == {"eegfm_lora", "eegfm_frozen_lr"}
+        for model, res in saved["results"][task].items():
+            assert set(res["channel_drop"]) == {"0.3", "0.5", "0.7"}, (task, model)  # the default curve
+            assert all(res["channel_drop"][q]["n"] == 1 for q in ("0.3", "0.5", "0.7"))
+            (row,) = res["rows"]
+            assert set(row["channel_drop"]) == {"0.3", "0.5", "0.7"}
+            assert all(0 <= v <= 1 for v in row["channel_drop"].values())
+            assert 0 <= row["test"]["balanced_accuracy"] <= 1
+    assert not (work / "ma" / "tokenizer").exists() and not (work / "ma" / "fold0" / "pretrain").exists()
+    assert "eegfm models start from the given encoder" in (out / "summary.md").read_text()
+
+    # the same weights without a run_config.json: a loud warning, corpus_checked false (rows reused: same weights)
+    shutil.copytree(run / "encoder", tmp_path / "bare")
+    capsys.readouterr()
+    again = bench.main([*common, "--tasks", "ma", "--out", str(tmp_path / "again"), "--encoder",
+                        str(tmp_path / "bare"), "--reuse"])
+    printed = capsys.readouterr().out
+    assert "WARNING" in printed and "could NOT be checked" in printed
+    assert again["encoder"]["corpus_checked"] is False and again["encoder"]["sources"] is None
+    assert again["results"]["ma"]["eegfm_lora"]["aggregate"] == saved["results"]["ma"]["eegfm_lora"]["aggregate"]
+    assert "could NOT be checked" in (tmp_path / "again" / "summary.md").read_text()
+
+
+def test_spectrum_pretraining_trains_no_tokenizer(shared_data, tmp_path, capsys):
+    bench = _load()
+    out, work = tmp_path / "out", tmp_path / "work"
+    argv = ["--data-root", str(shared_data), "--tasks", "ma", "--ma-subjects", "02,03,04,05", "--mi-subjects", "1",
+            "--folds", "2", "--seeds", "0", "--extras", "", "--pretrain-eegbci-runs", "4", "--pretrain-target",
+            "spectrum", "--pretrain-steps", "3", "--pretrain-batch-size", "8", "--embed-dim", "16", "--depth", "1",
+            "--heads", "2", "--finetune-epochs", "1", "--patience", "1", "--batch-size", "16", "--channel-drop", "0.5",
+            "--models", "eegfm_pretrained,eegfm_linear", "--work-dir", str(work)]
+    report = bench.main([*argv, "--out", str(out)])
+    saved = json.loads((out / "downstream.json").read_text())
+    assert saved["pretrain_target"] == "spectrum" and saved["config"]["pretrain_target"] == "spectrum"
+    pre = saved["pretraining"]["ma"]
+    assert pre["tokenizer"] is None and pre["target"] == "spectrum"
+    assert not (work / "ma" / "tokenizer").exists()  # no tokenizer folder, no tokenizer summary
+    assert not list(work.rglob("codes"))  # no code cache either
+    for f in ("0", "1"):
+        fold = pre["folds"][f]
+        assert fold["target"] == "spectrum" and "masked_accuracy" not in fold
+        assert set(fold["masked_r2"]["masked_r2"]) == {"random", "channel", "temporal"}
+        assert not set(fold["excluded_test_subjects"]) & set(fold["subjects"]["eegmat"])
+        assert (work / "ma" / f"fold{f}" / "pretrain" / "encoder" / "config.json").is_file()
+    assert set(report["results"]["ma"]) == {"eegfm_pretrained", "eegfm_linear"}
+    assert "masked R^2 per fold" in (out / "summary.md").read_text()
+    # --reuse: the spectrum encoders are reused, not trained again
+    fingerprint = (work / "ma" / "fold0" / "pretrain" / "fingerprint.txt").read_text()
+    capsys.readouterr()
+    again = bench.main([*argv, "--out", str(tmp_path / "again"), "--reuse"])
+    assert capsys.readouterr().out.count("reusing the pre-trained encoder") == 2
+    assert (work / "ma" / "fold0" / "pretrain" / "fingerprint.txt").read_text() == fingerprint
+    assert again["results"]["ma"]["eegfm_pretrained"]["aggregate"] == saved["results"]["ma"]["eegfm_pretrained"][
+        "aggregate"]
