@@ -140,6 +140,22 @@ print(json.dumps({"root": str(root), "npz": sorted(p.name for p in root.iterdir(
 '''
 
 
+def _setuptools_here() -> bool:
+    """True when this interpreter can build the wheel itself: pyproject.toml's setuptools>=68, and
+    bdist_wheel (in setuptools since 70.1, else the ``wheel`` package)."""
+    import importlib.metadata as md
+
+    try:
+        version = tuple(int(part) for part in md.version("setuptools").split(".")[:2])
+    except (md.PackageNotFoundError, ValueError):
+        return False
+    try:
+        has_wheel = bool(md.version("wheel"))
+    except md.PackageNotFoundError:
+        has_wheel = False
+    return version >= (68, 0) and (version >= (70, 1) or has_wheel)
+
+
 class StepFailed(Exception):
     """A step's check failed; the message says what was expected and what happened."""
 
@@ -242,7 +258,8 @@ class Walk:
 
     def build_wheel(self):
         dist = self.root / "dist"
-        isolation = [] if self.fresh else ["--no-build-isolation"]  # fresh: pip fetches setuptools as a user's would
+        # fresh (or no setuptools>=68 here, e.g. a Python 3.12 venv): pip fetches the build backend as a user's would
+        isolation = [] if self.fresh or not _setuptools_here() else ["--no-build-isolation"]
         self.run("build-wheel", [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-w", dist,
                                  self.root / "src"], cwd=self.root)
         wheels = sorted(dist.glob("eegfm-*.whl"))
@@ -250,7 +267,8 @@ class Walk:
             raise StepFailed(f"expected one eegfm wheel in {dist}, found {[w.name for w in wheels]}")
         self.wheel = wheels[0]
         self.version = self.wheel.name.split("-")[1]
-        return f"{self.wheel.name} ({self.wheel.stat().st_size / 1e6:.1f} MB)"
+        how = "isolated build" if not isolation else "--no-build-isolation"
+        return f"{self.wheel.name} ({self.wheel.stat().st_size / 1e6:.1f} MB, {how})"
 
     def check_wheel(self):
         with zipfile.ZipFile(self.wheel) as z:
