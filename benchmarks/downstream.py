@@ -67,7 +67,7 @@ differences, the number of seeds where pre-training wins, paired t-test and Wilc
 
 Cost (measured on this 2-core CPU with ``--threads 1``, the other core busy; seconds):
 tokenizer 400 steps ~550 (``ma``: 64-channel eegmmidb corpus) / ~120 (``mi``); masked
-pre-training 400 steps per fold ~590 / ~530 (~300 with ``--single-pass``); one epoch (train +
+pre-training 400 steps per fold ~590 / ~530 with ``--no-single-pass``, ~300 single-pass (the default); one epoch (train +
 validation) of eegfm full fine-tuning ~10 (``ma``) / ~16 (``mi``), linear probe ~4 / ~6, EEGNet
 ~7 / ~7, ShallowFBCSPNet ~4 / ~7; a classic fit 6-11. The defaults (2 tasks x 5 folds x 5 seeds
 x 5 deep models, up to 15 / 20 epochs with early stopping, 10 pre-trainings) are therefore
@@ -826,8 +826,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--pretrain-lr", type=float, default=1e-3)
     a("--pretrain-batch-size", type=int, default=32)
     a("--pretrain-window-seconds", type=float, default=4.0)
-    a("--single-pass", action="store_true",
-      help="PretrainModelConfig(single_pass=True): one encoder pass per step (if this eegfm has it)")
+    a("--single-pass", action=argparse.BooleanOptionalAction, default=True,
+      help="one masked encoder pass per pre-training step, one strategy per sample (the library's default); "
+           "--no-single-pass: the three passes of the paper")
     a("--pretrain-target", default="codes", choices=("codes", "spectrum"),
       help="what the per-fold masked pre-training predicts: 'codes' (a VQ tokenizer, trained first per task) or "
            "'spectrum' (each masked patch's z-scored Fourier amplitudes, MaskedPretrainer(target='spectrum'); "
@@ -959,15 +960,12 @@ def main(argv=None) -> dict:
     encoder_config = {**enc_arch, "sfreq": data_cfg.sfreq, "preprocessing": pre_cfg.to_dict()}
     if given_encoder is not None:  # eegfm_scratch: the given encoder's architecture, random weights
         encoder_config = given_encoder.get_config()
-    single_pass_ok = "single_pass" in {f.name for f in dataclasses.fields(PretrainModelConfig)}
-    if args.single_pass and not single_pass_ok:
-        print("--single-pass: this eegfm's PretrainModelConfig has no single_pass; ignored")
     spectrum = args.pretrain_target == "spectrum"
     recipe = {"pre": pre_cfg.to_dict(), "arch": enc_arch, "code_dim": args.code_dim, "num_codes": args.num_codes,
               "tokenizer_steps": args.tokenizer_steps, "tokenizer_lr": args.tokenizer_lr,
               "pretrain_steps": args.pretrain_steps, "pretrain_lr": args.pretrain_lr,
               "pretrain_batch_size": args.pretrain_batch_size, "pretrain_window": args.pretrain_window_seconds,
-              "single_pass": bool(args.single_pass and single_pass_ok), "seed": seeds[0]}
+              "single_pass": bool(args.single_pass), "seed": seeds[0]}
     if spectrum:  # no tokenizer: its settings do not matter, the target does (codes: the fingerprint as before)
         recipe = {k: v for k, v in recipe.items() if not k.startswith(("tokenizer_", "code_dim", "num_codes"))}
         recipe["target"] = "spectrum"
@@ -1067,7 +1065,6 @@ def main(argv=None) -> dict:
         timings.setdefault(t, {})["load_data_s"] = round(time.perf_counter() - t0, 1)
         print(f"[{t}] {len(data)} examples {report_data[t]['per_class']} from {len(selected[t])} subjects "
               f"({timings[t]['load_data_s']} s)")
-        other = "mi" if t == "ma" else "ma"
         own_key = "eegmat" if t == "ma" else "eegbci"
 
         def spec_for(own: list[str]) -> tuple[str, list[str], dict]:
@@ -1145,8 +1142,7 @@ def main(argv=None) -> dict:
                     model_cfg = dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads)
                     if "patch_size" in {fl.name for fl in dataclasses.fields(PretrainModelConfig)}:
                         model_cfg["patch_size"] = args.patch_size  # must equal the tokenizer's
-                    if single_pass_ok and args.single_pass:
-                        model_cfg["single_pass"] = True
+                    model_cfg["single_pass"] = bool(args.single_pass)  # recorded as run, never the default's guess
                     if spectrum:  # MaskedPretrainer(target="spectrum"): no tokenizer, no code cache
                         model_cfg["target"] = "spectrum"
                     pre_data = DataConfig(sources=spec, cache_dir=data_cfg.cache_dir,
