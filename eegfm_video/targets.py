@@ -502,7 +502,7 @@ def precompute_targets(
     VideoTargets
         The targets, read back from the cache files.
     """
-    from tqdm.auto import tqdm
+    from eegfm.progress import progress_bar
 
     config = TargetConfig() if config is None else config
     if not isinstance(config, TargetConfig):
@@ -540,7 +540,7 @@ def precompute_targets(
                                             max_new_tokens=config.caption_max_new_tokens,
                                             num_beams=config.caption_num_beams, batch_size=batch_size)
         captions: list[str] = []
-        for batch in tqdm(batches, desc="captions", disable=not progress):
+        for batch in progress_bar(batches, desc="captions", enabled=progress):
             first = [_as_frames(clips[k], k)[0] for k in batch]
             got = list(captioner(first))
             if len(got) != len(first):
@@ -559,7 +559,7 @@ def precompute_targets(
                                                     tokenizer_subfolder=config.tokenizer_subfolder,
                                                     device=device, dtype=dtype, batch_size=batch_size)
         chunks = [torch.as_tensor(text_embedder(captions[i:i + batch_size])).float().cpu()
-                  for i in tqdm(range(0, len(captions), batch_size), desc="text embeddings", disable=not progress)]
+                  for i in progress_bar(range(0, len(captions), batch_size), desc="text embeddings", enabled=progress)]
         embeddings = torch.cat(chunks).numpy()
         if embeddings.ndim != 3 or len(embeddings) != len(captions):
             raise ValueError(f"text_embedder must return (captions, tokens, width), got {embeddings.shape} "
@@ -579,7 +579,7 @@ def precompute_targets(
         try:
             out = None
             frame_shape = None
-            for row, key in enumerate(tqdm(keys, desc="latents", disable=not progress)):
+            for row, key in enumerate(progress_bar(keys, desc="latents", enabled=progress)):
                 frames = _as_frames(clips[key], key)
                 if frame_shape is None:
                     frame_shape = frames.shape

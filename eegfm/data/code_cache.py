@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from .._fsutil import ATOMIC_TMP, atomic_write, clean_stale_tmp
 from .collate import EEGBatch
@@ -182,7 +182,7 @@ def cache_codes(windows: WindowDataset, tokenizer: torch.nn.Module, cache_dir, *
     was_training = tokenizer.training
     tokenizer.eval()
     try:
-        for e in tqdm(todo, desc="tokenizer codes", unit="rec", disable=not progress or not todo):
+        for e in progress_bar(todo, desc="tokenizer codes", unit="rec", enabled=bool(progress and todo)):
             starts = windows._start[firsts[e]:firsts[e] + counts[e]]
             codes = _entry_codes(tokenizer, windows._array(e), windows._positions[e], starts, windows.window,
                                  batch_size, dtype)

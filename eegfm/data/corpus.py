@@ -28,7 +28,7 @@ from pathlib import Path
 
 import mne
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..montage import UnknownChannelError
 from .cache import RecordingCache
@@ -113,7 +113,7 @@ class EEGCorpus:
         writer = ThreadPoolExecutor(1, thread_name_prefix="eegfm-cache-writer")
         pending, pending_lock = None, contextlib.ExitStack()
         try:
-            for item in tqdm(sources, desc="preprocessing EEG", unit="rec", disable=not progress):
+            for item in progress_bar(sources, desc="preprocessing EEG", unit="rec", enabled=progress):
                 source = _as_source(item)
                 fingerprint = {"source": source.fingerprint, "preprocess": self.config.hash(),
                                "positions": positions_key}
