@@ -28,6 +28,10 @@ class EEGBatch:
     targets : torch.Tensor of int64, shape (B, C*K), optional
         Precomputed tokenizer codes of every token (-1 at padding), attached by a loader
         over :class:`eegfm.data.CodedWindows`; None otherwise.
+    padded : bool, optional
+        Whether any recording is shorter than ``T`` or has fewer channels than ``C``. Worked
+        out from the masks when they are CPU tensors (as a collate makes them) and carried
+        by :meth:`to`, so that no device tensor is ever read to know it; None: unknown.
     """
 
     x: torch.Tensor
@@ -35,15 +39,29 @@ class EEGBatch:
     channel_mask: torch.Tensor
     n_times: torch.Tensor
     targets: torch.Tensor | None = None
+    padded: bool | None = None
+
+    def __post_init__(self):
+        # Known on the host while the masks are CPU tensors (reading them costs no device sync);
+        # left None (unknown: the encoder then always passes its key padding mask) otherwise.
+        if self.padded is None and self.channel_mask.device.type == "cpu" and self.n_times.device.type == "cpu":
+            self.padded = not (bool(self.channel_mask.all()) and bool((self.n_times >= self.x.shape[-1]).all()))
 
     def to(self, device) -> EEGBatch:
-        """Move every tensor to ``device``."""
+        """Move every tensor to ``device`` (``padded`` travels with them)."""
         targets = None if self.targets is None else self.targets.to(device)
         return EEGBatch(*(t.to(device) for t in (self.x, self.positions, self.channel_mask, self.n_times)),
-                        targets=targets)
+                        targets=targets, padded=self.padded)
 
     def encoder_inputs(self) -> dict:
-        """Keyword arguments for ``MAPEEncoder(**batch.encoder_inputs())``."""
+        """Keyword arguments for ``MAPEEncoder(**batch.encoder_inputs())``.
+
+        A batch known to hold no padding (``padded`` False) gives ``channel_mask=None`` and
+        ``n_times=None``, which mean the same (every channel and sample real), so that the
+        encoder skips the key padding mask without reading a device tensor.
+        """
+        if self.padded is False:
+            return dict(x=self.x, positions=self.positions, channel_mask=None, n_times=None)
         return dict(x=self.x, positions=self.positions, channel_mask=self.channel_mask, n_times=self.n_times)
 
 

@@ -265,6 +265,21 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             )
         return positions, channel_mask, n_times
 
+    def padding_given(self, x: torch.Tensor, channel_mask, n_times) -> bool:
+        """Whether the caller's inputs may hold padding, decided without reading any tensor.
+
+        False when no ``channel_mask`` is given and ``n_times`` is None or an int covering
+        every whole patch of ``x``: then every token is real, known from Python alone (no
+        device-to-host sync, nothing for ``torch.compile``/``torch.export`` to branch on).
+        True otherwise (a mask or a tensor of lengths may pad; the key padding mask is
+        then always passed, which gives the same outputs when nothing is padded).
+        """
+        if channel_mask is not None:
+            return True
+        if n_times is None:
+            return False
+        return not (isinstance(n_times, int) and n_times // self.patch_size >= x.shape[-1] // self.patch_size)
+
     # ------------------------------------------------------------------ stages
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """Cut each channel into non-overlapping patches.
@@ -330,12 +345,13 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             it (the tokenizer uses this: its codes should say what a patch contains, not
             where it is).
         padded : bool, optional
-            Whether ``token_mask`` has any False. False: every token is attended to and no
-            mask reaches attention (SDPA's fastest kernels); True: the key padding mask is
-            passed. None (default): read it from ``token_mask`` in eager mode (one
-            device-to-host sync) and always pass the mask under ``torch.compile`` /
-            ``torch.export``, which cannot branch on tensor values. Outputs are the same
-            either way; :meth:`forward` passes False when the caller gave no padding.
+            Whether ``token_mask`` may have a False. False: every token is attended to and no
+            mask reaches attention (SDPA's fastest kernels); True or None (default): the key
+            padding mask is passed (correct whatever ``token_mask`` holds). The choice is never
+            read from the tensor (that would be a device-to-host sync and a data-dependent
+            branch, which ``torch.compile`` and ``torch.export`` cannot take): callers that
+            know there is no padding without looking (no ``channel_mask``/``n_times`` given,
+            see :meth:`padding_given`) pass False. Outputs are the same either way.
 
         Returns
         -------
@@ -350,9 +366,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens.flatten(1, 2)), dim=1)
         flat_mask = token_mask.flatten(1)  # (B, C*K)
         keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K)
-        if padded is None:  # the data-dependent branch exists in eager mode only
-            padded = torch.compiler.is_compiling() or not bool(flat_mask.all())
-        attn_mask = keep[:, None, None, :] if padded else None  # (B, 1, 1, 1 + C*K)
+        attn_mask = None if padded is False else keep[:, None, None, :]  # (B, 1, 1, 1 + C*K)
         for block in self.blocks:
             tokens = block(tokens, attn_mask)
         if remove_position:
@@ -399,19 +413,12 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         EncoderOutput
             ``tokens`` (B, C*K, D), ``cls`` (B, D), ``token_mask`` (B, C*K).
         """
-        given_mask, given_n_times = channel_mask, n_times
+        padded = self.padding_given(x, channel_mask, n_times)
         positions, channel_mask, n_times = self._check_inputs(x, positions, channel_mask, n_times, sfreq)
-        # No channel_mask and no int n_times shorter than x: no padding, known without looking at
-        # the data (so no host sync, and torch.export needs no data-dependent branch).
-        full = x.shape[-1] // self.patch_size
-        unpadded = given_mask is None and (
-            given_n_times is None or (isinstance(given_n_times, int) and given_n_times // self.patch_size >= full)
-        )
         if check_finite and not torch.compiler.is_compiling():
             check_finite_inputs(x, positions, channel_mask, n_times, self.patch_size)
         patches = self.patchify(x)  # (B, C, K, W)
         mask = self.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
         embeddings = self.patch_embed(patches)  # (B, C, K, D)
         valid_patches = torch.div(n_times, self.patch_size, rounding_mode="floor")
-        return self.encode(embeddings, positions.to(embeddings.dtype), mask, valid_patches,
-                           padded=False if unpadded else None)
+        return self.encode(embeddings, positions.to(embeddings.dtype), mask, valid_patches, padded=padded)

@@ -31,12 +31,19 @@ as the number of strategies times the mean over all their masked tokens, which i
 when each strategy masks the same share of tokens). With ``single_pass`` the loss is the mean
 per-token loss over the step's masked tokens.
 
+No step reads a tensor on the host: the masked tokens are not picked by boolean indexing (a
+device-to-host sync and a shape that depends on the data) but gathered into a number of
+slots per sample known from the shapes and ratios alone, each weighing 1 if masked and 0 if
+not (the same sums). So ``torch.compile(..., fullgraph=True)`` takes the whole loss, and
+``TrainConfig(compile=True)`` compiles the training step.
+
 The pre-trained encoder is ``pretrainer.encoder``: save it with
 ``pretrainer.encoder.save_pretrained(...)`` and fine-tune it anywhere.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -86,6 +93,27 @@ class PretrainOutput:
     baseline_accuracy: torch.Tensor | None = None
     n_masked: dict = field(default_factory=dict)
     accuracy_weight: dict = field(default_factory=dict)
+
+
+def _most_masked(strategy: str, ratio: float, n_chans: int, n_patches: int) -> int | None:
+    """At least the tokens one sample can have masked by ``strategy`` (Python ints: no tensor read).
+
+    :func:`eegfm.modules.masking.make_mask` masks ``k(n)`` of a sample's ``n`` candidates, with
+    ``k(n) = clamp(round(ratio * n), 1, n - 1)`` (1 for n = 1) non-decreasing in ``n``, so the
+    padded grid's ``n`` bounds every sample; rounding is taken a hair upwards so that a float32
+    tie can never exceed the bound. None when the shapes are symbolic (then every token counts).
+    """
+    if not (isinstance(n_chans, int) and isinstance(n_patches, int)):
+        return None
+
+    def most(n: int) -> int:
+        return n if n < 2 else min(max(math.floor(n * ratio * (1 + 1e-6) + 0.5), 1), n - 1)
+
+    if strategy == "random":
+        return most(n_chans * n_patches)
+    if strategy == "channel":
+        return most(n_chans) * n_patches
+    return most(n_patches) * n_chans  # temporal
 
 
 class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
@@ -196,7 +224,15 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         return getattr(batch, "targets", None) if self.target == "codes" else None
 
     def _masks(self, token_mask: torch.Tensor, generator: torch.Generator | None) -> list[tuple]:
-        """The step's masks: ``(name, mask (B, C, K), strategy of each sample (B,) or None)``."""
+        """The step's masks: ``(name, mask (B, C, K), strategy of each sample (B,) or None, most)``.
+
+        ``most`` (a Python int, or None for no bound) is at least the number of tokens any
+        sample of the batch can have masked, known from the shapes and ratios alone: the loss
+        gathers that many tokens per sample instead of all of them (no host sync, and no head
+        on tokens that cannot be masked).
+        """
+        n_chans, n_patches = token_mask.shape[1:]
+        most = {name: _most_masked(name, self.ratios[name], n_chans, n_patches) for name in self.strategies}
         masks = [(name, make_mask(name, token_mask, self.ratios[name], generator)) for name in self.strategies]
         if self.single_pass:
             batch = token_mask.shape[0]
@@ -204,43 +240,50 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
             strategy_of_sample = (torch.arange(batch, device=token_mask.device) + offset) % len(masks)  # (B,)
             stacked = torch.stack([mask for _, mask in masks])  # (S, B, C, K)
             mixed = stacked[strategy_of_sample, torch.arange(batch, device=token_mask.device)]  # (B, C, K)
-            chosen = [("mixed", mixed, strategy_of_sample)]
+            bound = None if None in most.values() else max(most.values())
+            chosen = [("mixed", mixed, strategy_of_sample, bound)]
         else:
-            chosen = [(name, mask, None) for name, mask in masks]
-        if self.symmetric:
-            chosen = [item for name, mask, which in chosen
-                      for item in ((name, mask, which), (f"{name}_complement", token_mask & ~mask, which))]
+            chosen = [(name, mask, None, most[name]) for name, mask in masks]
+        if self.symmetric:  # a complement may hold nearly every token: no bound
+            chosen = [item for name, mask, which, bound in chosen
+                      for item in ((name, mask, which, bound), (f"{name}_complement", token_mask & ~mask, which, None))]
         return chosen
 
-    def _token_loss_and_score(self, pred: torch.Tensor, target: torch.Tensor):
-        """Summed loss, and per-token score and weight (``accuracy = sum(score) / sum(weight)``).
+    def _token_loss_and_score(self, pred: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor):
+        """Per-token loss, score and weight, 0 wherever ``chosen`` is False.
 
         Parameters
         ----------
-        pred : torch.Tensor, float32, shape (M, H)
-            The head's output on the M masked tokens.
-        target : torch.Tensor, shape (M,) int codes or (M, F) float32 amplitudes
+        pred : torch.Tensor, float32, shape (B, M, H)
+            The head's output on M tokens of each sample.
+        target : torch.Tensor, shape (B, M) int codes or (B, M, F) float32 amplitudes
+            Anything where ``chosen`` is False (e.g. -1 at padding).
+        chosen : torch.Tensor of bool, shape (B, M)
+            The masked tokens: the only ones that count.
 
         Returns
         -------
-        loss_sum : torch.Tensor, scalar
-            Sum over the M tokens of the per-token loss (cross-entropy, or MSE over the F bins).
-        score, weight : torch.Tensor, shape (M,), no grad
+        loss : torch.Tensor, shape (B, M)
+            Cross-entropy, or mean squared error over the F bins; ``loss.sum()`` is the loss
+            summed over the masked tokens.
+        score, weight : torch.Tensor, shape (B, M), no grad
             Codes: hit (1/0) and 1. Spectrum: ``sum(target^2) - sum((pred - target)^2)`` and
             ``sum(target^2)`` over the bins, so that the ratio of their sums is the R^2.
         """
         if self.target == "codes":
-            loss_sum = F.cross_entropy(pred, target, reduction="sum")
+            target = torch.where(chosen, target, torch.zeros_like(target))  # a valid class everywhere
+            loss = F.cross_entropy(pred.flatten(0, 1), target.flatten(), reduction="none").view_as(target)
             with torch.no_grad():
-                score = (pred.argmax(1) == target).float()  # (M,)
-                weight = torch.ones_like(score)
+                score = ((pred.argmax(-1) == target) & chosen).float()  # (B, M)
+                weight = chosen.float()
         else:
-            squared_error = (pred - target).pow(2)  # (M, F)
-            loss_sum = squared_error.mean(-1).sum()
+            squared_error = (pred - target).pow(2)  # (B, M, F)
+            loss = squared_error.mean(-1)
             with torch.no_grad():
-                weight = target.pow(2).sum(-1)  # (M,)
-                score = weight - squared_error.sum(-1)
-        return loss_sum, score, weight
+                weight = torch.where(chosen, target.pow(2).sum(-1), 0.0)  # (B, M)
+                score = torch.where(chosen, weight - squared_error.sum(-1), 0.0)
+        # where, not a product: a non-finite value at a token that does not count stays out
+        return torch.where(chosen, loss, 0.0), score, weight
 
     def forward(
         self,
@@ -274,6 +317,7 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         PretrainOutput
         """
         enc = self.encoder
+        padded = enc.padding_given(x, channel_mask, n_times)  # from Python alone: no host sync
         positions, channel_mask, n_times = enc._check_inputs(x, positions, channel_mask, n_times, None)
         if self.target == "spectrum" and targets is not None:
             raise ValueError("target='spectrum' regresses amplitudes computed from x: targets= (tokenizer codes) "
@@ -286,49 +330,63 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         embeddings = enc.patch_embed(patches)  # (B, C, K, D)
         valid_patches = torch.div(n_times, enc.patch_size, rounding_mode="floor")
         positions = positions.to(embeddings.dtype)
+        flat_valid = token_mask.flatten(1)  # (B, N)
         if self.target == "codes":
-            flat_targets = targets.reshape(targets.shape[0], -1)  # (B, C*K)
-            if self.training:
-                self.target_counts += torch.bincount(flat_targets[token_mask.flatten(1)],
-                                                     minlength=len(self.target_counts))
+            flat_targets = targets.reshape(targets.shape[0], -1)  # (B, N)
+            if self.training:  # counts of the real tokens' codes (padding may hold anything: index 0, weight 0)
+                codes = torch.where(flat_valid, flat_targets, torch.zeros_like(flat_targets)).flatten()
+                self.target_counts.index_add_(0, codes, flat_valid.flatten().to(self.target_counts.dtype))
             most_frequent = self.target_counts.argmax()
         else:
             with torch.no_grad(), torch.autocast(x.device.type, enabled=False):  # float32, as the tokenizer's
-                flat_targets = amplitude_target(patches, token_mask).flatten(1, 2)  # (B, C*K, F)
+                flat_targets = amplitude_target(patches, token_mask).flatten(1, 2)  # (B, N, F)
 
         masks = self._masks(token_mask, generator)
+        n_tokens = flat_valid.shape[1]
         loss_sum = torch.zeros((), device=x.device)
         count = torch.zeros((), device=x.device)
-        accuracy, n_masked, weights, hits_baseline, n_total = {}, {}, {}, 0, 0
-        for name, mask, strategy_of_sample in masks:
+        accuracy, n_masked, weights = {}, {}, {}
+        hits_baseline = n_total = torch.zeros((), device=x.device)
+        # No boolean indexing (a host sync and a data-dependent shape): each sample's masked
+        # tokens are gathered into `most` slots (the masked ones first, in token order; the
+        # others weigh 0), or every token counts with weight 0 where unmasked.
+        for name, mask, strategy_of_sample, *bound in masks:
             hidden = torch.where(mask[..., None], self.mask_embedding.to(embeddings.dtype), embeddings)
-            out = enc.encode(hidden, positions, token_mask, valid_patches)
-            chosen = mask.flatten(1)  # (B, C*K)
-            pred = self.head(out.tokens[chosen]).float()  # (M, num_codes) logits or (M, F) amplitudes
-            target = flat_targets[chosen]  # (M,) or (M, F)
-            token_loss_sum, score, weight = self._token_loss_and_score(pred, target)
-            loss_sum = loss_sum + token_loss_sum
+            out = enc.encode(hidden, positions, token_mask, valid_patches, padded=padded)
+            chosen = mask.flatten(1)  # (B, N)
+            most = bound[0] if bound else None
+            tokens, target = out.tokens, flat_targets
+            which = None if strategy_of_sample is None else strategy_of_sample[:, None].expand_as(chosen)  # (B, N)
+            if most is not None and most < n_tokens:
+                order = torch.argsort((~chosen).to(torch.uint8), dim=1, stable=True)[:, :most]  # (B, most)
+                tokens = tokens.gather(1, order[..., None].expand(-1, -1, tokens.shape[-1]))
+                target = (target.gather(1, order) if target.ndim == 2 else
+                          target.gather(1, order[..., None].expand(-1, -1, target.shape[-1])))
+                chosen = chosen.gather(1, order)
+                which = None if which is None else which.gather(1, order)
+            pred = self.head(tokens).float()  # (B, M, num_codes) logits or (B, M, F) amplitudes
+            token_loss, score, weight = self._token_loss_and_score(pred, target, chosen)
+            loss_sum = loss_sum + token_loss.sum()
             count = count + chosen.sum()
             with torch.no_grad():
-                if strategy_of_sample is None:
+                if which is None:
                     weights[name] = weight.sum()
                     accuracy[name] = score.sum() / weights[name]
                     n_masked[name] = chosen.sum()
                 else:  # one pass, several strategies: split the scores by each sample's strategy
-                    which = strategy_of_sample[:, None].expand_as(chosen)[chosen]  # (M,)
                     suffix = name.removeprefix("mixed")
                     for i, strategy in enumerate(self.strategies):
-                        of_strategy = (which == i).float()
+                        of_strategy = ((which == i) & chosen).float()
                         weights[strategy + suffix] = (weight * of_strategy).sum()
                         accuracy[strategy + suffix] = ((score * of_strategy).sum()
                                                        / weights[strategy + suffix].clamp_min(1e-12))
                         n_masked[strategy + suffix] = of_strategy.sum().long()
                 if self.target == "codes":
-                    hits_baseline = hits_baseline + (target == most_frequent).sum()
-                    n_total = n_total + target.numel()
+                    hits_baseline = hits_baseline + ((target == most_frequent) & chosen).sum()
+                    n_total = n_total + chosen.sum()
         if not self.single_pass:
             count = count / len(masks)  # loss = sum over strategies of (about) each one's mean
-        baseline = hits_baseline / max(n_total, 1) if self.target == "codes" else torch.zeros((), device=x.device)
+        baseline = hits_baseline / n_total.clamp_min(1) if self.target == "codes" else torch.zeros((), device=x.device)
         return PretrainOutput(
             loss=loss_sum / count.clamp_min(1), loss_sum=loss_sum, count=count, accuracy=accuracy,
             baseline_accuracy=baseline, n_masked=n_masked, accuracy_weight=weights,

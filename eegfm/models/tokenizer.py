@@ -193,6 +193,7 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
     # ------------------------------------------------------------------ stages
     def _encode(self, x, positions, channel_mask, n_times, sfreq):
         """Encoder + code projection. Returns (patches, positions, grid mask, valid patches, z)."""
+        padded = self.encoder.padding_given(x, channel_mask, n_times)  # from Python alone: no host sync
         positions, channel_mask, n_times = self.encoder._check_inputs(x, positions, channel_mask, n_times, sfreq)
         patches = self.encoder.patchify(x)  # (B, C, K, W)
         mask = self.encoder.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
@@ -200,7 +201,8 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
         valid_patches = torch.div(n_times, self.patch_size, rounding_mode="floor")  # (B,)
         positions = positions.to(embeddings.dtype)
         # codes describe content: the direct position term is removed (the decoder re-adds MAPE)
-        encoded = self.encoder.encode(embeddings, positions, mask, valid_patches, remove_position=True)
+        encoded = self.encoder.encode(embeddings, positions, mask, valid_patches, remove_position=True,
+                                      padded=padded)
         z = F.normalize(self.to_code(encoded.tokens).float(), dim=-1)  # (B, C*K, d)
         return patches, positions, mask, valid_patches, z
 

@@ -17,6 +17,14 @@ layer-wise learning-rate decay is applied). The engine sums ``count`` over proce
 equals one process on the whole global batch, whatever the per-process counts. Logged metrics
 are count-weighted averages over processes (``loss`` = global ``loss_sum / count``).
 
+No step reads a tensor on the host (a device sync): the logged sums and the checks (no
+items, a non-finite loss or gradient norm) stay on the device and are read once per log
+interval (and before a checkpoint or the callbacks). From a faulty step on, the fused AdamW
+applies nothing (its ``found_inf`` input), so the error names that step and the weights are
+those of the last good one. Without a fused AdamW (MPS) or with fp16's GradScaler, the
+checks are read every step as before. ``TrainConfig(compile=True)`` wraps the step
+(``training_step``: forward and loss, so their backward too) in ``torch.compile``.
+
 Data contract
 -------------
 ``batches(epoch, start)`` returns an iterator over the batches of ``epoch`` starting at batch
@@ -76,7 +84,7 @@ class TrainConfig:
     # precision
     amp: str = "auto"  # "auto": bf16 autocast on CUDA if supported, else off | "bf16" | "fp16" (CUDA, GradScaler) | "no"
     # bookkeeping
-    log_every: int = 10  # log metrics every N steps (and at the last step)
+    log_every: int = 10  # log metrics every N steps (and at the last step); a non-finite loss is reported then
     checkpoint_every: int = 200  # write run_dir/checkpoints/step_XXXXXXX.pt + last.pt every N steps and at the end
     seed: int = 0  # python/numpy/torch seeded with seed + rank at the start of fit()
     run_dir: str = "runs/eegfm"  # checkpoints/, metrics.csv, model/ (save_pretrained) go here
@@ -85,6 +93,7 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar on rank 0
     device: str = "auto"  # "auto": cuda:LOCAL_RANK if available, else cpu; or any torch device string
     find_unused_parameters: bool = False  # passed to DDP, for models that skip parameters in some steps
+    compile: bool = False  # torch.compile the training step (forward, loss, backward); same maths; slow first step, recompiles per batch shape
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -347,6 +356,34 @@ class Trainer:
             extra[k] = v.reshape(()).to(acc_dtype)
         return loss_sum.reshape(()), count, extra
 
+    @staticmethod
+    def _fault_code(global_count: torch.Tensor, global_loss: torch.Tensor,
+                    grad_norm: torch.Tensor | None = None) -> torch.Tensor:
+        """``[code, value]`` on the device: 0 fine, 1 no items, 2 non-finite loss, 3 non-finite gradient norm."""
+        code = torch.where(global_count <= 0, 1.0, torch.where(~torch.isfinite(global_loss), 2.0, 0.0))
+        value = torch.where(code == 1, global_count, global_loss)
+        if grad_norm is not None:
+            grad_norm = grad_norm.detach().to(global_count.device, global_count.dtype)
+            bad_grad = (code == 0) & ~torch.isfinite(grad_norm)
+            code, value = torch.where(bad_grad, 3.0, code), torch.where(bad_grad, grad_norm, value)
+        return torch.stack([code, value]).to(global_count.dtype)
+
+    def _raise_fault(self, code: float, value: float, *, step: int) -> None:
+        """Raise the error of a fault code of :meth:`_fault_code` (nothing for 0)."""
+        lr = self.config.lr
+        if code == 1:
+            raise ValueError(f"global count is {value} at step {step}: no items to learn from")
+        if code == 2:
+            raise FloatingPointError(
+                f"non-finite loss ({value}) at step {step}; lower the learning rate "
+                f"(lr={lr}) or check the data for NaN/Inf values"
+            )
+        if code == 3:
+            raise FloatingPointError(
+                f"non-finite gradient norm at step {step}; lower the learning rate "
+                f"(lr={lr}) or check the data for NaN/Inf values"
+            )
+
     def fit(self) -> dict:
         cfg = self.config
         info = D.init_distributed()
@@ -364,6 +401,8 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=cfg.find_unused_parameters,
             )
+        if cfg.compile:  # after DDP, so that its bucketed all-reduces split the graph (DDPOptimizer)
+            step_module = torch.compile(step_module)
         # fused: one kernel for all parameters instead of ~10 per tensor (CPU and CUDA; same maths)
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
@@ -388,6 +427,11 @@ class Trainer:
         t_log = t_start
         acc: torch.Tensor | None = None  # sums over the log interval: [count, loss_sum, grad_norm, metric*count...]
         acc_steps = 0
+        # faults (no items, non-finite loss or gradient norm) found on the device and read with the
+        # logged scalars, not every step, where the fused AdamW can skip a faulty update itself
+        deferred = self.scaler is None and fused
+        fault = torch.zeros(3, dtype=torch.float32 if self.device.type == "mps" else torch.float64,
+                            device=self.device)  # [code, step, value] of the first faulty step
         keys: list[str] | None = None  # metric names, fixed by the first step
         start_step = self.step
         try:
@@ -405,14 +449,9 @@ class Trainer:
                 local = torch.stack([count, loss_sum.detach().to(count.dtype)] + [extra[k] * count for k in keys])
                 glob = D.all_reduce_sum(local)
                 global_count = glob[0]
-                if global_count.item() <= 0:
-                    raise ValueError(f"global count is {global_count.item()} at step {self.step + 1}: no items to learn from")
-                global_loss = (glob[1] / global_count).item()
-                if not math.isfinite(global_loss):
-                    raise FloatingPointError(
-                        f"non-finite loss ({global_loss}) at step {self.step + 1}; lower the learning rate "
-                        f"(lr={cfg.lr}) or check the data for NaN/Inf values"
-                    )
+                if not deferred:  # read now (the scaler reads its own flags every step anyway)
+                    self._raise_fault(*self._fault_code(global_count, glob[1] / global_count).tolist()[:2],
+                                      step=self.step + 1)
                 loss = loss_sum * (info.world_size / global_count.to(loss_sum.dtype))
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:
@@ -426,12 +465,22 @@ class Trainer:
                 if self.scaler is not None:
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
+                elif deferred:
+                    # Checked on the device, read at the next log / checkpoint / callback: the first
+                    # faulty step is kept in `fault`, and from it on the fused AdamW applies nothing
+                    # (its found_inf input, as GradScaler uses it), so the weights stay those of the
+                    # last good step, as when the check raised before the update.
+                    code = self._fault_code(global_count, glob[1] / global_count, grad_norm)
+                    new = torch.stack([code[0], torch.full_like(code[0], self.step + 1), code[1]])
+                    fault = torch.where(fault[0] > 0, fault, new)
+                    self.optimizer.found_inf = (fault[0] > 0).to(torch.float32)
+                    try:
+                        self.optimizer.step()
+                    finally:
+                        del self.optimizer.found_inf
                 else:
-                    if not torch.isfinite(grad_norm):
-                        raise FloatingPointError(
-                            f"non-finite gradient norm at step {self.step + 1}; lower the learning rate "
-                            f"(lr={cfg.lr}) or check the data for NaN/Inf values"
-                        )
+                    if not bool(torch.isfinite(grad_norm)):
+                        self._raise_fault(3.0, float(grad_norm), step=self.step + 1)
                     self.optimizer.step()
                 self.scheduler.step()
                 self.step += 1
@@ -439,7 +488,12 @@ class Trainer:
                 row = torch.cat([glob, grad_norm.detach().to(glob.device, glob.dtype).reshape(1)])
                 acc = row if acc is None else acc + row
                 acc_steps += 1
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                log_now = self.step % cfg.log_every == 0 or self.step == cfg.steps
+                if deferred and (log_now or self.step % cfg.checkpoint_every == 0 or self.callbacks):
+                    fault_code, fault_step, fault_value = fault.tolist()  # the one read of the interval
+                    if fault_code:
+                        self._raise_fault(fault_code, fault_value, step=int(fault_step))
+                if log_now:
                     a = acc.tolist()
                     now = time.perf_counter()
                     self.metrics = {
