@@ -15,6 +15,11 @@ targets + one encoder pass per masking strategy, three by default) against the s
 forward+backward. ``--cached-codes`` takes the targets precomputed (what ``eegfm pretrain``
 does with its code cache) and ``--single-pass`` uses one encoder pass per step.
 
+``--compile`` wraps eegfm's forward + loss in ``torch.compile`` (its backward is compiled with
+it; the AdamW step stays eager, fused, for both models), as ``TrainConfig(compile=True)`` does;
+``--compile-labram`` does the same for Labram, so both can be compared compiled or eager.
+Compilation happens in the warm-up steps, outside the timed rounds (compile time is printed).
+
     python benchmarks/encoder_throughput.py                      # GPU if present, else a CPU-sized run
     python benchmarks/encoder_throughput.py --device cpu --batch-size 8 --dtype fp32
 """
@@ -86,10 +91,14 @@ def build_models(args, device):
     return ours, labram, ch_names, n_times
 
 
-def make_step(model, loss_of, batch, labels, device, dtype, fused=False, optimizer=True):
+def make_step(model, loss_of, batch, labels, device, dtype, fused=False, optimizer=True, compile_mode=None,
+              compile_backend="inductor"):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, fused=fused or None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    if compile_mode is not None:  # forward + loss (and so their backward); the optimizer step stays eager
+        loss_of = torch.compile(loss_of, backend=compile_backend,
+                                mode=None if compile_mode == "default" else compile_mode)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -143,6 +152,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--clock", default=None, choices=["wall", "process"],
                         help="wall time, or process CPU time (default on CPU: robust to other load)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile eegfm's forward + loss (as TrainConfig(compile=True))")
+    parser.add_argument("--compile-labram", action="store_true", help="torch.compile Labram's forward + loss too")
+    parser.add_argument("--compile-mode", default="default",
+                        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                        help="torch.compile mode for --compile / --compile-labram")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend (inductor; aot_eager only checks that it compiles)")
+    parser.add_argument("--tag", default="", help="appended to the JSON file name (e.g. run1)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
 
@@ -178,14 +196,20 @@ def main(argv=None) -> dict:
         ours_name: (ours, pretrain_loss if args.task == "pretrain" else (lambda m, b, y: ce(m(b, positions).float(), y))),
         "braindecode.Labram": (labram, lambda m, b, y: ce(m(b, ch_names=ch_names).float(), y)),
     }
+    compiled = {ours_name: args.compile, "braindecode.Labram": args.compile_labram}
     steps = {name: make_step(m, call, x, labels, device, args.dtype, args.adamw == "fused",
-                               optimizer=not args.no_optimizer)
+                               optimizer=not args.no_optimizer,
+                               compile_mode=args.compile_mode if compiled[name] else None,
+                               compile_backend=args.compile_backend)
              for name, (m, call) in contenders.items()}
-    peak, times = {}, {name: [] for name in contenders}
-    for name, step in steps.items():  # warm-up and peak memory, one model at a time
+    peak, times, compile_s = {}, {name: [] for name in contenders}, {}
+    for name, step in steps.items():  # warm-up (and compilation) and peak memory, one model at a time
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+        if compiled[name]:  # the first step compiles: timed apart, on the wall clock
+            compile_s[name] = sum(time_steps(step, 1, device))
+            print(f"{name}: first (compiling) step {compile_s[name]:.1f} s")
         time_steps(step, args.warmup, device)
         if device.type == "cuda":
             peak[name] = torch.cuda.max_memory_allocated() / 2**30
@@ -203,6 +227,8 @@ def main(argv=None) -> dict:
             "step_s_median": round(median, 5),
             "tokens_per_s": round(tokens / median, 1),
             "peak_memory_GiB": round(peak[name], 3) if name in peak else None,
+            "compiled": compiled[name],
+            "first_step_s": round(compile_s[name], 1) if name in compile_s else None,
         }
     ratio = results[ours_name]["tokens_per_s"] / results["braindecode.Labram"]["tokens_per_s"]
     report = {
@@ -221,7 +247,9 @@ def main(argv=None) -> dict:
     if args.task == "pretrain":
         prefix += ("_single" if args.single_pass else "") + ("_cached" if args.cached_codes else "")
     prefix += "_fwdbwd" if args.no_optimizer else ""
-    path = args.out / f"{prefix}_throughput_{device.type}_{args.size}_b{args.batch_size}_{args.dtype}.json"
+    prefix += ("_compiled" if args.compile else "") + ("_labramcompiled" if args.compile_labram else "")
+    tag = f"_{args.tag}" if args.tag else ""
+    path = args.out / f"{prefix}_throughput_{device.type}_{args.size}_b{args.batch_size}_{args.dtype}{tag}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     for name, r in results.items():
         mem = f", peak {r['peak_memory_GiB']:.2f} GiB" if r["peak_memory_GiB"] is not None else ""

@@ -47,6 +47,21 @@ def test_pretrain_step_throughput_runs(tmp_path):
     assert (tmp_path / "pretrain_step_throughput_cpu_tiny_b2_fp32.json").exists()
 
 
+def test_pretrain_step_throughput_compiled_runs(tmp_path):
+    """--compile / --compile-labram wire torch.compile into both steps (aot_eager here: the
+    graphs are built and run; the inductor path is timed in benchmarks/results)."""
+    bench = _load("encoder_throughput")
+    report = bench.main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--n-chans", "8", "--task",
+                         "pretrain", "--single-pass", "--cached-codes", "--num-codes", "32", "--warmup", "1",
+                         "--steps", "1", "--rounds", "1", "--compile", "--compile-labram", "--compile-backend",
+                         "aot_eager", "--tag", "check", "--out", str(tmp_path)])
+    results = report["results"]
+    assert results["eegfm.MaskedPretrainer step"]["compiled"] and results["braindecode.Labram"]["compiled"]
+    assert all(r["tokens_per_s"] > 0 and r["first_step_s"] > 0 for r in results.values())
+    name = "pretrain_step_single_cached_compiled_labramcompiled_throughput_cpu_tiny_b2_fp32_check.json"
+    assert (tmp_path / name).exists()
+
+
 def test_vq_lookup_memory_runs(tmp_path):
     bench = _load("vq_lookup_memory")
     report = bench.main(["--n", "20000", "--naive-n", "5000", "--k", "256", "--device", "cpu", "--out", str(tmp_path)])
