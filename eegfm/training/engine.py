@@ -90,7 +90,7 @@ class TrainConfig:
     run_dir: str = "runs/eegfm"  # checkpoints/, metrics.csv, model/ (save_pretrained) go here
     resume: bool = False  # continue exactly from run_dir/checkpoints/last.pt
     metrics: str = "csv"  # "csv" | "tensorboard" (also writes the CSV) | "none"
-    progress: bool = True  # tqdm progress bar on rank 0
+    progress: bool = True  # progress bar on rank 0 (plain lines every 30 s when stderr is not a terminal)
     device: str = "auto"  # "auto": cuda:LOCAL_RANK if available, else cpu; or any torch device string
     find_unused_parameters: bool = False  # passed to DDP, for models that skip parameters in some steps
     compile: bool = False  # torch.compile the training step (forward, loss, backward); same maths; slow first step, recompiles per batch shape
@@ -418,9 +418,9 @@ class Trainer:
         main = D.is_main_process()
         bar = None
         if cfg.progress and main and self.step < cfg.steps:
-            from tqdm.auto import tqdm
+            from ..progress import progress_bar  # a redrawn bar on a terminal, plain lines in a log file
 
-            bar = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True)
+            bar = progress_bar(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True)
         self._iter = None
         self._fresh_epoch = False
         t_start = time.perf_counter()
