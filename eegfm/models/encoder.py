@@ -295,6 +295,15 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         n_patches = x.shape[-1] // self.patch_size
         return x[..., : n_patches * self.patch_size].unflatten(-1, (n_patches, self.patch_size))
 
+    def embed_patches(self, patches: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings with padding zeroed first, (B, C, K, W) -> (B, C, K, D).
+
+        Padded samples may hold anything (NaN included); they are replaced by zeros before the
+        patch embedding so that they can reach neither the outputs nor the gradients.
+        """
+        patches = torch.where(token_mask[..., None], patches, torch.zeros((), dtype=patches.dtype))
+        return self.patch_embed(patches)
+
     def token_mask(self, channel_mask: torch.Tensor, n_times: torch.Tensor, n_patches: int) -> torch.Tensor:
         """Which (channel, patch) tokens are real.
 
@@ -419,6 +428,6 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             check_finite_inputs(x, positions, channel_mask, n_times, self.patch_size)
         patches = self.patchify(x)  # (B, C, K, W)
         mask = self.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
-        embeddings = self.patch_embed(patches)  # (B, C, K, D)
+        embeddings = self.embed_patches(patches, mask)  # (B, C, K, D)
         valid_patches = torch.div(n_times, self.patch_size, rounding_mode="floor")
         return self.encode(embeddings, positions.to(embeddings.dtype), mask, valid_patches, padded=padded)

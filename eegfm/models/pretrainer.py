@@ -327,7 +327,7 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
                 targets = self._targets(x, positions, channel_mask, n_times)
         patches = enc.patchify(x)  # (B, C, K, W)
         token_mask = enc.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
-        embeddings = enc.patch_embed(patches)  # (B, C, K, D)
+        embeddings = enc.embed_patches(patches, token_mask)  # (B, C, K, D)
         valid_patches = torch.div(n_times, enc.patch_size, rounding_mode="floor")
         positions = positions.to(embeddings.dtype)
         flat_valid = token_mask.flatten(1)  # (B, N)

@@ -197,7 +197,7 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
         positions, channel_mask, n_times = self.encoder._check_inputs(x, positions, channel_mask, n_times, sfreq)
         patches = self.encoder.patchify(x)  # (B, C, K, W)
         mask = self.encoder.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
-        embeddings = self.encoder.patch_embed(patches)  # (B, C, K, D)
+        embeddings = self.encoder.embed_patches(patches, mask)  # (B, C, K, D)
         valid_patches = torch.div(n_times, self.patch_size, rounding_mode="floor")  # (B,)
         positions = positions.to(embeddings.dtype)
         # codes describe content: the direct position term is removed (the decoder re-adds MAPE)
