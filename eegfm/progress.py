@@ -85,6 +85,6 @@ def progress_bar(iterable=None, *, enabled: bool = True, **kwargs):
         return tqdm(iterable, **kwargs)
     kwargs.setdefault("mininterval", float(os.environ.get("TQDM_MININTERVAL", LOG_INTERVAL_S)))
     kwargs.pop("dynamic_ncols", None)
-    kwargs.setdefault("ncols", 100)
+    kwargs.setdefault("ncols", 120)
     kwargs.setdefault("ascii", True)
     return _LineTqdm(iterable, **kwargs)

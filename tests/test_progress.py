@@ -41,3 +41,14 @@ def test_disabled_bar_prints_nothing_and_iterates():
     out = io.StringIO()
     assert list(progress.progress_bar(range(4), enabled=False, file=out)) == [0, 1, 2, 3]
     assert out.getvalue() == ""
+
+
+def test_bar_figures_show_what_matters():
+    from eegfm.training.engine import progress_figures
+
+    shown = progress_figures({"loss": 1.23456, "lr": 1e-3, "accuracy_random": 0.2, "accuracy_channel": 0.4,
+                              "baseline_accuracy": 0.05, "codebook_usage": 0.5, "codebook_perplexity": 123.4,
+                              "grad_norm": 3.0})
+    assert shown == {"loss": "1.235", "masked": "0.300", "baseline": "0.050", "codes used": "50%",
+                     "perplexity": "123", "lr": "1.00e-03"}
+    assert progress_figures({"loss": 2.0, "lr": 0.5}) == {"loss": "2", "lr": "5.00e-01"}

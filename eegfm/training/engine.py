@@ -128,6 +128,24 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def progress_figures(metrics: dict) -> dict:
+    """The figures a progress bar shows: loss, lr and, when the model logs them, the masked-token
+    figure (mean over strategies: accuracy for codes, R^2 for spectra) beside its baseline,
+    codebook usage and perplexity."""
+    shown = {"loss": f"{metrics['loss']:.4g}"}
+    masked = [v for k, v in metrics.items() if k.startswith("accuracy_")]
+    if masked:
+        shown["masked"] = f"{sum(masked) / len(masked):.3f}"
+    if "baseline_accuracy" in metrics:
+        shown["baseline"] = f"{metrics['baseline_accuracy']:.3f}"
+    if "codebook_usage" in metrics:
+        shown["codes used"] = f"{metrics['codebook_usage']:.0%}"
+    if "codebook_perplexity" in metrics:
+        shown["perplexity"] = f"{metrics['codebook_perplexity']:.3g}"
+    shown["lr"] = f"{metrics['lr']:.2e}"
+    return shown
+
+
 class Trainer:
     """Train ``model`` for ``config.steps`` optimizer steps.
 
@@ -506,7 +524,7 @@ class Trainer:
                     }
                     logger.log(self.step, self.metrics)
                     if bar is not None:
-                        bar.set_postfix(loss=f"{self.metrics['loss']:.4g}", lr=f"{lr:.2e}", refresh=False)
+                        bar.set_postfix(progress_figures(self.metrics), refresh=False)
                     acc, acc_steps, t_log = None, 0, now
                 if bar is not None:
                     bar.update(1)
