@@ -35,11 +35,13 @@ LIMITATIONS = [
     "The downstream figures are on validation subjects of the training split (they chose the recipe); the test "
     "subjects (MA 26-31, PhysioNet S012 and S015) were excluded from pre-training and not yet evaluated.",
     "On Mental Arithmetic, LoRA fine-tuning of this encoder does not beat training from scratch (validation "
-    "0.766 vs 0.776); an encoder pre-trained for 2000 steps with 4 more PhysioNet subjects did (+0.019, 5/5 seeds, "
-    "RECIPE.md row 16). Each is one pre-training run: the spread between pre-training runs is not measured.",
-    "On PhysioNet left/right motor imagery, fine-tuned eegfm stays near chance (0.51-0.55), pre-trained or not; "
-    "only this encoder's frozen features with a logistic regression rise above it (0.561, on 90 validation "
-    "trials), where EEGNet reaches about 0.70 (RECIPE.md rows 10, 14, 17).",
+    "0.766 vs 0.776). With a larger corpus (+ every PhysioNet run), one pre-training run did (+0.019, 5/5 "
+    "fine-tuning seeds), but two more seeds of the same recipe did not (-0.024, -0.041): the spread between "
+    "pre-training runs (std 0.031) exceeds the gain sought (RECIPE.md rows 16, 19).",
+    "On PhysioNet left/right motor imagery, eegfm learns only with a constant-lr, batch-8 schedule of >= 10 epochs "
+    "(from scratch 0.666 +- 0.098 on validation, 5 seeds; EEGNet about 0.70 on test folds), and this encoder "
+    "does not help it (0.608 +- 0.103); its frozen features hold no linear MI information under "
+    "leave-one-subject-out (0.541; RECIPE.md rows 14, 20, 21).",
 ]
 
 

@@ -33,19 +33,39 @@ if V.pop("zscore", "0") == "1":
 arch = dict(patch_size=int(V.pop("patch", 100)), embed_dim=int(V.pop("dim", 64)), depth=int(V.pop("depth", 2)),
             num_heads=int(V.pop("heads", 4)))
 pooling = V.pop("pooling", "mean")
+moments = pooling == "moments"
+if moments:
+    pooling = "mean"
+init = V.pop("init", "")
 lr = float(V.pop("lr", 1e-3)); bs = int(V.pop("bs", 32))
 assert not V, V
 torch.manual_seed(a.seed)
 model = MAPEClassifier(n_outputs=2, encoder=arch, pooling=pooling)
+if init:
+    from eegfm import MAPEEncoder
+    enc = MAPEEncoder.from_pretrained(init)
+    model = MAPEClassifier.from_encoder(enc, 2, pooling=pooling)
+if moments:
+    import types
+    model.head = torch.nn.Linear(3 * arch["embed_dim"], 2)
+    def ff(self, x, positions, *, channel_mask=None, n_times=None, sfreq=None):
+        o = self.encoder(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq)
+        g = o.grid().mean(2)
+        pos = positions if positions.dim() == 3 else positions.expand(x.shape[0], -1, -1)
+        pos = (pos.to(g.dtype) - 50) / 50
+        m = channel_mask.to(g.dtype)[..., None] if channel_mask is not None else torch.ones_like(g[..., :1])
+        n = m.sum(1)
+        return torch.cat([(g * m).sum(1) / n, (g * pos[..., :1] * m).sum(1) / n, (g * pos[..., 1:] * m).sum(1) / n], -1)
+    model.forward_features = types.MethodType(ff, model)
 hist = []
 for ep in range(a.epochs):
     t0 = time.process_time()
     cfg = FinetuneConfig(epochs=1, lr=lr, layer_decay=1.0, batch_size=bs, seed=a.seed + 100 * ep, warmup_epochs=0.0,
-                         run_dir=f"/tmp/eegfm-mi-diag/run-{a.variant}-{a.seed}-{ep}", metrics="none", progress=False,
+                         run_dir=f"/tmp/eegfm-mi-diag/run-{a.variant.replace('/', '_')}-{a.seed}-{ep}", metrics="none", progress=False,
                          checkpoint_every_epochs=1, min_lr=lr)
     finetune(model, train, cfg)
     tr = evaluate(model, train)["balanced_accuracy"]; va = evaluate(model, valid)["balanced_accuracy"]
     hist.append((ep + 1, round(tr, 3), round(va, 3)))
     print(a.variant, a.seed, ep + 1, f"train {tr:.3f} val {va:.3f} {time.process_time()-t0:.0f}s", flush=True)
 Path("/tmp/eegfm-mi-diag").mkdir(exist_ok=True)
-json.dump({"variant": a.variant, "seed": a.seed, "hist": hist}, open(f"/tmp/eegfm-mi-diag/{a.variant}-{a.seed}.json", "w"))
+json.dump({"variant": a.variant, "seed": a.seed, "hist": hist}, open(f"/tmp/eegfm-mi-diag/{a.variant.replace('/', '_')}-{a.seed}.json", "w"))
