@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .data.collate import EEGBatch, pad_recordings
 from .hub import ModelLoadError
+from .log import set_log_level
 from .models.classifier import MAPEClassifier
 from .models.encoder import EncoderOutput, MAPEEncoder
 from .models.pretrainer import MaskedPretrainer
@@ -37,4 +38,8 @@ __all__ = [
     "list_models",
     "pad_recordings",
     "proportion_coordinates",
+    "set_log_level",
 ]
+
+set_log_level(None)  # the "eegfm" logger prints INFO to stderr (EEGFM_LOGGING_LEVEL changes it), as MNE does
+

@@ -15,6 +15,7 @@ import platform
 import sys
 
 from . import demo, finetune, pretrain, tokenizer
+from ..log import set_log_level
 
 COMMANDS = {"demo": demo, "tokenizer": tokenizer, "pretrain": pretrain, "finetune": finetune}
 
@@ -22,7 +23,7 @@ COMMANDS = {"demo": demo, "tokenizer": tokenizer, "pretrain": pretrain, "finetun
 USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, ImportError, KeyError)
 
 #: Flags without a value (never joined with the next argument).
-_OWN_FLAGS = ("-h", "--help", "--debug", "--version", "--overwrite")
+_OWN_FLAGS = ("-h", "--help", "--debug", "--version", "--overwrite", "--quiet")
 
 def _join_key_value(argv: list[str]) -> list[str]:
     """``["--train.steps", "100"]`` -> ``["--train.steps=100"]`` (``--key value`` as ``--key=value``)."""
@@ -38,6 +39,25 @@ def _join_key_value(argv: list[str]) -> list[str]:
             out.append(item)
             i += 1
     return out
+
+
+def _pop_log_level(argv: list[str]) -> tuple[list[str], str | None]:
+    """Take ``--log-level=LEVEL`` / ``--log-level LEVEL`` / ``--quiet`` out of ``argv`` wherever they are
+    (before or after the command); returns the rest and the level (None: unchanged)."""
+    rest, level, i = [], None, 0
+    while i < len(argv):
+        item = argv[i]
+        if item == "--quiet":
+            level = "WARNING"
+        elif item.startswith("--log-level="):
+            level = item.split("=", 1)[1]
+        elif item == "--log-level" and i + 1 < len(argv):
+            level = argv[i + 1]
+            i += 1
+        else:
+            rest.append(item)
+        i += 1
+    return rest, level
 
 
 def version() -> str:
@@ -59,8 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, module in COMMANDS.items():
         module.add_parser(sub)
+    parser.add_argument("--log-level", metavar="LEVEL",
+                        help="how much eegfm prints: DEBUG, INFO (default), WARNING, ERROR (also EEGFM_LOGGING_LEVEL)")
+    parser.add_argument("--quiet", action="store_true", help="print warnings and errors only (--log-level=WARNING)")
     debug = "--debug" in argv or os.environ.get("EEGFM_DEBUG", "") not in ("", "0")
-    argv = [a for a in argv if a != "--debug"]
+    argv, log_level = _pop_log_level([a for a in argv if a != "--debug"])
+    if log_level is not None:
+        try:
+            set_log_level(log_level)
+        except ValueError as err:
+            print(f"eegfm: error: --log-level: {err}", file=sys.stderr)
+            return 2
     args, extra = parser.parse_known_args(_join_key_value(argv))
     if args.version:
         print(version())
