@@ -72,7 +72,8 @@ def version() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run ``eegfm <command> [options]``; returns the exit status (2 for a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="eegfm", description="EEG foundation models for any montage.")
+    parser = argparse.ArgumentParser(prog="eegfm", description="EEG foundation models for any montage.",
+                                     usage="%(prog)s [options] command [--key=value ...]")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of an error (also EEGFM_DEBUG=1)")
     parser.add_argument("--version", action="store_true", help="print the versions of eegfm, torch and Python")

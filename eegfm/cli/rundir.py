@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .._fsutil import atomic_write
 from ..training import distributed as D
+from ..training.engine import TrainConfig, check_train_config
 from .overrides import ConfigError, apply_mapping, apply_overrides, config_to_dict
 
 __all__ = ["RUN_CONFIG", "RUN_OUTPUTS", "check_run_dir", "load_config", "run_outputs", "start_run"]
@@ -134,4 +135,8 @@ def load_config(default, args, *, section: str):
     if getattr(args, "config", None):
         values, origin = _read_run_config(args.config)
         config = apply_mapping(config, values, origin=origin, skip=(f"{section}.resume",))
-    return apply_overrides(config, args.overrides)
+    config = apply_overrides(config, args.overrides)
+    train = getattr(config, section, None)
+    if isinstance(train, TrainConfig):
+        check_train_config(train)  # a bad setting fails now, not after the data is read
+    return config

@@ -128,6 +128,29 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_train_config(config: TrainConfig) -> None:
+    """Raise a one-line ``ValueError`` naming the first bad setting of ``config`` (amp, metrics,
+    step counts, learning rates, weight decay, warm-up, grad_clip).
+
+    :class:`Trainer` calls it; the command line calls it before any data is read, so that a bad
+    setting fails in a second, not after the preprocessing.
+    """
+    if config.amp not in _AMP:
+        raise ValueError(f"amp={config.amp!r} is not one of {_AMP}")
+    if config.metrics not in ("csv", "tensorboard", "none"):
+        raise ValueError(f"metrics={config.metrics!r} is not one of ('csv', 'tensorboard', 'none')")
+    for name in ("steps", "log_every", "checkpoint_every"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1 or value != int(value):
+            raise ValueError(f"{name} must be a whole number >= 1, got {name}={value!r}")
+    for name in ("lr", "min_lr", "weight_decay", "warmup_steps"):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+    if not (isinstance(config.grad_clip, (int, float)) and not math.isnan(config.grad_clip)):
+        raise ValueError(f"grad_clip must be a number (<= 0 disables clipping), got grad_clip={config.grad_clip!r}")
+
+
 def progress_figures(metrics: dict) -> dict:
     """The figures a progress bar shows: loss, lr and, when the model logs them, the masked-token
     figure (mean over strategies: accuracy for codes, R^2 for spectra) beside its baseline,
@@ -179,20 +202,7 @@ class Trainer:
                 f"{type(model).__name__} has no training_step(batch) method; the Trainer needs one "
                 "returning a dict with 'loss_sum' (differentiable sum of per-item losses) and 'count'"
             )
-        if config.amp not in _AMP:
-            raise ValueError(f"amp={config.amp!r} is not one of {_AMP}")
-        if config.metrics not in ("csv", "tensorboard", "none"):
-            raise ValueError(f"metrics={config.metrics!r} is not one of ('csv', 'tensorboard', 'none')")
-        for name in ("steps", "log_every", "checkpoint_every"):
-            value = getattr(config, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1 or value != int(value):
-                raise ValueError(f"{name} must be a whole number >= 1, got {name}={value!r}")
-        for name in ("lr", "min_lr", "weight_decay", "warmup_steps"):
-            value = getattr(config, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
-        if not (isinstance(config.grad_clip, (int, float)) and not math.isnan(config.grad_clip)):
-            raise ValueError(f"grad_clip must be a number (<= 0 disables clipping), got grad_clip={config.grad_clip!r}")
+        check_train_config(config)
         if not callable(batches):
             raise TypeError(f"batches must be a callable (epoch, start) -> iterator, got {type(batches).__name__}")
         self.model = model
