@@ -21,7 +21,9 @@ a kind's manifest entry is dropped before its file is replaced, so an interrupte
 leaves a file described by a stale entry. The key is clip ids + models + options, not the
 pixels: pass ``overwrite=True`` after changing the frames of a clip id.
 
-The models are only loaded when a kind must be computed. ``captioner=``, ``text_embedder=``
+The models are frozen teachers: each runs in the dtype it was loaded in (float32 unless
+``dtype=`` says otherwise) with autocast turned off, so that a caller's bf16 / fp16 autocast
+never changes the targets. The models are only loaded when a kind must be computed. ``captioner=``, ``text_embedder=``
 and ``vae_encoder=`` take ready callables instead (a stub in tests, a model already on a GPU);
 the ids in :class:`TargetConfig` still name them in the manifest.
 
@@ -84,6 +86,11 @@ def _model_key(model_id: str | os.PathLike) -> str:
     return str(Path(text).resolve()) if os.path.isdir(text) else text
 
 
+def _outside_autocast(device: torch.device) -> torch.autocast:
+    """Autocast off on ``device``: a frozen teacher computes in its own dtype whatever the caller entered."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
 # ---------------------------------------------------------------------------- frames
 def _as_frames(frames, clip_id=None) -> np.ndarray:
     """Validate and return frames as a (F, H, W, 3) uint8 array."""
@@ -137,8 +144,9 @@ class BlipCaptioner:
         for start in range(0, len(images), self.batch_size):
             batch = [np.asarray(image) for image in images[start:start + self.batch_size]]
             pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"]
-            ids = self.model.generate(pixel_values=pixels.to(param.device, param.dtype),
-                                      max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+            with _outside_autocast(param.device):
+                ids = self.model.generate(pixel_values=pixels.to(param.device, param.dtype),
+                                          max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
             captions += [text.strip() for text in self.processor.batch_decode(ids, skip_special_tokens=True)]
         return captions
 
@@ -209,7 +217,8 @@ class ClipTextEmbedder:
         for start in range(0, len(captions), self.batch_size):
             ids = self.tokenizer(list(captions[start:start + self.batch_size]), padding="max_length",
                                  max_length=self.max_length, truncation=True, return_tensors="pt").input_ids
-            out.append(self.text_encoder(ids.to(device))[0].float().cpu())  # last_hidden_state
+            with _outside_autocast(device):
+                out.append(self.text_encoder(ids.to(device))[0].float().cpu())  # last_hidden_state
         return torch.cat(out) if out else torch.empty(0, self.max_length, self.text_encoder.config.hidden_size)
 
 
@@ -293,7 +302,8 @@ class VaeFrameEncoder:
         for start in range(0, len(frames), self.batch_size):
             pixels = torch.from_numpy(frames[start:start + self.batch_size]).permute(0, 3, 1, 2)  # (b, 3, H, W)
             pixels = pixels.to(param.device, torch.float32) / 127.5 - 1.0
-            posterior = self.vae.encode(pixels.to(param.dtype)).latent_dist
+            with _outside_autocast(param.device):
+                posterior = self.vae.encode(pixels.to(param.dtype)).latent_dist
             latent = posterior.mean if self.latent_mode == "mean" else posterior.sample(generator=self.generator)
             out.append((latent * self.scaling_factor).float().cpu())
         return torch.cat(out)

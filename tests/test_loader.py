@@ -66,3 +66,79 @@ def test_batches_from_a_start_index_skip_without_reading(windows, monkeypatch):
     tail = [b.x.clone() for b in loader.batches(epoch=2, start=3)]
     assert len(tail) == len(full) - 3 and len(reads) == len(tail)
     assert all(torch.equal(a, b) for a, b in zip(tail, full[3:]))
+
+
+# ---------------------------------------------------------------- pinned batches, non-blocking copies
+# This machine has no CUDA, so Tensor.pin_memory is replaced by a copy that records what it made:
+# the tests check which tensors go through it, not the page locking itself.
+@pytest.fixture
+def fake_pinning(monkeypatch):
+    pinned = []
+
+    def pin_memory(self, device=None):
+        copy = self.clone()
+        pinned.append(copy)
+        return copy
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
+    return lambda t: any(t is p for p in pinned)
+
+
+def test_a_pinned_batch_holds_pinned_copies_of_every_tensor(fake_pinning):
+    from torch.utils.data._utils.pin_memory import pin_memory  # what DataLoader(pin_memory=True) calls
+
+    from eegfm.data import pad_recordings
+    from eegfm.finetune.data import LabeledBatch
+
+    batch = pad_recordings([(np.ones((2, 30)), np.zeros((2, 2))), (np.ones((3, 20)), np.zeros((3, 2)))])
+    batch.targets = torch.arange(6).view(2, 3)
+    pinned = pin_memory(batch)
+    fields = ("x", "positions", "channel_mask", "n_times", "targets")
+    assert type(pinned) is type(batch) and pinned.padded is batch.padded is True
+    for name in fields:
+        got, expected = getattr(pinned, name), getattr(batch, name)
+        assert fake_pinning(got) and torch.allclose(got, expected, rtol=0, atol=0, equal_nan=True), name
+    labelled = pin_memory(LabeledBatch(batch, torch.tensor([0, 1])))
+    assert isinstance(labelled, LabeledBatch) and fake_pinning(labelled.labels) and fake_pinning(labelled.eeg.x)
+
+
+def test_batches_move_with_non_blocking_copies(monkeypatch):
+    from eegfm.data import pad_recordings
+    from eegfm.finetune.data import LabeledBatch
+    from eegfm.training.engine import _to_device
+
+    calls = []
+    original = torch.Tensor.to
+
+    def to(self, *args, **kwargs):
+        calls.append(kwargs.get("non_blocking", False))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    batch = pad_recordings([(np.ones((2, 30)), np.zeros((2, 2)))])
+    moved = _to_device({"eeg": LabeledBatch(batch, torch.tensor([1])), "extra": torch.zeros(2)}, torch.device("cpu"))
+    assert calls == [True] * 6 and moved["eeg"].eeg.padded is False  # 4 EEG tensors, labels, extra
+
+    class OldBatch:  # a user's batch type whose to() takes the device only still works
+        def to(self, device):
+            return "moved"
+
+    calls.clear()
+    assert _to_device([OldBatch(), torch.ones(1)], torch.device("cpu")) == ["moved", torch.ones(1)]
+    assert calls == [True]
+
+
+def test_the_loader_pins_its_batches_when_cuda_is_available(windows, monkeypatch, fake_pinning):
+    sampler = TokenBucketBatchSampler(windows.token_counts(50), 4, shuffle=False, pool_batches=1)
+    assert WindowLoader(windows, sampler).pin_memory is False  # no CUDA here: reused unpinned buffers
+    with pytest.raises(ValueError, match=r"pin_memory=True needs CUDA, which is not available here; "
+                                         r"pass pin_memory=False \(or None\)"):
+        WindowLoader(windows, sampler, pin_memory=True)
+    expected = [b.x.clone() for b in WindowLoader(windows, sampler)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    loader = WindowLoader(windows, sampler, num_threads=2, prefetch=1)
+    assert loader.pin_memory is True
+    batches = list(loader)  # pinned batches own their memory: all still valid at the end
+    assert len(batches) == len(expected) > loader.num_threads + loader.prefetch + 2  # more than the ring
+    for batch, x in zip(batches, expected):
+        assert fake_pinning(batch.x) and fake_pinning(batch.positions) and torch.equal(batch.x, x)

@@ -169,6 +169,21 @@ def test_vae_encoder_scaled_mean_or_seeded_sample(tiny_models):
     assert torch.equal(first, again) and not torch.allclose(first, other) and not torch.allclose(first, latents)
 
 
+def test_frozen_teachers_ignore_a_callers_bf16_autocast(tiny_models):
+    """Captions, text embeddings and latents are those of the float32 models inside a bf16 autocast."""
+    captioner = load_blip_captioner(tiny_models["blip"], max_new_tokens=4, batch_size=2)
+    embedder = load_clip_text_embedder(tiny_models["sd"], batch_size=2)
+    encoder = load_vae_encoder(tiny_models["sd"], batch_size=2)
+    frames = _clips(n=1, frames=3)["clip0"]
+    captions = ["a cat on grass", "the man on the horse"]
+    plain = (captioner(list(frames)), embedder(captions), encoder(frames))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = (captioner(list(frames)), embedder(captions), encoder(frames))
+    assert under_autocast[0] == plain[0]
+    for got, expected in zip(under_autocast[1:], plain[1:]):
+        assert got.dtype == torch.float32 and torch.equal(got, expected)
+
+
 def test_model_errors(tiny_models):
     encoder = load_vae_encoder(tiny_models["sd"])
     with pytest.raises(ValueError, match=(r"frames height and width must be divisible by the VAE's downsampling "

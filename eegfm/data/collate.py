@@ -47,10 +47,27 @@ class EEGBatch:
         if self.padded is None and self.channel_mask.device.type == "cpu" and self.n_times.device.type == "cpu":
             self.padded = not (bool(self.channel_mask.all()) and bool((self.n_times >= self.x.shape[-1]).all()))
 
-    def to(self, device) -> EEGBatch:
-        """Move every tensor to ``device`` (``padded`` travels with them)."""
-        targets = None if self.targets is None else self.targets.to(device)
-        return EEGBatch(*(t.to(device) for t in (self.x, self.positions, self.channel_mask, self.n_times)),
+    def to(self, device, non_blocking: bool = False) -> EEGBatch:
+        """Move every tensor to ``device`` (``padded`` travels with them).
+
+        ``non_blocking=True`` lets a copy from pinned memory (:meth:`pin_memory`) to a GPU
+        overlap with the work already queued there, as :class:`eegfm.training.Trainer` does.
+        """
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> EEGBatch:
+        """The batch in page-locked host memory, so that ``to(cuda, non_blocking=True)`` is asynchronous.
+
+        ``torch.utils.data.DataLoader(pin_memory=True)`` calls it on every batch; so does
+        :class:`eegfm.data.WindowLoader` when a CUDA device is available. Needs a CUDA build
+        and device.
+        """
+        return self._map(lambda t: t.pin_memory())
+
+    def _map(self, fn) -> EEGBatch:
+        """``fn`` applied to every tensor; ``padded`` carried over (never recomputed from device tensors)."""
+        targets = None if self.targets is None else fn(self.targets)
+        return EEGBatch(*(fn(t) for t in (self.x, self.positions, self.channel_mask, self.n_times)),
                         targets=targets, padded=self.padded)
 
     def encoder_inputs(self) -> dict:

@@ -9,6 +9,12 @@ three times the copy itself). Measured on 2 cores with 64-channel x 4-s windows:
 Contract: buffers are reused. A batch stays valid while you hold it and while you fetch the
 next one; the batch after next overwrites it. Call ``batch.x.clone()`` to keep one longer.
 Copies to a GPU with ``.to(device)`` (blocking) are safe.
+
+Pinned batches (``pin_memory=True``, the default when CUDA is available) are the exception:
+each thread copies its batch out of the reused buffer into page-locked memory
+(:meth:`EEGBatch.pin_memory`), which the batch owns and CUDA's host allocator recycles only
+after every copy from it has finished, so ``.to(device, non_blocking=True)`` is safe and
+overlaps with the GPU's work, and a pinned batch stays valid for as long as you hold it.
 """
 
 from __future__ import annotations
@@ -40,13 +46,21 @@ class WindowLoader:
         Threads reading windows.
     prefetch : int
         Batches read ahead beyond one per thread.
+    pin_memory : bool, optional
+        Yield batches in page-locked memory, for asynchronous copies to a GPU (see the module
+        docstring). Default: whether CUDA is available. True needs CUDA.
     """
 
-    def __init__(self, windows: WindowDataset, batch_sampler: Iterable, *, num_threads: int = 2, prefetch: int = 2):
+    def __init__(self, windows: WindowDataset, batch_sampler: Iterable, *, num_threads: int = 2, prefetch: int = 2,
+                 pin_memory: bool | None = None):
         if num_threads < 1 or prefetch < 0:
             raise ValueError(f"num_threads must be >= 1 and prefetch >= 0, got {num_threads=}, {prefetch=}")
+        if pin_memory is None:
+            pin_memory = torch.cuda.is_available()
+        elif pin_memory and not torch.cuda.is_available():
+            raise ValueError("pin_memory=True needs CUDA, which is not available here; pass pin_memory=False (or None)")
         self.windows, self.batch_sampler = windows, batch_sampler
-        self.num_threads, self.prefetch = num_threads, prefetch
+        self.num_threads, self.prefetch, self.pin_memory = num_threads, prefetch, pin_memory
         self._buffers: list[torch.Tensor] = []
 
     def __len__(self) -> int:
@@ -63,6 +77,11 @@ class WindowLoader:
         if self._buffers[slot].numel() < numel:
             self._buffers[slot] = torch.empty(numel)
         return self._buffers[slot]
+
+    def _read_batch(self, indices, out: torch.Tensor) -> EEGBatch:
+        """One batch read into ``out`` (in a reading thread), pinned when ``pin_memory``."""
+        batch = self.windows.read_batch(indices, out)
+        return batch.pin_memory() if self.pin_memory else batch
 
     def __iter__(self) -> Iterator[EEGBatch]:
         return self._read(iter(self.batch_sampler))
@@ -91,7 +110,7 @@ class WindowLoader:
             if indices is None:
                 return False
             out = self._buffer(slot, indices)
-            pending.append(pool.submit(self.windows.read_batch, indices, out))
+            pending.append(pool.submit(self._read_batch, indices, out))
             slot = (slot + 1) % ring
             return True
 

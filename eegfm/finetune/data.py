@@ -38,8 +38,13 @@ class LabeledBatch:
     def __iter__(self):
         return iter((self.eeg, self.labels))
 
-    def to(self, device) -> LabeledBatch:
-        return LabeledBatch(self.eeg.to(device), self.labels.to(device))
+    def to(self, device, non_blocking: bool = False) -> LabeledBatch:
+        """Both parts on ``device`` (see :meth:`EEGBatch.to`)."""
+        return LabeledBatch(self.eeg.to(device, non_blocking), self.labels.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> LabeledBatch:
+        """Both parts in page-locked memory (``DataLoader(pin_memory=True)`` calls it)."""
+        return LabeledBatch(self.eeg.pin_memory(), self.labels.pin_memory())
 
 
 class LabeledEEG(torch.utils.data.Dataset):

@@ -37,12 +37,12 @@ yield the same number of batches per epoch. Batches may be objects with ``.to(de
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,13 +60,13 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .metrics import MetricsLogger
+from .precision import AMP_MODES, autocast_factory
 from .schedule import make_scheduler
 
 log = logging.getLogger("eegfm.training")
 
 __all__ = ["TrainConfig", "Trainer"]
 
-_AMP = ("auto", "bf16", "fp16", "no")
 _RESERVED = ("loss_sum", "count")
 
 
@@ -82,7 +82,7 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warm-up steps
     grad_clip: float = 1.0  # max global grad L2 norm; <= 0 disables clipping (norm still logged)
     # precision
-    amp: str = "auto"  # "auto": bf16 autocast on CUDA if supported, else off | "bf16" | "fp16" (CUDA, GradScaler) | "no"
+    amp: str = "auto"  # "auto": bf16 autocast where native (CUDA compute capability >= 8.0), else off | "bf16" | "fp16" (CUDA, GradScaler) | "no"
     # bookkeeping
     log_every: int = 10  # log metrics every N steps (and at the last step); a non-finite loss is reported then
     checkpoint_every: int = 200  # write run_dir/checkpoints/step_XXXXXXX.pt + last.pt every N steps and at the end
@@ -117,9 +117,20 @@ def _to_device(batch, device: torch.device):
         return type(batch)(_to_device(b, device) for b in batch)
     if isinstance(batch, dict):
         return {k: _to_device(v, device) for k, v in batch.items()}
+    if torch.is_tensor(batch) or (hasattr(batch, "to") and _takes_non_blocking(batch.to)):
+        return batch.to(device, non_blocking=True)  # overlaps the copy with compute from pinned memory
     if hasattr(batch, "to"):
         return batch.to(device)
     return batch
+
+
+def _takes_non_blocking(method) -> bool:
+    """Whether a batch type's ``to`` accepts ``non_blocking=`` (EEGBatch's and nn.Module's do)."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return any(p.name == "non_blocking" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _seed_everything(seed: int) -> None:
@@ -135,8 +146,8 @@ def check_train_config(config: TrainConfig) -> None:
     :class:`Trainer` calls it; the command line calls it before any data is read, so that a bad
     setting fails in a second, not after the preprocessing.
     """
-    if config.amp not in _AMP:
-        raise ValueError(f"amp={config.amp!r} is not one of {_AMP}")
+    if config.amp not in AMP_MODES:
+        raise ValueError(f"amp={config.amp!r} is not one of {AMP_MODES}")
     if config.metrics not in ("csv", "tensorboard", "none"):
         raise ValueError(f"metrics={config.metrics!r} is not one of ('csv', 'tensorboard', 'none')")
     for name in ("steps", "log_every", "checkpoint_every"):
@@ -237,17 +248,7 @@ class Trainer:
         return torch.device("cpu")
 
     def _autocast(self):
-        amp, dev = self.config.amp, self.device
-        if amp == "auto":
-            amp = "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
-        if amp == "no":
-            return lambda: nullcontext(), None
-        if amp == "fp16":
-            if dev.type != "cuda":
-                raise ValueError(f"amp='fp16' needs a CUDA device, got device={dev}; use amp='bf16' or 'no'")
-            scaler = torch.amp.GradScaler("cuda")
-            return lambda: torch.autocast("cuda", dtype=torch.float16), scaler
-        return lambda: torch.autocast(dev.type, dtype=torch.bfloat16), None
+        return autocast_factory(self.config.amp, self.device)  # "auto": bf16 only where it is native
 
     def _param_groups(self) -> list[dict]:
         model = self.model
