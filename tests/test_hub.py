@@ -8,8 +8,8 @@ import torch
 
 from safetensors.torch import load_file, save_file
 
-from eegfm import (MAPEClassifier, MAPEEncoder, MaskedPretrainer, ModelLoadError, NeuralTokenizer, create_model,
-                   list_models)
+from eegfm import MAPEClassifier, MAPEEncoder, MaskedPretrainer, ModelLoadError, NeuralTokenizer, create_model, registry
+from eegfm.registry import PretrainedTag
 
 TINY = dict(patch_size=25, embed_dim=32, depth=2, num_heads=4, conv_channels=[4, 8], pool_bins=2)
 TOKENIZER = dict(patch_size=25, embed_dim=32, depth=1, num_heads=2, code_dim=8, num_codes=16, decoder_depth=1)
@@ -113,7 +113,10 @@ def test_loads_from_prepopulated_cache_offline(tmp_path, monkeypatch, model, inp
     assert torch.equal(loaded(*inputs).cls, model(*inputs).cls)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
-    registered = create_model("mape_encoder_tiny", pretrained=True, **TINY)
+    # a pretrained tag published on the Hub loads from there (none is registered until weights are published)
+    tag = PretrainedTag("mape_encoder_tiny", {"sfreq": 200.0}, "a published tag", hub_id="eegfm/mape-encoder-tiny")
+    monkeypatch.setitem(registry._PRETRAINED, "published_tiny", tag)
+    registered = create_model("published_tiny", pretrained=True, **TINY)
     assert torch.equal(registered(*inputs).cls, model(*inputs).cls)
 
 
@@ -135,15 +138,6 @@ def test_push_to_hub_uploads_config_and_safetensors(tmp_path, monkeypatch, model
     assert uploaded["repo_id"] == "me/enc"
     assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
     assert "library_name: eegfm" in uploaded["card"] and "eeg" in uploaded["card"]
-
-
-def test_registry():
-    assert list_models() == ["eegfm_small", "mape_encoder_base", "mape_encoder_small", "mape_encoder_tiny"]
-    base = create_model("mape_encoder_base")
-    assert (base.embed_dim, len(base.blocks)) == (200, 12)
-    assert create_model("mape_encoder_small", patch_size=200).patch_size == 200
-    with pytest.raises(ValueError, match="Unknown model 'mape_encoder_bse'. Did you mean 'mape_encoder_base'"):
-        create_model("mape_encoder_bse")
 
 
 @pytest.mark.parametrize("text, message", [

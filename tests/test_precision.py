@@ -55,8 +55,7 @@ def test_explicit_bf16_on_an_emulating_gpu_is_kept_with_a_warning(gpu, caplog):
 
 
 def test_errors_name_the_bad_setting():
-    with pytest.raises(ValueError, match=r"amp='bf61' is not one of \('auto', 'bf16', 'fp16', 'no'\); "
-                                         r"did you mean 'bf16'\?"):
+    with pytest.raises(ValueError, match=r"amp='bf61' is not one of \('auto', 'bf16', 'fp16', 'no'\)$"):
         resolve_amp("bf61", "cpu")
     with pytest.raises(ValueError, match=r"amp='fp16' needs a CUDA device, got device=cpu; use amp='bf16' or 'no'"):
         resolve_amp("fp16", "cpu")

@@ -16,7 +16,6 @@ chosen here.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -62,9 +61,7 @@ def resolve_amp(amp: str, device: torch.device | str) -> str:
         ``"bf16"``, ``"fp16"`` or ``"no"``.
     """
     if amp not in AMP_MODES:
-        close = difflib.get_close_matches(str(amp), AMP_MODES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"amp={amp!r} is not one of {AMP_MODES}{hint}")
+        raise ValueError(f"amp={amp!r} is not one of {AMP_MODES}")
     device = torch.device(device)
     if amp == "auto":
         return "bf16" if native_bf16(device) else "no"
