@@ -106,9 +106,10 @@ def test_thirty_steps_lower_the_loss(tmp_path):
     assert summary["steps"] == 30 and summary["metrics"]["loss"] == pytest.approx(losses[-1])
     assert (tmp_path / "run" / "model" / "weights.pt").is_file()  # save_pretrained at the end
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-    assert ckpts == ["last.pt"] + [f"step_{s:07d}.pt" for s in (5, 10, 15, 20, 25, 30)]
+    assert ckpts == ["last.pt"] + [f"step_{s:07d}.pt" for s in (20, 25, 30)]  # the newest 3 (keep_checkpoints)
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["step"] == 30 and state["eegfm_version"] == eegfm.__version__
+    assert state["frozen_sha256"] is None and state["model"].keys() == model.state_dict().keys()  # nothing frozen
     assert state["config"]["steps"] == 30 and state["model_class"].endswith("_ObjectBatchRegressor")
 
 
@@ -187,6 +188,126 @@ def test_latest_checkpoint(tmp_path):
     checkpoint_module.link_or_copy_atomic(ckdir / "step_0000010.pt", ckdir / "last.pt")
     assert latest_checkpoint(tmp_path) == ckdir / "last.pt"
     assert load_checkpoint(ckdir / "last.pt")["step"] == 10
+
+
+# ---------------------------------------------------------------- checkpoint policy: keep N, frozen parts
+def _step_names(run_dir):
+    return sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.pt"))
+
+
+def test_keep_checkpoints_keeps_the_newest_n(tmp_path):
+    for keep, steps in ((2, (15, 20)), (1, (20,)), (0, (5, 10, 15, 20))):  # 0: every one
+        torch.manual_seed(0)
+        Trainer(ToyRegressor(), _config(tmp_path / str(keep), keep_checkpoints=keep), make_batches()).fit()
+        assert _step_names(tmp_path / str(keep) / "run") == [f"step_{s:07d}.pt" for s in steps]
+        assert load_checkpoint(tmp_path / str(keep) / "run" / "checkpoints" / "last.pt")["step"] == 20
+
+
+def test_prune_checkpoints_keeps_last_and_the_file_just_written(tmp_path):
+    for s in (5, 10, 15, 40):  # step 40: a stale file of an older, longer run
+        save_checkpoint(tmp_path / f"step_{s:07d}.pt", {"step": s})
+    checkpoint_module.link_or_copy_atomic(tmp_path / "step_0000015.pt", tmp_path / "last.pt")
+    deleted = checkpoint_module.prune_checkpoints(tmp_path, 1, protect=tmp_path / "step_0000015.pt")
+    assert sorted(p.name for p in deleted) == ["step_0000005.pt", "step_0000010.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "step_0000015.pt", "step_0000040.pt"]
+    with pytest.raises(ValueError, match=r"keep must be a whole number >= 0 \(0 keeps every checkpoint\), got keep=-1"):
+        checkpoint_module.prune_checkpoints(tmp_path, -1)
+    with pytest.raises(ValueError, match=r"keep_checkpoints must be a whole number >= 0 .* got keep_checkpoints=2.5"):
+        Trainer(ToyRegressor(), _config(tmp_path, keep_checkpoints=2.5), make_batches())
+
+
+def test_resume_after_older_checkpoints_were_deleted_is_exact(tmp_path):
+    def new_model():
+        torch.manual_seed(123)
+        return ToyRegressor(noise=0.1)
+
+    straight = Trainer(new_model(), _config(tmp_path / "a"), make_batches())
+    straight.fit()
+
+    def crash_after_12(trainer, step):
+        if step == 12:
+            raise _Crash("killed")
+
+    with pytest.raises(_Crash):
+        Trainer(new_model(), _config(tmp_path / "b", keep_checkpoints=1), make_batches(),
+                callbacks=[crash_after_12]).fit()
+    assert _step_names(tmp_path / "b" / "run") == ["step_0000010.pt"]  # step 5 deleted
+    resumed = Trainer(ToyRegressor(noise=0.1), _config(tmp_path / "b", keep_checkpoints=1, resume=True),
+                      make_batches())
+    resumed.fit()
+    assert _step_names(tmp_path / "b" / "run") == ["step_0000020.pt"]
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+class _FrozenFeatures(ToyRegressor):
+    """A frozen random projection before the trained regressor (like a frozen backbone)."""
+
+    def __init__(self, seed=7):
+        super().__init__()
+        self.features = nn.Linear(4, 4).requires_grad_(False)
+        with torch.no_grad():
+            self.features.weight.copy_(torch.eye(4) + 0.1 * torch.randn(4, 4, generator=torch.Generator().manual_seed(seed)))
+            self.features.bias.zero_()
+
+    def training_step(self, batch):
+        x, y = batch
+        return super().training_step((self.features(x), y))
+
+
+def _stop_at(step):
+    def callback(trainer, now):
+        if now == step:
+            trainer.request_stop()  # as a crash right after the checkpoint of `step`
+    return [callback]
+
+
+def _train_frozen(tmp_path, *, seed=7, stop=None, **kw):
+    torch.manual_seed(0)
+    model = _FrozenFeatures(seed)
+    trainer = Trainer(model, _config(tmp_path, steps=10, **kw), make_batches(),
+                      trainable_parameters=model.linear.parameters(), callbacks=_stop_at(stop) if stop else None)
+    trainer.fit()
+    return trainer
+
+
+def test_checkpoints_leave_frozen_parameters_out_and_resume_exactly(tmp_path):
+    straight = _train_frozen(tmp_path / "a")
+    state = load_checkpoint(tmp_path / "a" / "run" / "checkpoints" / "last.pt")
+    assert sorted(state["model"]) == ["ema_pred", "linear.bias", "linear.weight", "seen"]  # no features.*
+    assert re.fullmatch(r"[0-9a-f]{64}", state["frozen_sha256"])
+    assert state["frozen_sha256"] == checkpoint_module.FrozenParameters(straight.model).sha256()
+    _train_frozen(tmp_path / "b", stop=5)
+    resumed = _train_frozen(tmp_path / "b", resume=True)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resuming_with_other_frozen_parameters_is_one_clear_error(tmp_path):
+    first = _train_frozen(tmp_path, stop=5)
+    saved = checkpoint_module.FrozenParameters(first.model).sha256()
+    other = checkpoint_module.FrozenParameters(_FrozenFeatures(seed=8)).sha256()
+    with pytest.raises(ValueError, match=rf"cannot resume from .*last.pt: its frozen parameters have sha256 "
+                                         rf"{saved[:16]} but this model's have {other[:16]}; build the model from "
+                                         r"the same pre-trained weights .* or start a new run in another run_dir$"):
+        _train_frozen(tmp_path, seed=8, resume=True)
+    with pytest.raises(ValueError, match=rf"its frozen parameters have sha256 {saved[:16]} but this model's have none"):
+        Trainer(_FrozenFeatures().requires_grad_(True), _config(tmp_path, steps=10, resume=True), make_batches()).fit()
+
+
+def test_a_checkpoint_written_whole_still_resumes(tmp_path):
+    """Checkpoints of earlier versions hold every parameter and no frozen hash."""
+    straight = _train_frozen(tmp_path / "a")
+    half = _train_frozen(tmp_path / "b", stop=5)
+    path = tmp_path / "b" / "run" / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    del state["frozen_sha256"]
+    state["model"] = half.model.state_dict()
+    path.unlink()  # last.pt is a hard link of step_0000005.pt
+    save_checkpoint(path, state)
+    resumed = _train_frozen(tmp_path / "b", resume=True)
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 # ---------------------------------------------------------------- exact resume

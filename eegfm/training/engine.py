@@ -52,10 +52,12 @@ from torch import nn
 
 from . import distributed as D
 from .checkpoint import (
+    FrozenParameters,
     capture_rng_state,
     clean_run_dir,
     link_or_copy_atomic,
     load_checkpoint,
+    prune_checkpoints,
     restore_rng_state,
     save_checkpoint,
 )
@@ -86,6 +88,7 @@ class TrainConfig:
     # bookkeeping
     log_every: int = 10  # log metrics every N steps (and at the last step); a non-finite loss is reported then
     checkpoint_every: int = 200  # write run_dir/checkpoints/step_XXXXXXX.pt + last.pt every N steps and at the end
+    keep_checkpoints: int = 3  # keep the newest N step_XXXXXXX.pt (last.pt is the newest); 0 keeps every one
     seed: int = 0  # python/numpy/torch seeded with seed + rank at the start of fit()
     run_dir: str = "runs/eegfm"  # checkpoints/, metrics.csv, model/ (save_pretrained) go here
     resume: bool = False  # continue exactly from run_dir/checkpoints/last.pt
@@ -154,6 +157,10 @@ def check_train_config(config: TrainConfig) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1 or value != int(value):
             raise ValueError(f"{name} must be a whole number >= 1, got {name}={value!r}")
+    keep = config.keep_checkpoints
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise ValueError(f"keep_checkpoints must be a whole number >= 0 (0 keeps every checkpoint), got "
+                         f"keep_checkpoints={keep!r}")
     for name in ("lr", "min_lr", "weight_decay", "warmup_steps"):
         value = getattr(config, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -229,6 +236,7 @@ class Trainer:
                 raise ValueError(f"trainable_parameters contains parameters that are not in {type(model).__name__}")
             for p in model.parameters():
                 p.requires_grad_(id(p) in chosen)
+        self.frozen = FrozenParameters(model)  # left out of checkpoints, identified by their hash
         # run state (what a checkpoint restores)
         self.step = 0  # optimizer steps done
         self.epoch = 0  # current epoch
@@ -302,7 +310,8 @@ class Trainer:
             "format": 1,
             "eegfm_version": __version__,
             "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
-            "model": self.model.state_dict(),
+            "model": self.frozen.strip(self.model.state_dict()),
+            "frozen_sha256": self.frozen.sha256(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
@@ -321,6 +330,7 @@ class Trainer:
         if D.is_main_process():
             save_checkpoint(path, state)
             link_or_copy_atomic(path, self.ckpt_dir / "last.pt")
+            prune_checkpoints(self.ckpt_dir, self.config.keep_checkpoints, protect=path)
         D.barrier()
         return path
 
@@ -332,6 +342,7 @@ class Trainer:
                 "set resume=False to start a new run, or point run_dir at an existing run"
             )
         state = load_checkpoint(path, map_location="cpu")  # load_state_dict copies to the device
+        state["model"] = self.frozen.restore(state, path)  # + this model's frozen parameters, if the same
         def shapes_of(sd: dict) -> dict:  # tensors by shape; extra states (dicts) by presence
             return {k: tuple(v.shape) if torch.is_tensor(v) else None for k, v in sd.items()}
 
