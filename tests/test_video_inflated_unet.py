@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
+from safetensors.torch import load_file, save_file
 
-from eegfm_video.models.attention_processors import SparseCausalAttnProcessor
-from eegfm_video.models.inflated_unet import SD15_MODEL_ID, InflatedUNet, InflatedUNetOutput
+from eegfm_video.models.attention_processors import FrameProcessor, SparseCausalAttnProcessor, TemporalAttnProcessor
+from eegfm_video.models.inflated_unet import SD15_MODEL_ID, InflatedTransformerBlock, InflatedUNet, InflatedUNetOutput
 from eegfm_video.models.temporal_attention import TemporalAttention
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +30,8 @@ BLOCKS = [
     "unet.up_blocks.1.attentions.1.transformer_blocks.0",
     "unet.mid_block.attentions.0.transformer_blocks.0",
 ]
-TEMPORAL_PARAMS = ["norm.weight", "norm.bias", "to_q.weight", "to_k.weight", "to_v.weight", "to_out.weight",
-                   "to_out.bias"]
+TEMPORAL_PARAMS = ["norm.weight", "norm.bias", "to_q.weight", "to_k.weight", "to_v.weight", "to_out.0.weight",
+                   "to_out.0.bias"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only cost here
@@ -201,16 +202,16 @@ def test_temporal_attention_by_hand():
     module = TemporalAttention(16, num_heads=2)
     x = torch.randn(6, 5, 16)
     assert torch.equal(module(x, num_frames=3), x)  # zero output projection
-    torch.nn.init.normal_(module.to_out.weight)
-    torch.nn.init.normal_(module.to_out.bias)
+    torch.nn.init.normal_(module.to_out[0].weight)
+    torch.nn.init.normal_(module.to_out[0].bias)
     with torch.no_grad():
         out = module(x, num_frames=3)
         h = module.norm(x).view(2, 3, 5, 16)  # (clips, frames, positions, c)
         q, k, v = (proj(h).view(2, 3, 5, 2, 8) for proj in (module.to_q, module.to_k, module.to_v))
         weights = torch.einsum("bfnhd,bgnhd->bnhfg", q, k).mul(8**-0.5).softmax(-1)  # over frames g
         mixed = torch.einsum("bnhfg,bgnhd->bfnhd", weights, v).reshape(6, 5, 16)
-    torch.testing.assert_close(out, x + module.to_out(mixed), atol=1e-5, rtol=0)
-    module.num_frames = 3
+    torch.testing.assert_close(out, x + module.to_out[0](mixed), atol=1e-5, rtol=0)
+    module.processor.num_frames = 3
     assert torch.equal(module(x), out)
 
 
@@ -225,6 +226,94 @@ def test_temporal_heads_default_to_the_spatial_heads():
     procs = two.unet.attn_processors
     assert {type(p).__name__ for k, p in procs.items() if ".attn1." in k} == {"SparseCausalAttnProcessor"}
     assert {type(p).__name__ for k, p in procs.items() if ".attn2." in k} == {"AttnProcessor2_0"}
+
+
+# --------------------------------------------------------------------------- diffusers-native layers
+def test_frame_attention_is_listed_in_attn_processors_without_hooks():
+    model = InflatedUNet.from_unet2d(tiny_unet())
+    procs = model.unet.attn_processors
+    kinds = {key: type(proc).__name__ for key, proc in procs.items()}
+    assert {k for k, v in kinds.items() if v == "TemporalAttnProcessor"} == {
+        f"{b[len('unet.'):]}.temporal_attn.processor" for b in BLOCKS}
+    assert {k for k, v in kinds.items() if v == "SparseCausalAttnProcessor"} == {
+        f"{b[len('unet.'):]}.attn1.processor" for b in BLOCKS}
+    assert len(procs) == 3 * len(BLOCKS)  # attn1, attn2, temporal_attn per block
+    blocks = [m for m in model.modules() if isinstance(m, InflatedTransformerBlock)]
+    assert len(blocks) == len(BLOCKS) and not any(m._forward_hooks for m in model.modules())
+
+
+def test_set_attn_processor_cannot_drop_the_attention_across_frames():
+    model = InflatedUNet.from_unet2d(tiny_unet()).eval()
+    randomize_temporal(model)
+    sample, t, text = inputs(frames=3)
+    expected = run(model, sample, t, text)
+    before = {k: type(p) for k, p in model.unet.attn_processors.items()}
+    with pytest.raises(TypeError, match=r"^AttnProcessor2_0 cannot replace SparseCausalAttnProcessor: that would "
+                                        r"drop the attention across frames; keep the SparseCausalAttnProcessor "
+                                        r"entries \(set_attn_processor takes a dict from attn_processors\), or build "
+                                        r"the InflatedUNet with sparse_causal=False$"):
+        model.unet.set_attn_processor(AttnProcessor2_0())
+    assert {k: type(p) for k, p in model.unet.attn_processors.items()} == before
+    with pytest.raises(TypeError, match=r"SparseCausalAttnProcessor cannot replace TemporalAttnProcessor: .* "
+                                        r"temporal_attention=False$"):
+        model.unet.down_blocks[0].attentions[0].transformer_blocks[0].temporal_attn.set_processor(
+            SparseCausalAttnProcessor())
+    # a dict that keeps the frame processors changes the other layers only
+    model.unet.set_attn_processor({k: p if isinstance(p, FrameProcessor) else AttnProcessor()
+                                   for k, p in model.unet.attn_processors.items()})
+    kinds = {type(p).__name__ for p in model.unet.attn_processors.values()}
+    assert kinds == {"AttnProcessor", "SparseCausalAttnProcessor", "TemporalAttnProcessor"}
+    torch.testing.assert_close(run(model, sample, t, text), expected, atol=1e-5, rtol=0)
+    # a fresh processor of the same class is accepted, and gets the frame count from forward
+    model.unet.set_attn_processor({k: type(p)() if isinstance(p, FrameProcessor) else p
+                                   for k, p in model.unet.attn_processors.items()})
+    torch.testing.assert_close(run(model, sample, t, text), expected, atol=1e-5, rtol=0)
+
+
+def test_lora_adapters_reach_the_temporal_attention():
+    from peft import LoraConfig
+
+    model = InflatedUNet.from_unet2d(tiny_unet()).eval()
+    randomize_temporal(model)
+    sample, t, text = inputs(batch=1, frames=3)
+    expected = run(model, sample, t, text)
+    model.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    adapted = {n.split(".temporal_attn.")[1].split(".lora_A")[0] for n, _ in model.named_parameters()
+               if ".temporal_attn." in n and ".lora_A." in n}
+    assert adapted == {"to_q", "to_k", "to_v", "to_out.0"}
+    torch.testing.assert_close(run(model, sample, t, text), expected, atol=1e-6, rtol=0)  # LoRA B starts at zero
+    model(sample, t, text).sample.square().mean().backward()
+    grads = [p.grad for n, p in model.named_parameters() if ".temporal_attn.to_v.lora_B." in n]
+    assert len(grads) == len(BLOCKS) and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def _hand_written_keys(state: dict) -> dict:
+    """The state dict as the hook-based TemporalAttention (a plain to_out Linear) named it."""
+    return {k.replace(".temporal_attn.to_out.0.", ".temporal_attn.to_out."): v for k, v in state.items()}
+
+
+def test_weights_of_the_hand_written_temporal_attention_still_load(tmp_path):
+    model = InflatedUNet.from_unet2d(tiny_unet()).eval()
+    randomize_temporal(model)
+    sample, t, text = inputs(frames=3)
+    expected = run(model, sample, t, text)
+    old = _hand_written_keys(model.state_dict())
+    assert sum(".temporal_attn.to_out.weight" in k for k in old) == len(BLOCKS)
+    fresh = InflatedUNet.from_unet2d(tiny_unet()).eval()
+    fresh.load_state_dict(old)  # strict
+    assert torch.equal(run(fresh, sample, t, text), expected)
+    # a save_pretrained folder written by the earlier code
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    save_file(_hand_written_keys(load_file(weights)), weights)
+    assert torch.equal(run(InflatedUNet.from_pretrained(tmp_path).eval(), sample, t, text), expected)
+    # the module alone: its own hand-written state dict (to_out.weight, to_out.bias) loads strictly
+    module = TemporalAttention(16, 2)
+    hand_written = {k.replace("to_out.0.", "to_out."): torch.randn_like(v) for k, v in module.state_dict().items()}
+    assert sorted(hand_written) == sorted(TEMPORAL_PARAMS[:5] + ["to_out.weight", "to_out.bias"])
+    module.load_state_dict(hand_written)
+    assert torch.equal(module.to_out[0].bias, hand_written["to_out.bias"])
+    assert isinstance(module.processor, TemporalAttnProcessor)
 
 
 # --------------------------------------------------------------------------- trainable subset
@@ -275,7 +364,7 @@ def test_save_pretrained_round_trip(tmp_path):
     sample, t, text = inputs(frames=4)
     expected = run(model, sample, t, text)
     assert torch.equal(run(loaded, sample, t, text), expected)
-    assert torch.equal(run(copy.deepcopy(model), sample, t, text), expected)  # hooks and processors copied
+    assert torch.equal(run(copy.deepcopy(model), sample, t, text), expected)  # block classes and processors copied
 
     plain = InflatedUNet.from_unet2d(tiny_unet(), sparse_causal=False, temporal_attention=False)
     plain.save_pretrained(tmp_path / "plain")
@@ -374,7 +463,7 @@ def test_layer_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"hidden_states must be \(batch \* frames, tokens, 16\), got shape "
                                          r"\(6, 4, 8\)"):
         TemporalAttention(16, 2)(torch.randn(6, 4, 8), num_frames=3)
-    with pytest.raises(RuntimeError, match="TemporalAttention.num_frames is not set"):
+    with pytest.raises(RuntimeError, match="TemporalAttnProcessor.num_frames is not set"):
         TemporalAttention(16, 2)(x)
 
 

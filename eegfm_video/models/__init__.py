@@ -9,9 +9,13 @@ from importlib import import_module
 _LAZY = {
     "SemanticDecoder": "semantic_decoder",
     "Seq2SeqLatentDecoder": "seq2seq",
+    "InflatedTransformerBlock": "inflated_unet",
     "InflatedUNet": "inflated_unet",
     "InflatedUNetOutput": "inflated_unet",
+    "FrameAttention": "frame_attention",
+    "FrameProcessor": "attention_processors",
     "SparseCausalAttnProcessor": "attention_processors",
+    "TemporalAttnProcessor": "attention_processors",
     "TemporalAttention": "temporal_attention",
 }
 

@@ -2,24 +2,29 @@
 
 A clip's latents ``(b, c, f, h, w)`` run through the unchanged 2-D layers of a diffusers
 ``UNet2DConditionModel`` as a batch of ``b * f`` images (frames of a clip adjacent). Two things
-make it a video model, both installed on each ``BasicTransformerBlock`` without touching
-diffusers' source:
+make it a video model, both diffusers attention layers with their own processors, so they are
+listed in ``model.unet.attn_processors`` and reached by LoRA / PEFT:
 
-1. the spatial self-attention ``attn1`` gets a
+1. the spatial self-attention ``attn1`` of each ``BasicTransformerBlock`` gets a
    :class:`~eegfm_video.models.attention_processors.SparseCausalAttnProcessor` (queries of
-   frame ``i`` attend to frames ``0`` and ``i - 1``) through diffusers' own processor API;
-   cross-attention ``attn2`` keeps its processor;
-2. a :class:`~eegfm_video.models.temporal_attention.TemporalAttention` is registered as a child
-   ``temporal_attn`` of the block and applied to the block's output by a forward hook, i.e.
-   ``block(x) = temporal_attn(original_block(x))`` (after the feed-forward, as Tune-A-Video).
+   frame ``i`` attend to frames ``0`` and ``i - 1``); cross-attention ``attn2`` keeps its
+   processor;
+2. each block gains a child ``temporal_attn``, a
+   :class:`~eegfm_video.models.temporal_attention.TemporalAttention` (an ``Attention`` with a
+   :class:`~eegfm_video.models.attention_processors.TemporalAttnProcessor`) applied to the
+   block's output, ``block(x) = temporal_attn(basic_block(x))`` (after the feed-forward, as
+   Tune-A-Video).
 
-Why a hook on the block rather than a wrapper module around it: the 2-D parameters keep their
-names (``...transformer_blocks.0.attn1.to_q.weight``), so the inflated ``unet`` state dict is
-exactly the 2-D one plus the ``temporal_attn`` entries and a Stable Diffusion checkpoint loads
-into it by name; ``print(model)`` still shows ``temporal_attn`` inside each block. PyTorch runs
-forward hooks inside ``Module.__call__``, so the temporal attention also runs when diffusers'
-gradient checkpointing recomputes a block (it re-enters the block's ``__call__``), and
-``copy.deepcopy`` keeps the hooks (both tested).
+Both are installed on the blocks of the 2-D model in place, by giving them a subclass: the block
+becomes an :class:`InflatedTransformerBlock` (``BasicTransformerBlock.forward``, then
+``temporal_attn``), its ``attn1`` a
+:class:`~eegfm_video.models.frame_attention.FrameAttention` (which refuses a processor that would
+drop the attention across frames, so ``unet.set_attn_processor(...)`` cannot undo the inflation
+silently). The subclasses add behaviour only, so the 2-D parameters keep their names
+(``...transformer_blocks.0.attn1.to_q.weight``): the inflated ``unet`` state dict is exactly the
+2-D one plus the ``temporal_attn`` entries, and a Stable Diffusion checkpoint loads into it by
+name. Gradient checkpointing recomputes a block through its ``forward``, temporal attention
+included, and ``copy.deepcopy`` keeps classes and processors (both tested).
 
 Equality with the 2-D model at initialisation ("the inflated UNet reproduces the 2-D UNet frame
 by frame exactly at init"), in the three senses that can hold (tested):
@@ -34,8 +39,13 @@ by frame exactly at init"), in the three senses that can hold (tested):
 For ``f > 1`` and different frames the outputs differ from the 2-D model by design: frame ``i``
 then attends to the tokens of frames ``0`` and ``i - 1``.
 
-The frame count is set on the processors and temporal attentions by :meth:`InflatedUNet.forward`
-(an attribute ``num_frames``; calling ``model.unet`` directly uses the last value set).
+The frame count is set on the frame processors by :meth:`InflatedUNet.forward` (an attribute
+``num_frames``; calling ``model.unet`` directly uses the last value set).
+
+Weights saved before the temporal attention was a diffusers ``Attention`` (output projection
+``temporal_attn.to_out.weight`` rather than ``temporal_attn.to_out.0.weight``) load with
+``from_pretrained`` and ``load_state_dict`` alike, renamed on the way in
+(:meth:`TemporalAttention.upgrade_state_dict <eegfm_video.models.temporal_attention.TemporalAttention.upgrade_state_dict>`).
 """
 
 from __future__ import annotations
@@ -52,10 +62,11 @@ from diffusers.utils import BaseOutput
 from eegfm.hub import StrictDiffusersLoadingMixin
 
 from .._defaults import SD15_MODEL_ID
-from .attention_processors import SparseCausalAttnProcessor
+from .attention_processors import FrameProcessor, SparseCausalAttnProcessor
+from .frame_attention import FrameAttention
 from .temporal_attention import TemporalAttention
 
-__all__ = ["SD15_MODEL_ID", "TRAINABLE_MODES", "InflatedUNet", "InflatedUNetOutput"]
+__all__ = ["SD15_MODEL_ID", "TRAINABLE_MODES", "InflatedTransformerBlock", "InflatedUNet", "InflatedUNetOutput"]
 
 #: Trainable subsets for :meth:`InflatedUNet.set_trainable`.
 TRAINABLE_MODES = ("default", "temporal", "all")
@@ -74,9 +85,26 @@ class InflatedUNetOutput(BaseOutput):
     sample: torch.Tensor = None
 
 
-def _apply_temporal_attention(block, args, output):
-    """Forward hook of an inflated ``BasicTransformerBlock``: ``output -> temporal_attn(output)``."""
-    return block.temporal_attn(output)
+class InflatedTransformerBlock(BasicTransformerBlock):
+    """A diffusers ``BasicTransformerBlock`` followed by its ``temporal_attn`` (a :class:`TemporalAttention`).
+
+    Built from a 2-D block in place by :meth:`adopt`; same forward arguments as the 2-D block.
+    """
+
+    temporal_attn: TemporalAttention
+
+    @classmethod
+    def adopt(cls, block: BasicTransformerBlock, temporal_attn: TemporalAttention) -> InflatedTransformerBlock:
+        """Make the 2-D ``block`` an inflated one in place (its class and a new child): return it."""
+        if not isinstance(block, BasicTransformerBlock):
+            raise TypeError(f"block must be a diffusers BasicTransformerBlock, got {type(block).__name__}")
+        block.temporal_attn = temporal_attn
+        block.__class__ = cls  # adds forward's last step only: the 2-D parameters keep their names
+        return block
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """``temporal_attn(BasicTransformerBlock.forward(hidden_states, ...))``: ``(b * f, n, c)`` -> same."""
+        return self.temporal_attn(super().forward(hidden_states, *args, **kwargs))
 
 
 def _is_flag(value) -> bool:
@@ -146,16 +174,17 @@ class InflatedUNet(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # str
                         "sparse_causal=True needs self-attention in attn1, but unet_config has only_cross_attention="
                         f"{unet_config.get('only_cross_attention')!r}; pass sparse_causal=False"
                     )
-                block.attn1.set_processor(SparseCausalAttnProcessor())
+                FrameAttention.adopt(block.attn1).set_processor(SparseCausalAttnProcessor())
             if temporal_attention:
                 dim = block.attn1.to_q.in_features
                 if heads is not None and dim % heads:
                     raise ValueError(
                         f"temporal_num_attention_heads must divide every transformer width, got {heads} for width {dim}"
                     )
-                block.temporal_attn = TemporalAttention(dim, heads or block.attn1.heads)
-                block.register_forward_hook(_apply_temporal_attention)
-        self._inflated_blocks = tuple(blocks)  # plain tuple: not registered twice as submodules
+                InflatedTransformerBlock.adopt(block, TemporalAttention(dim, heads or block.attn1.heads))
+        # plain tuples: not registered twice as submodules
+        self._inflated_blocks = tuple(blocks)
+        self._frame_layers = tuple(m for m in self.unet.modules() if isinstance(m, FrameAttention))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -238,6 +267,14 @@ class InflatedUNet(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # str
             temporal_num_attention_heads=temporal_num_attention_heads,
         )
 
+    def _fix_state_dict_keys_on_load(self, state_dict: dict) -> dict:
+        """diffusers' hook on ``from_pretrained``: also rename the keys of hand-written temporal attentions."""
+        super()._fix_state_dict_keys_on_load(state_dict)
+        for name, module in self.named_modules():
+            if isinstance(module, TemporalAttention):
+                module.upgrade_state_dict(state_dict, f"{name}.")
+        return state_dict
+
     # ------------------------------------------------------------------ training subset
     def set_trainable(self, mode: str = "default") -> list[str]:
         """Freeze the model except a subset (EEGMirror Sec. 3.3); return the trainable parameter names.
@@ -271,11 +308,9 @@ class InflatedUNet(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # str
 
     # ------------------------------------------------------------------ forward
     def _set_num_frames(self, num_frames: int) -> None:
-        for block in self._inflated_blocks:
-            if hasattr(block.attn1.processor, "num_frames"):
-                block.attn1.processor.num_frames = num_frames
-            if hasattr(block, "temporal_attn"):
-                block.temporal_attn.num_frames = num_frames
+        for layer in self._frame_layers:
+            if isinstance(layer.processor, FrameProcessor):
+                layer.processor.num_frames = num_frames
 
     def _check_inputs(self, sample, timestep, encoder_hidden_states) -> tuple[int, int]:
         if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
