@@ -8,6 +8,10 @@ Every setting is a ``--key=value`` override of a typed dataclass config (nested 
 ``--train.lr=1e-4``), checked against it: an unknown key is an error that lists the known ones.
 ``--help`` after a command lists its keys with their defaults.
 
+Checkpoints of ``train`` (``<run_dir>/checkpoints``) hold the trained parameters and the hash of
+the frozen UNet weights, not the weights; ``--train.keep_checkpoints=N`` keeps the newest N
+(default 3; 0 keeps every one), ``--train.resume=true`` continues from the newest.
+
 Data: a paired-clips directory (:class:`eegfm_video.synthetic.PairedClips`: ``eeg.npy``,
 ``videos.npy``, ``labels.npy``, ``split.npy``, ``meta.json``) and its target cache
 (:func:`eegfm_video.targets.precompute_targets`, default ``DIR/targets``) whose clip ids are the

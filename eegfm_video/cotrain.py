@@ -22,6 +22,12 @@ embedding trains the "unconditional" branch of classifier-free guidance.
 ``save_pretrained``), so warm-up + cosine schedule, gradient clipping, autocast, DDP,
 checkpoints and exact resume come from the engine. :func:`paired_batches` makes the
 deterministic ``batches(epoch, start)`` the engine wants; :func:`cotrain` runs it all.
+
+Checkpoints (``run_dir/checkpoints``, the newest ``TrainConfig.keep_checkpoints`` kept) hold the
+trained parameters only: the frozen rest of the Stable Diffusion UNet (about 3.4 GB in fp32) is
+identified by its SHA-256 (:class:`eegfm.training.checkpoint.FrozenParameters`), and resuming
+with another frozen UNet is an error naming both hashes. The end of training writes the whole
+model once, with ``save_pretrained`` (``run_dir/model``).
 """
 
 from __future__ import annotations

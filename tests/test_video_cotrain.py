@@ -9,7 +9,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 from eegfm import MAPEEncoder
-from eegfm.training import TrainConfig
+from eegfm.training import TrainConfig, load_checkpoint
+from eegfm.training.checkpoint import FrozenParameters
 from eegfm_video.alignment import EEGAlignment
 from eegfm_video.cotrain import VideoCoTrainer, cotrain, paired_batches
 from eegfm_video.models import InflatedUNet, SemanticDecoder, Seq2SeqLatentDecoder
@@ -169,6 +170,35 @@ def test_resume_continues_exactly(tmp_path):
     resumed = run(tmp_path / "b", 4, resume=True)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_checkpoints_hold_the_trained_parameters_and_the_frozen_hash_only(tmp_path):
+    model, _ = cotrain(tiny_alignment(mode="fixed"), tiny_unet(), scheduler(), paired_batches(data(), N),
+                       train_config(tmp_path, 4, checkpoint_every=1, keep_checkpoints=2))
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.pt", "step_0000003.pt", "step_0000004.pt"]
+    state = load_checkpoint(ckpts / "last.pt")
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+    assert set(state["model"]) == trained | {n for n, _ in model.named_buffers()}
+    assert "unet.unet.conv_in.weight" in frozen and "alignment.negative_embedding" in frozen  # fixed: not trained
+    assert state["frozen_sha256"] == FrozenParameters(model).sha256()
+    whole = tmp_path / "whole.pt"  # the same checkpoint with the frozen weights, as before
+    torch.save({**state, "model": model.state_dict()}, whole)
+    frozen_bytes = sum(p.numel() * p.element_size() for p in frozen.values())
+    assert whole.stat().st_size - (ckpts / "last.pt").stat().st_size >= frozen_bytes > 0
+
+
+def test_resuming_with_another_frozen_unet_is_one_clear_error(tmp_path):
+    first, _ = cotrain(tiny_alignment(), tiny_unet(), scheduler(), paired_batches(data(), N),
+                       train_config(tmp_path, 2))
+    saved = FrozenParameters(first).sha256()
+    other = VideoCoTrainer(tiny_alignment(), tiny_unet(seed=1), scheduler())
+    other_sha = FrozenParameters(other).sha256()
+    with pytest.raises(ValueError, match=rf"its frozen parameters have sha256 {saved[:16]} but this model's have "
+                                         rf"{other_sha[:16]}; build the model from the same pre-trained weights"):
+        cotrain(tiny_alignment(), tiny_unet(seed=1), scheduler(), paired_batches(data(), N),
+                train_config(tmp_path, 4, resume=True))
 
 
 def test_save_load_gives_the_identical_pipeline_output(tmp_path):
