@@ -283,6 +283,20 @@ def test_checkpoints_leave_frozen_parameters_out_and_resume_exactly(tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_frozen_hash_covers_names_values_and_dtypes_and_follows_in_place_changes():
+    model = _FrozenFeatures()
+    frozen = checkpoint_module.FrozenParameters(model)
+    first = frozen.sha256()
+    assert frozen.names() == {"features.weight", "features.bias"} and frozen.sha256() == first
+    assert checkpoint_module.FrozenParameters(_FrozenFeatures()).sha256() == first  # same values, another object
+    with torch.no_grad():
+        model.features.bias.add_(1e-3)  # changed in place during training: a new hash, not the cached one
+    changed = frozen.sha256()
+    model.features.to(torch.float64)
+    assert len({first, changed, frozen.sha256()}) == 3
+    assert checkpoint_module.FrozenParameters(ToyRegressor()).sha256() is None  # nothing frozen
+
+
 def test_resuming_with_other_frozen_parameters_is_one_clear_error(tmp_path):
     first = _train_frozen(tmp_path, stop=5)
     saved = checkpoint_module.FrozenParameters(first.model).sha256()

@@ -159,8 +159,10 @@ class FrozenParameters:
     Parameters
     ----------
     model : nn.Module
-        Read each time (which parameters are frozen is looked up on every call); the hash is
-        computed once per set of frozen names, on the first call that needs it.
+        Read each time (which parameters are frozen is looked up on every call). The hash is
+        computed on the first call that needs it and again only when a frozen parameter was
+        replaced or changed in place since (its storage or version counter moved), so a frozen
+        parameter that training does change makes resume fail loudly rather than lose it.
 
     Notes
     -----
@@ -170,7 +172,7 @@ class FrozenParameters:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self._sha256: tuple[tuple[str, ...], str | None] | None = None  # (names, hash) of the last call
+        self._sha256: tuple[tuple, str | None] | None = None  # (what was hashed, hash) of the last call
 
     def _frozen(self) -> dict[str, torch.Tensor]:
         """Frozen parameters by state-dict name (every alias of a shared one), in name order."""
@@ -184,14 +186,14 @@ class FrozenParameters:
     def sha256(self) -> str | None:
         """Hex SHA-256 of the frozen parameters; ``None`` when there are none."""
         frozen = self._frozen()
-        names = tuple(frozen)
-        if self._sha256 is None or self._sha256[0] != names:
+        seen = tuple((name, p.data_ptr(), p._version) for name, p in frozen.items())
+        if self._sha256 is None or self._sha256[0] != seen:
             hasher = hashlib.sha256()
             for name, param in frozen.items():
                 tensor = param.detach()
                 hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
                 hasher.update(tensor.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-            self._sha256 = (names, hasher.hexdigest() if names else None)
+            self._sha256 = (seen, hasher.hexdigest() if frozen else None)
         return self._sha256[1]
 
     def strip(self, state: dict) -> dict:
