@@ -108,24 +108,25 @@ def test_batches_move_with_non_blocking_copies(monkeypatch):
     from eegfm.training.engine import _to_device
 
     calls = []
-    original = torch.Tensor.to
 
-    def to(self, *args, **kwargs):
-        calls.append(kwargs.get("non_blocking", False))
-        return original(self, *args, **kwargs)
+    def to(self, device, non_blocking=False):  # records the copy, keeps the tensor on this CUDA-less machine
+        calls.append((torch.device(device).type, non_blocking))
+        return self
 
     monkeypatch.setattr(torch.Tensor, "to", to)
+    cuda = torch.device("cuda", 0)
     batch = pad_recordings([(np.ones((2, 30)), np.zeros((2, 2)))])
-    moved = _to_device({"eeg": LabeledBatch(batch, torch.tensor([1])), "extra": torch.zeros(2)}, torch.device("cpu"))
-    assert calls == [True] * 6 and moved["eeg"].eeg.padded is False  # 4 EEG tensors, labels, extra
+    moved = _to_device({"eeg": LabeledBatch(batch, torch.tensor([1])), "extra": torch.zeros(2)}, cuda)
+    assert calls == [("cuda", True)] * 6 and moved["eeg"].eeg.padded is False  # 4 EEG tensors, labels, extra
 
     class OldBatch:  # a user's batch type whose to() takes the device only still works
         def to(self, device):
             return "moved"
 
     calls.clear()
-    assert _to_device([OldBatch(), torch.ones(1)], torch.device("cpu")) == ["moved", torch.ones(1)]
-    assert calls == [True]
+    assert _to_device([OldBatch(), torch.ones(1)], cuda) == ["moved", torch.ones(1)]
+    _to_device(torch.ones(1), torch.device("mps"))  # other devices copy as before
+    assert calls == [("cuda", True), ("mps", False)]
 
 
 def test_the_loader_pins_its_batches_when_cuda_is_available(windows, monkeypatch, fake_pinning):

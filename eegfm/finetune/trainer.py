@@ -509,7 +509,7 @@ def predict(model: nn.Module, data: LabeledEEG, *, batch_size: int = 128, device
     model.eval()
     outputs = []
     for eeg, _ in data.batches(batch_size):
-        eeg = eeg.to(device, non_blocking=True)  # the .cpu() below waits for it
+        eeg = eeg.to(device, non_blocking=device.type == "cuda")  # the .cpu() below waits for it
         outputs.append(model(eeg.x, eeg.positions, channel_mask=eeg.channel_mask, n_times=eeg.n_times).float().cpu())
     model.train(was_training)
     return torch.cat(outputs).numpy()

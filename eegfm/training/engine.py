@@ -31,7 +31,9 @@ Data contract
 index ``start`` and ends at the end of the epoch; it must be deterministic in ``(epoch, start)``
 so that resume replays exactly (use ``epoch`` to reseed a sampler). Under DDP every process must
 yield the same number of batches per epoch. Batches may be objects with ``.to(device)``
-(``EEGBatch``, tensors) or tuples / lists / dicts of them.
+(``EEGBatch``, tensors) or tuples / lists / dicts of them; on a CUDA device they are copied
+with ``non_blocking=True`` where ``to`` takes it, asynchronous from pinned memory
+(``EEGBatch.pin_memory``, which ``WindowLoader`` applies when CUDA is available).
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ def _to_device(batch, device: torch.device):
         return type(batch)(_to_device(b, device) for b in batch)
     if isinstance(batch, dict):
         return {k: _to_device(v, device) for k, v in batch.items()}
-    if torch.is_tensor(batch) or (hasattr(batch, "to") and _takes_non_blocking(batch.to)):
-        return batch.to(device, non_blocking=True)  # overlaps the copy with compute from pinned memory
+    if device.type == "cuda" and (torch.is_tensor(batch) or (hasattr(batch, "to") and _takes_non_blocking(batch.to))):
+        return batch.to(device, non_blocking=True)  # from pinned memory the copy overlaps with queued work
     if hasattr(batch, "to"):
         return batch.to(device)
     return batch
