@@ -32,6 +32,8 @@ memory-efficient kernels on GPU: no attention mask is needed).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 import torch.nn.functional as F
 
@@ -55,7 +57,7 @@ def _check_num_frames(num_frames, batch: int, where: str) -> int:
     return num_frames
 
 
-class FrameProcessor:
+class FrameProcessor(ABC):
     """Base of the processors that attend across the frames of a clip (self-attention only).
 
     Parameters
@@ -82,8 +84,37 @@ class FrameProcessor:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_frames={self.num_frames})"
 
-    def _frames(self, hidden_states, encoder_hidden_states, attention_mask, num_frames) -> int:
-        """Check a self-attention call and return its clip length ``f``."""
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        num_frames: int | None = None,
+    ) -> torch.Tensor:
+        """Self-attention of ``attn`` across the frames of each clip (diffusers' processor signature).
+
+        Parameters
+        ----------
+        attn : diffusers.models.attention_processor.Attention
+            The layer whose projections are used.
+        hidden_states : torch.Tensor
+            ``(b * f, n, c)`` tokens, the frames of a clip adjacent (:class:`SparseCausalAttnProcessor`
+            also takes ``(b * f, c, h, w)`` feature maps, flattened to ``n = h * w`` tokens and
+            restored on output).
+        encoder_hidden_states, attention_mask : None
+            Must be ``None`` (self-attention, no mask).
+        temb : torch.Tensor | None
+            ``(b * f, t)`` time embedding, used only by layers with a spatial norm.
+        num_frames : int | None
+            ``f``; defaults to :attr:`num_frames`.
+
+        Returns
+        -------
+        torch.Tensor
+            Same shape as ``hidden_states`` (``c_out`` channels).
+        """
         name = type(self).__name__
         if encoder_hidden_states is not None:
             raise ValueError(
@@ -92,7 +123,12 @@ class FrameProcessor:
             )
         if attention_mask is not None:
             raise ValueError(f"{name} does not support attention_mask; got a tensor, expected None")
-        return _check_num_frames(self.num_frames if num_frames is None else num_frames, hidden_states.shape[0], name)
+        frames = _check_num_frames(self.num_frames if num_frames is None else num_frames, hidden_states.shape[0], name)
+        return self.attend_frames(attn, hidden_states, frames, temb)
+
+    @abstractmethod
+    def attend_frames(self, attn, hidden_states: torch.Tensor, frames: int, temb: torch.Tensor | None) -> torch.Tensor:
+        """The attention itself, on a checked call: ``hidden_states`` of ``b * frames`` rows -> same shape."""
 
 
 def _attend(attn, query, key, value) -> torch.Tensor:
@@ -132,39 +168,8 @@ class SparseCausalAttnProcessor(FrameProcessor):
 
     inflation_flag = "sparse_causal=False"
 
-    def __call__(
-        self,
-        attn,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        num_frames: int | None = None,
-    ) -> torch.Tensor:
-        """Attend each frame's tokens to those of frames 0 and ``i - 1``.
-
-        Parameters
-        ----------
-        attn : diffusers.models.attention_processor.Attention
-            The layer whose projections are used.
-        hidden_states : torch.Tensor
-            ``(b * f, n, c)`` tokens (or ``(b * f, c, h, w)`` feature maps, flattened to
-            ``n = h * w`` tokens and restored on output).
-        encoder_hidden_states : None
-            Must be ``None`` (self-attention).
-        attention_mask : None
-            Must be ``None``.
-        temb : torch.Tensor | None
-            ``(b * f, t)`` time embedding, used only by layers with a spatial norm.
-        num_frames : int | None
-            ``f``; defaults to :attr:`num_frames`.
-
-        Returns
-        -------
-        torch.Tensor
-            Same shape as ``hidden_states``.
-        """
-        frames = self._frames(hidden_states, encoder_hidden_states, attention_mask, num_frames)
+    def attend_frames(self, attn, hidden_states: torch.Tensor, frames: int, temb: torch.Tensor | None) -> torch.Tensor:
+        """Attend each frame's tokens to those of frames 0 and ``i - 1`` (see :meth:`FrameProcessor.__call__`)."""
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -222,34 +227,9 @@ class TemporalAttnProcessor(FrameProcessor):
 
     inflation_flag = "temporal_attention=False"
 
-    def __call__(
-        self,
-        attn,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        num_frames: int | None = None,
-    ) -> torch.Tensor:
-        """Mix each spatial position's tokens across the frames of its clip.
-
-        Parameters
-        ----------
-        attn : diffusers.models.attention_processor.Attention
-            The layer whose projections are used.
-        hidden_states : torch.Tensor
-            ``(b * f, n, c)`` tokens, the frames of a clip adjacent.
-        encoder_hidden_states, attention_mask : None
-            Must be ``None`` (self-attention, no mask).
-        num_frames : int | None
-            ``f``; defaults to :attr:`num_frames`.
-
-        Returns
-        -------
-        torch.Tensor
-            ``(b * f, n, c_out)``: ``to_out(attention over frames)`` (plus ``hidden_states`` when
-            the layer has ``residual_connection``).
-        """
-        frames = self._frames(hidden_states, encoder_hidden_states, attention_mask, num_frames)
+    def attend_frames(self, attn, hidden_states: torch.Tensor, frames: int, temb: torch.Tensor | None) -> torch.Tensor:
+        """Mix each position's ``(b * f, n, c)`` tokens across the frames of its clip: ``to_out(attention)``
+        (plus ``hidden_states`` when the layer has ``residual_connection``)."""
         if hidden_states.ndim != 3:
             raise ValueError(f"TemporalAttnProcessor: hidden_states must be (batch * frames, tokens, channels), "
                              f"got shape {tuple(hidden_states.shape)}")
