@@ -2,7 +2,7 @@
 
 Public API::
 
-    from eegfm import MAPEEncoder, proportion_coordinates, pad_recordings
+    from eegfm import MAPEEncoder, EncoderConfig, proportion_coordinates, pad_recordings
     from eegfm import NeuralTokenizer, MaskedPretrainer, MAPEClassifier
     from eegfm import create_model, list_models
 """
@@ -13,6 +13,7 @@ from .data.collate import EEGBatch, pad_recordings
 from .hub import ModelLoadError
 from .log import set_log_level
 from .models.classifier import MAPEClassifier
+from .models.config import EncoderConfig
 from .models.encoder import EncoderOutput, MAPEEncoder
 from .models.pretrainer import MaskedPretrainer
 from .models.tokenizer import NeuralTokenizer
@@ -26,6 +27,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "EEGBatch",
+    "EncoderConfig",
     "EncoderOutput",
     "MAPEClassifier",
     "MAPEEncoder",

@@ -5,9 +5,11 @@ Every eegfm model class mixes in :class:`HubMixin`, built on huggingface_hub's
 ``push_to_hub``. What this module changes on top of the mixin:
 
 - weights are read and written as ``model.safetensors`` only (never a pickle);
-- ``config.json`` holds every constructor argument (flat, JSON-safe) and ``model_class``, the
-  class that saved it; an unknown key in it, or another class, is an error instead of being
-  silently ignored;
+- ``config.json`` holds every constructor argument (JSON-safe: :meth:`HubMixin.get_config`),
+  ``model_class``, the class that saved it, and ``config_version``, its layout
+  (:data:`CONFIG_VERSION`; a folder of an older layout is converted by the class's
+  :meth:`HubMixin.upgrade_config`); an unknown key in it, or another class, is an error instead
+  of being silently ignored;
 - ``README.md`` is eegfm's model card (:mod:`eegfm.model_card`), not the mixin's boilerplate:
   ``save_pretrained(folder, card=ModelCardFacts(...))`` or ``model.card_facts = ...``;
 - loading is strict by default: a missing or unexpected weight is an error that names them and
@@ -58,13 +60,17 @@ except ImportError:  # pragma: no cover - older huggingface_hub
         RevisionNotFoundError,
     )
 
-__all__ = ["CONFIG_NAME", "MODEL_CLASS_KEY", "WEIGHTS_NAME", "HubMixin", "ModelLoadError",
+__all__ = ["CONFIG_NAME", "CONFIG_VERSION", "CONFIG_VERSION_KEY", "MODEL_CLASS_KEY", "WEIGHTS_NAME", "HubMixin", "ModelLoadError",
            "StrictDiffusersLoadingMixin", "StrictLoadingMixin", "hub_card"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 #: Key of ``config.json`` naming the class that saved it (not a constructor argument).
 MODEL_CLASS_KEY = "model_class"
+#: Key of ``config.json`` giving its layout version (absent: version 1, the layout before it existed).
+CONFIG_VERSION_KEY = "config_version"
+#: The layout ``save_pretrained`` writes. 2: a composite model's encoder settings nested under ``"encoder"``.
+CONFIG_VERSION = 2
 
 
 def hub_card() -> dict:
@@ -92,6 +98,18 @@ def read_config_file(config_file: Path) -> dict:
         raise ModelLoadError(f"{config_file} must hold a JSON object of constructor arguments, "
                              f"got {type(config).__name__}; re-save the model or fix the file")
     return config
+
+
+def pop_config_version(config: dict, config_file) -> int:
+    """Remove and return ``config``'s layout version (1 when absent), or raise a one-line ModelLoadError."""
+    version = config.pop(CONFIG_VERSION_KEY, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelLoadError(f"{config_file}: {CONFIG_VERSION_KEY}={version!r} is not a layout version (a positive "
+                             "int); re-save the model or fix the file")
+    if version > CONFIG_VERSION:
+        raise ModelLoadError(f"{config_file} has {CONFIG_VERSION_KEY}={version}, a layout newer than this eegfm "
+                             f"reads ({CONFIG_VERSION}); upgrade eegfm (pip install -U eegfm)")
+    return version
 
 
 def _download(repo_id: str, filename: str, **kwargs) -> str:
@@ -257,26 +275,42 @@ class StrictDiffusersLoadingMixin:
 class HubMixin(ModelCardMixin, PyTorchModelHubMixin):
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for eegfm models.
 
-    Subclasses must take flat, JSON-safe constructor arguments: they become ``config.json``.
+    Subclasses take JSON-safe constructor arguments: :meth:`get_config` returns them and
+    ``config.json`` holds them. A model whose constructor resolves an argument (a default filled
+    in) or whose state changes one later (a new head) overrides :meth:`get_config`; one whose
+    saved layout changed overrides :meth:`upgrade_config` and, when it takes keyword arguments
+    through ``**fields``, :meth:`config_keys`.
     """
 
     @classmethod
-    def _init_parameter_names(cls) -> list[str]:
+    def config_keys(cls) -> list[str]:
+        """The keyword arguments the constructor takes (what ``config.json`` and ``from_pretrained``
+        overrides may set)."""
         params = inspect.signature(cls.__init__).parameters
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         return [name for name, p in params.items() if name != "self" and p.kind in kinds]
 
+    @classmethod
+    def upgrade_config(cls, config: dict, version: int) -> dict:
+        """Constructor arguments saved in layout ``version`` (see :data:`CONFIG_VERSION`), in
+        today's layout. Unchanged by default."""
+        return config
+
     def get_config(self) -> dict:
-        """Return the constructor arguments that rebuild this model (``config.json`` holds them and
-        ``model_class``)."""
-        return dict(self._hub_mixin_config or {})
+        """The JSON-safe constructor arguments that rebuild this model as it is now (``config.json``
+        holds them, ``model_class`` and ``config_version``).
+
+        By default the arguments it was built with, defaults included (huggingface_hub's mixin
+        records them).
+        """
+        return json.loads(json.dumps(dict(self._hub_mixin_config or {})))
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
-        """Write ``config.json`` (constructor arguments + ``model_class``), ``model.safetensors``
-        and ``README.md`` (the model card: pass ``card=ModelCardFacts(...)``, or set
-        ``model.card_facts``; see :mod:`eegfm.model_card`)."""
+        """Write ``config.json`` (:meth:`get_config` + ``model_class`` + ``config_version``),
+        ``model.safetensors`` and ``README.md`` (the model card: pass ``card=ModelCardFacts(...)``,
+        or set ``model.card_facts``; see :mod:`eegfm.model_card`)."""
         if config is None:
-            config = {**self.get_config(), MODEL_CLASS_KEY: type(self).__name__}
+            config = {**self.get_config(), MODEL_CLASS_KEY: type(self).__name__, CONFIG_VERSION_KEY: CONFIG_VERSION}
         return super().save_pretrained(save_directory, config=config, **kwargs)
 
     @classmethod
@@ -337,7 +371,8 @@ class HubMixin(ModelCardMixin, PyTorchModelHubMixin):
                 f"{config_file} holds a {saved_class}, not a {cls.__name__}: load it with "
                 f"{saved_class}.from_pretrained({source!r})."
             )
-        known = set(cls._init_parameter_names())
+        config = cls.upgrade_config(config, pop_config_version(config, config_file))
+        known = set(cls.config_keys())
         unknown_saved = sorted(set(config) - known)
         if unknown_saved:
             raise ModelLoadError(

@@ -476,7 +476,7 @@ class ModelCardMixin:
 
     def _card_config(self) -> dict:
         config = self.get_config() if callable(getattr(self, "get_config", None)) else None
-        return dict(config if isinstance(config, Mapping) else (getattr(self, "_hub_mixin_config", None) or {}))
+        return dict(config) if isinstance(config, Mapping) else {}
 
     def generate_model_card(self, *args, facts: ModelCardFacts | None = None, repo_id: str | None = None,
                             **kwargs):

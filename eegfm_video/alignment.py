@@ -16,7 +16,8 @@ prompt set with :meth:`EEGAlignment.set_negative_embedding`). It lives here, bes
 semantic decoder whose output space it belongs to, so it is saved and loaded with it.
 
 A diffusers model (``ModelMixin`` + ``ConfigMixin``): the config holds the constructor
-arguments of the three sub-models (flat JSON dicts, like ``InflatedUNet``'s ``unet_config``)
+arguments of the three sub-models (JSON dicts, like ``InflatedUNet``'s ``unet_config``; the
+encoder's is its :class:`eegfm.EncoderConfig`, resolved)
 and the loss options; ``save_pretrained`` / ``from_pretrained`` round-trip it, and it can be a
 component of :class:`~eegfm_video.pipeline.EEG2VideoPipeline`. Build it from ready models (a
 pre-trained encoder) with :meth:`EEGAlignment.from_components`.
@@ -34,6 +35,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from eegfm.hub import StrictDiffusersLoadingMixin
+from eegfm.models.config import EncoderConfig
 from eegfm.models.encoder import EncoderOutput, MAPEEncoder
 
 from ._validation import check_option
@@ -76,8 +78,9 @@ class EEGAlignment(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # str
 
     Parameters
     ----------
-    encoder_config : dict
-        :class:`eegfm.MAPEEncoder` arguments (``encoder.get_config()``).
+    encoder_config : EncoderConfig | dict
+        Settings of the :class:`eegfm.MAPEEncoder` (:class:`eegfm.EncoderConfig` or a dict of
+        its fields, e.g. ``encoder.config``); the model's config holds them resolved, as a dict.
     semantic_decoder_config : dict
         :class:`~eegfm_video.models.SemanticDecoder` arguments; its ``encoder_dim`` must equal
         the encoder's ``embed_dim``.
@@ -109,7 +112,7 @@ class EEGAlignment(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # str
     @register_to_config
     def __init__(
         self,
-        encoder_config: dict,
+        encoder_config: EncoderConfig | dict,
         semantic_decoder_config: dict,
         seq2seq_config: dict,
         pooled_from: str = "mean",
@@ -121,16 +124,16 @@ class EEGAlignment(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # str
         low_weight: float = 1.0,
     ):
         super().__init__()
-        encoder_config = _json_dict("encoder_config", encoder_config)
+        encoder = MAPEEncoder(encoder_config)
         semantic_decoder_config = _json_dict("semantic_decoder_config", semantic_decoder_config)
         seq2seq_config = _json_dict("seq2seq_config", seq2seq_config)
         check_option("pooled_from", pooled_from, POOLED_FROM)
         check_option("negative_embedding_mode", negative_embedding_mode, NEGATIVE_EMBEDDING_MODES)
         check_option("pooling", pooling, ("flatten", "mean"))
         check_option("direction", direction, ("one", "both"))
-        self.register_to_config(encoder_config=encoder_config, semantic_decoder_config=semantic_decoder_config,
+        self.register_to_config(encoder_config=encoder.get_config(), semantic_decoder_config=semantic_decoder_config,
                                 seq2seq_config=seq2seq_config)
-        self.encoder = MAPEEncoder(**encoder_config)
+        self.encoder = encoder
         self.semantic_decoder = SemanticDecoder(**semantic_decoder_config)
         self.seq2seq = Seq2SeqLatentDecoder(**seq2seq_config)
         dim = self.encoder.embed_dim
@@ -168,7 +171,7 @@ class EEGAlignment(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # str
                                   SemanticDecoder), ("seq2seq", seq2seq, Seq2SeqLatentDecoder)):
             if not isinstance(value, kind):
                 raise ValueError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
-        model = cls(encoder_config=encoder.get_config(),
+        model = cls(encoder_config=encoder.config,
                     semantic_decoder_config=dict(semantic_decoder.config),
                     seq2seq_config=dict(seq2seq.config), **options)
         model.encoder.load_state_dict(encoder.state_dict())

@@ -19,6 +19,7 @@ from eegfm import MAPEEncoder
 from eegfm.data import EEGBatch, pad_recordings
 from eegfm.models.pretrainer import MaskedPretrainer, _most_masked
 from eegfm.models.tokenizer import amplitude_target
+from eegfm.modules.input_stage import check_inputs
 from eegfm.modules.masking import MASK_STRATEGIES
 from eegfm.training import TrainConfig, Trainer
 
@@ -56,7 +57,7 @@ def boolean_indexing_reference(pre, x, positions, channel_mask, n_times, targets
     masked tokens (a host sync and a data-dependent shape). Returns (loss_sum, count, accuracy,
     n_masked, accuracy_weight, baseline, codes counted)."""
     enc = pre.encoder
-    positions, channel_mask, n_times = enc._check_inputs(x, positions, channel_mask, n_times, None)
+    positions, channel_mask, n_times = check_inputs(x, positions, channel_mask, n_times, patch_size=enc.patch_size)
     patches = enc.patchify(x)
     token_mask = enc.token_mask(channel_mask, n_times, patches.shape[2])
     embeddings = enc.patch_embed(patches)

@@ -1,4 +1,4 @@
-import inspect
+import dataclasses
 import json
 import shutil
 
@@ -8,7 +8,9 @@ import torch
 
 from safetensors.torch import load_file, save_file
 
-from eegfm import MAPEClassifier, MAPEEncoder, MaskedPretrainer, ModelLoadError, NeuralTokenizer, create_model, registry
+from eegfm import (EncoderConfig, MAPEClassifier, MAPEEncoder, MaskedPretrainer, ModelLoadError, NeuralTokenizer,
+                   create_model, registry)
+from eegfm.hub import CONFIG_VERSION
 from eegfm.registry import PretrainedTag
 
 TINY = dict(patch_size=25, embed_dim=32, depth=2, num_heads=4, conv_channels=[4, 8], pool_bins=2)
@@ -37,14 +39,15 @@ def test_config_holds_every_constructor_argument_and_the_model_class(tmp_path, m
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config.pop("model_class") == "MAPEEncoder"
-    params = [p for p in inspect.signature(MAPEEncoder.__init__).parameters if p != "self"]
-    assert sorted(config) == sorted(params)
+    assert config.pop("config_version") == CONFIG_VERSION
+    assert sorted(config) == sorted(f.name for f in dataclasses.fields(EncoderConfig))
     assert config["conv_channels"] == [4, 8] and config["embed_dim"] == 32
     loaded = MAPEEncoder.from_pretrained(tmp_path)
     assert loaded.get_config() == config
     again = tmp_path / "again"
     loaded.save_pretrained(again)
-    assert json.loads((again / "config.json").read_text()) == {**config, "model_class": "MAPEEncoder"}
+    assert json.loads((again / "config.json").read_text()) == {**config, "model_class": "MAPEEncoder",
+                                                                 "config_version": CONFIG_VERSION}
 
 
 def test_a_config_without_model_class_still_loads(tmp_path, model, inputs):

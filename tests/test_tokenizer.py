@@ -139,7 +139,7 @@ def test_save_and_load_round_trip(tmp_path):
     for name in ("codebook", "cluster_size", "embed_sum", "initialized", "steps_since_used", "usage_counts"):
         assert torch.equal(getattr(loaded.quantizer, name), getattr(model.quantizer, name)), name
     assert torch.equal(loaded.tokenize(**batch.encoder_inputs())[0], model.tokenize(**batch.encoder_inputs())[0])
-    assert loaded.get_config()["preprocessing"]["sfreq"] == 200.0
+    assert loaded.get_config()["encoder"]["preprocessing"]["sfreq"] == 200.0
     assert loaded.codebook_stats() == model.codebook_stats()
 
 

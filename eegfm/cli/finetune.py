@@ -48,10 +48,10 @@ import torch
 from ..data import PreprocessConfig
 from ..finetune import FinetuneConfig
 from ..finetune.metrics import one_class_warning
-from .overrides import ConfigError, add_config_parser, config_to_dict
+from .overrides import ConfigError, add_config_parser
 from .report import caps_of, card_recipe, data_facts, plots_line, typed_command, write_plots
 from .rundir import check_run_dir, load_config, start_run
-from .runs import check_pretrained_source, load_pretrained, resolve_sources
+from .runs import EncoderSettings, check_pretrained_source, load_pretrained, resolve_sources
 
 #: What to do when --pretrained is not there.
 PRETRAINED_REMEDY = ("pre-train an encoder with `eegfm pretrain` first (it saves runs/pretrain/encoder), pass a "
@@ -85,12 +85,9 @@ class LabeledDataConfig:
 
 
 @dataclass
-class ScratchEncoderConfig:
-    patch_size: int = 100  # used only when --pretrained is empty (training from scratch)
-    embed_dim: int = 200  # width (from scratch only)
-    depth: int = 12  # Transformer blocks (from scratch only)
-    num_heads: int = 10  # attention heads, divide embed_dim (from scratch only)
-    position_embedding: str = "mape"  # "mape" | "sincos1d" (from scratch only)
+class ScratchEncoderConfig(EncoderSettings):
+    """The encoder's settings (every EncoderConfig field but the rate and contract, which --data.* give),
+    used only when --pretrained is empty (training from scratch)."""
 
 
 @dataclass
@@ -207,8 +204,7 @@ def finetune_run(cfg: FinetuneRun, *, overwrite: bool = False, typed: str | None
         model.encoder.check_preprocessing(preprocess)
     else:
         model = MAPEClassifier(n_outputs=n_outputs, pooling=cfg.pooling, head_dropout=cfg.head_dropout,
-                               encoder={**config_to_dict(cfg.encoder), "sfreq": preprocess.sfreq,
-                                        "preprocessing": preprocess.to_dict()}, class_names=class_names)
+                               encoder=cfg.encoder.encoder_config(preprocess), class_names=class_names)
     start_run(finetune_cfg.run_dir, cfg, overwrite=overwrite)  # a killed run keeps its settings
     summary = finetune(model, train, finetune_cfg, valid=valid)  # the test subjects never choose an epoch
     warnings += summary.pop("warnings", [])  # finetune() logged them already

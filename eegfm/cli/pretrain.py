@@ -38,7 +38,7 @@ import torch
 
 from ..data.code_cache import cache_codes
 from ..training import TrainConfig, Trainer, init_distributed, is_main_process
-from .overrides import add_config_parser, config_to_dict
+from .overrides import add_config_parser
 from .report import (caps_of, card_recipe, data_facts, patch_spectra, plots_line, spectra_figure, typed_command,
                      write_plots)
 from .rundir import check_run_dir, load_config, start_run
@@ -144,8 +144,8 @@ def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False, log_w
                                      progress=cfg.train.progress and is_main_process())
     torch.manual_seed(cfg.train.seed)  # the same --train.seed builds the same initial weights
     head = {"num_codes": tokenizer.quantizer.num_codes} if codes else {}  # spectrum: patch_size // 2 + 1 bins
-    pretrainer = MaskedPretrainer(sfreq=cfg.data.sfreq, preprocessing=cfg.data.preprocess_config().to_dict(),
-                                  **head, **config_to_dict(cfg.model))
+    pretrainer = MaskedPretrainer(encoder=cfg.model.encoder_config(cfg.data.preprocess_config()), **head,
+                                  **cfg.model.model_arguments())
     if codes:
         pretrainer.attach_tokenizer(tokenizer)
     start_run(cfg.train.run_dir, cfg, overwrite=overwrite)  # a killed run keeps its settings
@@ -226,18 +226,16 @@ def pretrain_spectra(pretrainer, windows, entries, n: int = 4, *, seed: int = 0)
         pretrainer.eval()
         try:
             with torch.no_grad():
-                positions, channel_mask, n_times = enc._check_inputs(batch.x, batch.positions, batch.channel_mask,
-                                                                     batch.n_times, None)
-                patches = enc.patchify(batch.x)  # (B, C, K, W)
-                token_mask = enc.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
-                embeddings = enc.patch_embed(patches)
-                mask = make_mask(strategy, token_mask, pretrainer.ratios[strategy],
+                inputs = enc.prepare_inputs(batch.x, batch.positions, channel_mask=batch.channel_mask,
+                                            n_times=batch.n_times)
+                embeddings = inputs.embeddings  # (B, C, K, D)
+                mask = make_mask(strategy, inputs.token_mask, pretrainer.ratios[strategy],
                                  torch.Generator().manual_seed(seed))
                 hidden = torch.where(mask[..., None], pretrainer.mask_embedding.to(embeddings.dtype), embeddings)
-                out = enc.encode(hidden, positions.to(embeddings.dtype), token_mask,
-                                 torch.div(n_times, enc.patch_size, rounding_mode="floor"))
+                out = enc.encode(hidden, inputs.positions.to(embeddings.dtype), inputs.token_mask,
+                                 inputs.valid_patches, padded=inputs.padded)
                 predicted = pretrainer.head(out.tokens).float()  # (B, C*K, F)
-                target = amplitude_target(patches, token_mask).flatten(1, 2)
+                target = amplitude_target(inputs.patches, inputs.token_mask).flatten(1, 2)
         finally:
             pretrainer.train(was_training)
         return target, predicted, mask.flatten(1)

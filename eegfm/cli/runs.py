@@ -7,17 +7,21 @@ with errors that say what to do when it is not there.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data import EEGCorpus, PreprocessConfig, WindowLoader
 from ..data.specs import SOURCE_KINDS, sources_from_spec
+from ..models.config import EncoderConfig
+from .overrides import field_help
 
-__all__ = ["EEG_SUFFIXES", "DataConfig", "PretrainModelConfig", "TokenizerModelConfig", "build_loader", "check_loader",
-           "check_pretrained_source", "load_pretrained", "resolve_sources"]
+__all__ = ["EEG_SUFFIXES", "DataConfig", "EncoderSettings", "PretrainModelConfig", "TokenizerModelConfig",
+           "build_loader", "check_loader", "check_pretrained_source", "load_pretrained", "resolve_sources"]
 
 #: Endings of the EEG files MNE reads that a folder given to ``--data.sources`` contributes.
 EEG_SUFFIXES = (".edf", ".bdf", ".gdf", ".fif", ".vhdr", ".set", ".cnt")
@@ -40,27 +44,54 @@ class DataConfig:
         return PreprocessConfig(sfreq=self.sfreq, l_freq=self.l_freq, h_freq=self.h_freq, notch_freq=self.notch_freq)
 
 
+#: EncoderConfig fields the data settings give (--data.sfreq and the band, notch...), not --model.*.
+DATA_FIELDS = ("sfreq", "preprocessing")
+
+
+class _EncoderSettingsBase:
+    """Turns the flat command-line settings into an :class:`~eegfm.EncoderConfig` and the model's own arguments."""
+
+    def encoder_config(self, preprocessing: PreprocessConfig) -> EncoderConfig:
+        """The :class:`~eegfm.EncoderConfig` of these settings, with the rate and contract of ``preprocessing``."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(EncoderSettings)}
+        return EncoderConfig(**values, sfreq=preprocessing.sfreq, preprocessing=preprocessing.to_dict())
+
+    def model_arguments(self) -> dict:
+        """The settings that are not encoder settings: the model's own constructor arguments."""
+        encoder = {f.name for f in dataclasses.fields(EncoderSettings)}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in encoder}
+
+
+def _encoder_settings() -> type:
+    hints = typing.get_type_hints(EncoderConfig)
+    fields = [(f.name, hints[f.name], field(default=f.default, metadata={"help": field_help(EncoderConfig, f.name)}))
+              for f in dataclasses.fields(EncoderConfig) if f.name not in DATA_FIELDS]
+    doc = ("Every EncoderConfig field but sfreq and preprocessing (--data.* give them), one setting each "
+           "(--model.<field>), with EncoderConfig's defaults and help.")
+    return dataclasses.make_dataclass("EncoderSettings", fields, bases=(_EncoderSettingsBase,),
+                                      namespace={"__doc__": doc, "__module__": __name__})
+
+
+#: The encoder settings of a command (``--model.qkv_bias=false``): generated from
+#: :class:`~eegfm.EncoderConfig`, so the command line always sets every encoder field.
+EncoderSettings = _encoder_settings()
+
+
 @dataclass
-class TokenizerModelConfig:
-    patch_size: int = 100  # samples per patch (0.5 s at 200 Hz)
-    embed_dim: int = 200  # width of the tokenizer's encoder
-    depth: int = 12  # Transformer blocks of the tokenizer's encoder
-    num_heads: int = 10  # attention heads (divide embed_dim)
+class TokenizerModelConfig(EncoderSettings):
     code_dim: int = 32  # width of the l2-normalised code space
     num_codes: int = 2048  # codebook size K
     decoder_depth: int = 3  # Transformer blocks of the Fourier-amplitude decoder
     ema_decay: float = 0.99  # decay of the codebook's moving averages
     dead_code_steps: int = 100  # restart a code unused for this many steps
+    kmeans_iters: int = 10  # iterations of the k-means that initialises the codebook on the first batch
+    commitment_weight: float = 1.0  # weight of the commitment loss
 
 
 @dataclass
-class PretrainModelConfig:
-    target: str = "codes"  # masked tokens predict: "codes" (the --tokenizer's) | "spectrum" (their patch's z-scored Fourier amplitudes; no tokenizer)
+class PretrainModelConfig(EncoderSettings):
     patch_size: int | None = None  # samples per patch (default: the tokenizer's; 100, i.e. 0.5 s at 200 Hz, without one)
-    embed_dim: int = 200  # width of the encoder (num_codes comes from the tokenizer)
-    depth: int = 12  # Transformer blocks of the encoder
-    num_heads: int = 10  # attention heads (divide embed_dim)
-    position_embedding: str = "mape"  # "mape" | "sincos1d" (the 1-D baseline of the paper's Table 2 ablation)
+    target: str = "codes"  # masked tokens predict: "codes" (the --tokenizer's) | "spectrum" (their patch's z-scored Fourier amplitudes; no tokenizer)
     strategies: list[str] = field(default_factory=lambda: ["random", "channel", "temporal"])  # masks, comma-separated
     random_ratio: float = 0.5  # share of tokens the random mask hides
     channel_ratio: float = 0.5  # share of channels the channel mask hides

@@ -40,7 +40,7 @@ import torch
 
 from ..modules.quantizer import code_usage, collapse_warning
 from ..training import TrainConfig, Trainer, init_distributed, is_main_process
-from .overrides import ConfigError, add_config_parser, config_to_dict
+from .overrides import ConfigError, add_config_parser
 from .report import (caps_of, card_recipe, data_facts, patch_spectra, plots_line, spectra_figure, typed_command,
                      write_plots)
 from .rundir import check_run_dir, load_config, start_run
@@ -190,8 +190,8 @@ def train_tokenizer(cfg: TokenizerRun, *, overwrite: bool = False, log_warnings:
                                            progress=cfg.train.progress and is_main_process())
     check_loader(loader)
     torch.manual_seed(cfg.train.seed)  # the same --train.seed builds the same initial weights
-    tokenizer = NeuralTokenizer(**config_to_dict(cfg.model), sfreq=cfg.data.sfreq,
-                                preprocessing=cfg.data.preprocess_config().to_dict())
+    tokenizer = NeuralTokenizer(encoder=cfg.model.encoder_config(cfg.data.preprocess_config()),
+                                **cfg.model.model_arguments())
     tokenizer.quantizer.reset_stats()
     start_run(cfg.train.run_dir, cfg, overwrite=overwrite)  # a killed run keeps its settings
     fit = Trainer(tokenizer, cfg.train, loader.batches).fit()

@@ -51,7 +51,7 @@ def tokenizer_fingerprint(tokenizer: torch.nn.Module) -> str:
     Two tokenizers share a fingerprint only if they hold bit-identical weights and buffers.
     """
     digest = hashlib.sha256(type(tokenizer).__name__.encode())
-    config = getattr(tokenizer, "_hub_mixin_config", None)
+    config = tokenizer.get_config() if callable(getattr(tokenizer, "get_config", None)) else None
     if isinstance(config, dict):
         digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(tokenizer.state_dict().items()):

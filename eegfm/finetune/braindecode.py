@@ -31,8 +31,8 @@ from a braindecode windows dataset take them with :func:`signal_kwargs`:
 
 from __future__ import annotations
 
-import inspect
 import math
+from collections.abc import Mapping
 
 import mne
 import numpy as np
@@ -43,8 +43,9 @@ from .._optional import import_braindecode
 from ..hub import StrictLoadingMixin, hub_card
 from ..model_card import ModelCardMixin
 from ..models.classifier import ATTENTION_QUERIES, POOLINGS, MAPEClassifier
-from ..modules.attention_pool import AttentionPool
+from ..models.config import EncoderConfig
 from ..models.encoder import MAPEEncoder
+from ..modules.attention_pool import AttentionPool
 from ..montage import proportion_coordinates
 
 __all__ = ["EEGMirror", "MODEL_SUMMARY", "signal_kwargs"]
@@ -53,7 +54,7 @@ __all__ = ["EEGMirror", "MODEL_SUMMARY", "signal_kwargs"]
 EEGModuleMixin = import_braindecode("braindecode.models.base", needed_by="eegfm.finetune.braindecode").EEGModuleMixin
 
 #: The rate MAPEEncoder expects by default (Hz): EEGMirror's ``sfreq`` when none is given.
-DEFAULT_SFREQ = float(inspect.signature(MAPEEncoder.__init__).parameters["sfreq"].default)
+DEFAULT_SFREQ = float(EncoderConfig.sfreq)
 
 _CARD = hub_card()  # this project's links and licence, not braindecode's
 
@@ -167,12 +168,12 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
         embeds where each electrode is. The model takes any ``n_times`` (it is used for
         ``input_shape`` only).
     sfreq : float, optional
-        Sampling rate of the input; it must equal the encoder's (``encoder["sfreq"]``).
+        Sampling rate of the input; it must equal the encoder's (``encoder.sfreq``).
         Default: ``n_times / input_window_seconds`` when both are given, else the encoder's
         rate, 200 Hz unless ``encoder`` says otherwise; ``model.sfreq`` returns it.
-    encoder : dict, optional
-        :class:`eegfm.MAPEEncoder` constructor arguments (default: the encoder's defaults with
-        ``sfreq``).
+    encoder : EncoderConfig | dict, optional
+        Settings of the :class:`eegfm.MAPEEncoder` (:class:`eegfm.EncoderConfig` or a dict of
+        its fields; default: its defaults, with ``sfreq`` when a dict does not give one).
     pooling : {"mean", "cls", "cls+mean", "attention"}
         Features for the head (see :class:`eegfm.MAPEClassifier`).
     drop_prob : float
@@ -210,22 +211,23 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
     model_summary: dict = MODEL_SUMMARY
 
     def __init__(self, n_outputs=None, n_chans=None, chs_info=None, n_times=None, input_window_seconds=None,
-                 sfreq=None, encoder: dict | None = None, pooling: str = "mean", drop_prob: float = 0.0,
-                 activation: type[nn.Module] = nn.GELU, input_scale: float = 1.0, positions: list | None = None,
-                 head_dropout: float | None = None):
-        encoder = dict(encoder or {})
+                 sfreq=None, encoder: EncoderConfig | Mapping | None = None, pooling: str = "mean",
+                 drop_prob: float = 0.0, activation: type[nn.Module] = nn.GELU, input_scale: float = 1.0,
+                 positions: list | None = None, head_dropout: float | None = None):
+        encoder_sfreq = encoder.sfreq if isinstance(encoder, EncoderConfig) else dict(encoder or {}).get("sfreq")
         if sfreq is None and (n_times is None or input_window_seconds is None):
-            sfreq = float(encoder.get("sfreq", DEFAULT_SFREQ))  # explicit: model.sfreq says what the encoder assumes
+            # explicit: model.sfreq says what the encoder assumes
+            sfreq = float(DEFAULT_SFREQ if encoder_sfreq is None else encoder_sfreq)
         if n_chans is None and chs_info is None and positions is not None:
             n_chans = len(positions)
         super().__init__(n_outputs=n_outputs, n_chans=n_chans, chs_info=chs_info, n_times=n_times,
                          input_window_seconds=input_window_seconds, sfreq=sfreq)
         del n_outputs, n_chans, chs_info, n_times, input_window_seconds, sfreq
-        if "sfreq" not in encoder:
-            encoder["sfreq"] = float(self.sfreq)
-        elif not math.isclose(float(encoder["sfreq"]), self.sfreq, rel_tol=1e-6):
-            raise ValueError(f"sfreq={float(self.sfreq)} differs from encoder['sfreq']={encoder['sfreq']}; "
-                             f"resample the data to {encoder['sfreq']} Hz")
+        if encoder_sfreq is None:
+            encoder = EncoderConfig.build(encoder, sfreq=float(self.sfreq))
+        elif not math.isclose(float(encoder_sfreq), self.sfreq, rel_tol=1e-6):
+            raise ValueError(f"sfreq={float(self.sfreq)} differs from encoder['sfreq']={encoder_sfreq}; "
+                             f"resample the data to {encoder_sfreq} Hz")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling=!r}")
         if head_dropout is not None:
@@ -240,10 +242,10 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
             raise ValueError("EEGMirror needs n_outputs= (number of classes or regression targets); EEGClassifier "
                              "infers it from y, else pass module__n_outputs=")
 
-        self.encoder_config, self.pooling, self.drop_prob = encoder, pooling, float(drop_prob)
+        self.pooling, self.drop_prob = pooling, float(drop_prob)
         self.activation = activation
         self.input_scale = float(input_scale)
-        self.encoder = MAPEEncoder(**encoder)
+        self.encoder = MAPEEncoder(encoder)
         if activation is not nn.GELU:
             for block in self.encoder.blocks:
                 for index, layer in enumerate(block.mlp):
@@ -256,6 +258,11 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
         self.head_drop = nn.Dropout(self.drop_prob)
         self.final_layer = self._new_head(self.n_outputs)
         self.register_buffer("channel_positions", torch.from_numpy(coords), persistent=False)
+
+    def get_config(self) -> dict:
+        """braindecode's config (every constructor argument, JSON-safe), with the encoder's resolved
+        settings (:class:`eegfm.EncoderConfig` as a dict)."""
+        return {**super().get_config(), "encoder": self.encoder.get_config()}
 
     def _channel_coordinates(self, positions) -> np.ndarray:
         """(n_chans, 2) float32 proportion coordinates from ``positions`` or ``chs_info``."""
@@ -288,7 +295,7 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
         if sfreq is not None and float(sfreq) != float(encoder.sfreq):
             raise ValueError(f"{sfreq=} Hz but the pre-trained encoder expects {encoder.sfreq} Hz; resample the data")
         model = cls(n_outputs=n_outputs, chs_info=chs_info, n_times=n_times, sfreq=encoder.sfreq,
-                    encoder=encoder.get_config(), pooling=pooling, drop_prob=drop_prob,
+                    encoder=encoder.config, pooling=pooling, drop_prob=drop_prob,
                     input_scale=input_scale, positions=positions)
         model.encoder.load_state_dict(encoder.state_dict())
         return model.to(next(encoder.parameters()).device)
@@ -304,7 +311,7 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
             raise ValueError(f"classifier needs activation=nn.GELU: a MAPEClassifier cannot record "
                              f"activation={self.activation.__name__}; use this EEGMirror itself")
         with torch.device("meta"):  # build the shell without allocating, then share our modules
-            shell = MAPEClassifier(n_outputs=self.n_outputs, encoder=self.encoder.get_config(),
+            shell = MAPEClassifier(n_outputs=self.n_outputs, encoder=self.encoder.config,
                                    pooling=self.pooling, head_dropout=self.drop_prob)
         shell.encoder, shell.head_drop, shell.head = self.encoder, self.head_drop, self.final_layer
         shell.training = self.training  # not .train(): it would reset the shared modules' modes

@@ -11,6 +11,7 @@ what each output is (and its model card lists them).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 from ..hub import (CONFIG_NAME, MODEL_CLASS_KEY, HubMixin, ModelLoadError, _download, hub_card,
                    read_config_file)
 from ..modules.attention_pool import AttentionPool
+from .config import EmbedsEncoderConfig, EncoderConfig
 from .encoder import MAPEEncoder
 
 __all__ = ["MAPEClassifier", "POOLINGS"]
@@ -27,16 +29,17 @@ POOLINGS = ("mean", "cls", "cls+mean", "attention")
 ATTENTION_QUERIES = 4  # learned queries of pooling="attention"
 
 
-class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
+class MAPEClassifier(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
     """MAPEEncoder + pooling + dropout + linear head.
 
     Parameters
     ----------
     n_outputs : int
         Classes (logits) or regression targets.
-    encoder : dict, optional
-        :class:`MAPEEncoder` constructor arguments (default: its defaults). Saved in
-        ``config.json``, so the whole classifier reloads from one folder.
+    encoder : EncoderConfig | dict, optional
+        Settings of the :class:`MAPEEncoder` (:class:`~eegfm.EncoderConfig`, or a dict of its
+        fields; default: its defaults). Saved in ``config.json``, so the whole classifier
+        reloads from one folder.
     pooling : {"mean", "cls", "cls+mean", "attention"}
         Features given to the head: the mean of the real tokens (padding excluded), the CLS
         token, both concatenated (2 x embed_dim), or ``"attention"``: 4 learned queries read
@@ -47,6 +50,8 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
     class_names : list of str, optional
         Name of each output, in order (``class_names[i]`` is logit ``i``): one per output,
         distinct. Saved in ``config.json`` and listed in the model card; ``None`` when unknown.
+    **encoder_fields
+        :class:`~eegfm.EncoderConfig` fields that replace those of ``encoder``.
 
     Examples
     --------
@@ -58,19 +63,15 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
     torch.Size([4, 2])
     """
 
-    def __init__(self, n_outputs: int = 2, encoder: dict | None = None, pooling: str = "mean",
-                 head_dropout: float = 0.0, class_names: list[str] | None = None):
+    def __init__(self, n_outputs: int = 2, encoder: EncoderConfig | Mapping | None = None, pooling: str = "mean",
+                 head_dropout: float = 0.0, class_names: list[str] | None = None, **encoder_fields):
         super().__init__()
         if not isinstance(n_outputs, int) or n_outputs < 1:
             raise ValueError(f"n_outputs must be a positive int, got {n_outputs=!r}")
         self.class_names = _check_class_names(class_names, n_outputs)
-        if isinstance(getattr(self, "_hub_mixin_config", None), dict):
-            self._hub_mixin_config["class_names"] = self.class_names
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling=!r}")
-        self.encoder = MAPEEncoder(**(encoder or {}))
-        if isinstance(getattr(self, "_hub_mixin_config", None), dict):  # save the full encoder config
-            self._hub_mixin_config["encoder"] = self.encoder.get_config()
+        self.encoder = MAPEEncoder(encoder, **encoder_fields)
         self.pooling = pooling
         self.n_outputs = n_outputs
         dim = self.encoder.embed_dim
@@ -97,9 +98,11 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
         self.head = self._new_head(n_outputs).to(device)
         self.n_outputs = n_outputs
         self.class_names = class_names
-        if isinstance(getattr(self, "_hub_mixin_config", None), dict):
-            self._hub_mixin_config["n_outputs"] = n_outputs
-            self._hub_mixin_config["class_names"] = class_names
+
+    def get_config(self) -> dict:
+        """Constructor arguments of the classifier as it is now: the current head's ``n_outputs``
+        and ``class_names``, the encoder's resolved settings."""
+        return {**super().get_config(), "n_outputs": self.n_outputs, "class_names": self.class_names}
 
     def forward_features(self, x: torch.Tensor, positions: torch.Tensor, *, channel_mask: torch.Tensor | None = None,
                          n_times: torch.Tensor | None = None, sfreq: float | None = None) -> torch.Tensor:
@@ -164,7 +167,7 @@ class MAPEClassifier(nn.Module, HubMixin, **hub_card()):
     def from_encoder(cls, encoder: MAPEEncoder, n_outputs: int, *, pooling: str = "mean",
                      head_dropout: float = 0.0, class_names: list[str] | None = None) -> MAPEClassifier:
         """A classifier whose encoder is a copy of ``encoder`` (weights included) and a new head."""
-        model = cls(n_outputs=n_outputs, encoder=encoder.get_config(), pooling=pooling, head_dropout=head_dropout,
+        model = cls(n_outputs=n_outputs, encoder=encoder.config, pooling=pooling, head_dropout=head_dropout,
                     class_names=class_names)
         model.encoder.load_state_dict(encoder.state_dict())
         return model.to(next(encoder.parameters()).device)

@@ -9,6 +9,10 @@ The data path, top to bottom::
       -> tokens (B, 1 + C*K, D) with a CLS token  channel-major: token 1 + c*K + k
       -> pre-norm Transformer (SDPA, key padding mask) -> final LayerNorm
 
+The first two steps (with the input checks and the token mask) are the input stage,
+:mod:`eegfm.modules.input_stage` (:meth:`MAPEEncoder.prepare_inputs`), which every model built
+on the encoder runs; the settings are one :class:`~eegfm.EncoderConfig`.
+
 One batch may mix montages, channel counts and lengths: pad channels and time to the
 largest, pass ``channel_mask`` (B, C) and ``n_times`` (B,), and no padded token is ever
 attended to (see :func:`eegfm.data.collate.pad_recordings`).
@@ -16,7 +20,8 @@ attended to (see :func:`eegfm.data.collate.pad_recordings`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -24,11 +29,14 @@ from torch import nn
 
 from ..data.preprocessing import PreprocessConfig
 from ..hub import HubMixin, hub_card
+from ..modules import input_stage
+from ..modules.input_stage import EncoderInputs, check_finite_inputs
 from ..modules.patch_embed import NeuralPatchEmbedder
 from ..modules.position import build_position_embedding
 from ..modules.transformer import TransformerBlock
+from .config import ENCODER_FIELDS, EncoderConfig
 
-__all__ = ["EncoderOutput", "MAPEEncoder"]
+__all__ = ["EncoderOutput", "MAPEEncoder", "check_finite_inputs"]
 
 
 @dataclass
@@ -66,82 +74,26 @@ class EncoderOutput:
         return self.tokens.view(batch, self.n_channels, self.n_patches, dim)
 
 
-def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor,
-                        n_times: torch.Tensor, patch_size: int | None = None) -> None:
-    """Raise ``ValueError`` naming the first (sample, channel) with a NaN/Inf sample or position.
-
-    Only real channels and samples are checked (padding may hold anything). With
-    ``patch_size``, also raise for a recording with no token at all (every channel masked, or
-    fewer valid samples than one patch): its outputs would be built from nothing.
-
-    Parameters
-    ----------
-    x : torch.Tensor, shape (B, C, T)
-    positions : torch.Tensor, shape (B, C, 2)
-    channel_mask : torch.Tensor of bool, shape (B, C)
-    n_times : torch.Tensor, shape (B,)
-    patch_size : int, optional
-    """
-    empty = ~channel_mask.any(1)  # (B,)
-    if patch_size is not None:
-        empty = empty | (n_times < patch_size)
-    valid_time = torch.arange(x.shape[-1], device=x.device)[None, :] < n_times[:, None]  # (B, T)
-    bad_signal = (~torch.isfinite(x) & valid_time[:, None, :]).any(-1)  # (B, C)
-    bad_position = ~torch.isfinite(positions).all(-1)  # (B, C)
-    bad = (bad_signal | bad_position) & channel_mask
-    if bool(bad.any() | empty.any()):  # the one host sync
-        if bool(empty.any()):
-            sample = int(empty.nonzero()[0])
-            why = ("every channel is masked (channel_mask all False)" if not bool(channel_mask[sample].any()) else
-                   f"n_times={int(n_times[sample])} valid samples, fewer than one patch ({patch_size})")
-            raise ValueError(f"recording {sample} of the batch has no token: {why}; drop it or give it at least "
-                             "one real channel and one patch of samples")
-        sample, channel = (int(v) for v in bad.nonzero()[0])
-        what = "a NaN/Inf sample" if bool(bad_signal[sample, channel]) else "a NaN/Inf position"
-        raise ValueError(
-            f"x[{sample}, {channel}] (sample {sample}, channel {channel}) has {what}; {int(bad.sum())} channel(s) "
-            "in the batch do. Fix or drop them (e.g. raw.interpolate_bads(), np.nan_to_num), mark padded "
-            "channels with channel_mask, or pass check_finite=False to skip this check"
-        )
-
-
 class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
     """EEG Transformer encoder with montage-agnostic position embeddings.
 
     Parameters
     ----------
-    patch_size : int
-        ``W``, samples per patch (100 = 0.5 s at 200 Hz, the paper's best window).
-    embed_dim : int
-        ``D``, token width (divisible by 4 for MAPE and by ``num_heads``).
-    depth : int
-        Number of Transformer blocks.
-    num_heads : int
-        Attention heads.
-    mlp_ratio : float
-        MLP hidden width as a multiple of ``embed_dim``.
-    qkv_bias : bool
-        Bias on the query/key/value projection.
-    dropout : float
-        Dropout in the blocks.
-    attn_dropout : float
-        Dropout on attention weights.
-    position_embedding : {"mape", "sincos1d"}
-        ``"mape"`` (channel positions + patch index) or the 1-D ablation baseline
-        ``"sincos1d"`` (flattened token index, blind to the scalp).
-    conv_channels : sequence of int
-        Channels of the patch embedder's convolutions.
-    pool_bins : int
-        Time bins the patch embedder pools into.
-    layer_norm_eps : float
-        Epsilon of every LayerNorm.
-    sfreq : float
-        Sampling rate (Hz) the model expects. Pass ``sfreq=`` to :meth:`forward` to have it
+    config : EncoderConfig | dict, optional
+        Every setting (:class:`~eegfm.EncoderConfig`: patch size, width, depth, heads, MLP
+        ratio, biases, dropouts, position embedding, patch embedder, LayerNorm epsilon, rate and
+        preprocessing contract); default: its defaults.
+    **fields
+        :class:`~eegfm.EncoderConfig` fields that replace those of ``config``
+        (``MAPEEncoder(embed_dim=64)`` is ``MAPEEncoder(EncoderConfig(embed_dim=64))``).
+
+    Attributes
+    ----------
+    config : EncoderConfig
+        The settings, with the preprocessing contract resolved (what ``config.json`` holds).
+    preprocessing : PreprocessConfig
+        The contract input must follow. Pass ``sfreq=`` to :meth:`forward` to have the rate
         checked.
-    preprocessing : dict, optional
-        The preprocessing contract (:class:`eegfm.data.PreprocessConfig` as a dict: rate,
-        band, notch, units, channels) that input must follow; saved in ``config.json`` so a
-        pretrained model says how its input must look. Default: ``PreprocessConfig(sfreq=sfreq)``.
 
     Examples
     --------
@@ -154,44 +106,31 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
     (torch.Size([1, 24, 32]), torch.Size([1, 32]))
     """
 
-    def __init__(
-        self,
-        patch_size: int = 100,
-        embed_dim: int = 200,
-        depth: int = 12,
-        num_heads: int = 10,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        dropout: float = 0.0,
-        attn_dropout: float = 0.0,
-        position_embedding: str = "mape",
-        conv_channels: Sequence[int] = (8, 8, 16),
-        pool_bins: int = 4,
-        layer_norm_eps: float = 1e-6,
-        sfreq: float = 200.0,
-        preprocessing: dict | None = None,
-    ):
+    def __init__(self, config: EncoderConfig | Mapping | None = None, **fields):
         super().__init__()
-        if embed_dim % num_heads:
-            raise ValueError(f"{embed_dim=} must be divisible by {num_heads=}")
-        contract = PreprocessConfig.from_dict({"sfreq": sfreq, **(preprocessing or {})})
-        if contract.sfreq != float(sfreq):
-            raise ValueError(f"preprocessing['sfreq']={contract.sfreq} differs from {sfreq=}; they must agree")
-        self.preprocessing = contract
-        if isinstance(getattr(self, "_hub_mixin_config", None), dict):  # save the resolved contract
-            self._hub_mixin_config["preprocessing"] = contract.to_dict()
-        self.patch_size = patch_size
-        self.embed_dim = embed_dim
-        self.sfreq = sfreq
-        self.patch_embed = NeuralPatchEmbedder(patch_size, embed_dim, conv_channels, pool_bins)
-        self.pos_embed = build_position_embedding(position_embedding, embed_dim)
+        config = EncoderConfig.build(config, **fields)
+        if config.embed_dim % config.num_heads:
+            raise ValueError(f"embed_dim={config.embed_dim} must be divisible by num_heads={config.num_heads}")
+        self.preprocessing = config.contract()
+        self.config = dataclasses.replace(config, preprocessing=self.preprocessing.to_dict())  # saved resolved
+        self.patch_size = patch_size = config.patch_size
+        self.embed_dim = embed_dim = config.embed_dim
+        self.sfreq = config.sfreq
+        self.patch_embed = NeuralPatchEmbedder(patch_size, embed_dim, config.conv_channels, config.pool_bins)
+        self.pos_embed = build_position_embedding(config.position_embedding, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.blocks = nn.ModuleList(
-            TransformerBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, dropout, attn_dropout, layer_norm_eps)
-            for _ in range(depth)
-        )
-        self.norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
+        self.blocks = nn.ModuleList(transformer_blocks(config, config.depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=config.layer_norm_eps)
         self.reset_parameters()
+
+    @classmethod
+    def config_keys(cls) -> list[str]:
+        """``config.json`` of an encoder holds the :class:`~eegfm.EncoderConfig` fields, flat."""
+        return list(ENCODER_FIELDS)
+
+    def get_config(self) -> dict:
+        """The settings as a JSON-safe dict (``self.config.to_dict()``, contract resolved)."""
+        return self.config.to_dict()
 
     def reset_parameters(self) -> None:
         """Truncated-normal (std 0.02) linear weights, zero biases, unit LayerNorms."""
@@ -214,115 +153,40 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             raise ValueError(f"data preprocessed differently from this model's contract: {listed}. "
                              "Preprocess with model.preprocessing (e.g. EEGCorpus(..., config=model.preprocessing)).")
 
-    # ------------------------------------------------------------------ inputs
-    def _check_inputs(self, x, positions, channel_mask, n_times, sfreq):
-        for name, value in (("x", x), ("positions", positions)):
-            if not torch.is_tensor(value):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; convert it with "
-                                f"torch.as_tensor({name}, dtype=torch.float32)")
-        if x.ndim != 3:
-            raise ValueError(
-                f"x must have shape (batch, channels, times), got {tuple(x.shape)}; "
-                "add a batch dimension with x[None] for one recording"
-            )
-        batch, n_chans, total = x.shape
-        if batch == 0:
-            raise ValueError(f"x has an empty batch (shape {tuple(x.shape)}); pass at least one recording")
-        if n_chans == 0:
-            raise ValueError(f"x has no channels (shape {tuple(x.shape)}); pass at least one EEG channel")
-        given = tuple(positions.shape)
-        if positions.ndim == 2:
-            positions = positions.expand(batch, -1, -1)
-        if tuple(positions.shape) != (batch, n_chans, 2):
-            raise ValueError(
-                f"positions must have shape ({batch}, {n_chans}, 2) or ({n_chans}, 2) to match "
-                f"x of shape {tuple(x.shape)}, got {given}; build them with "
-                "eegfm.proportion_coordinates(ch_names)"
-            )
-        if channel_mask is None:
-            channel_mask = torch.ones(batch, n_chans, dtype=torch.bool, device=x.device)
-        elif channel_mask.shape != (batch, n_chans) or channel_mask.dtype != torch.bool:
-            raise ValueError(
-                f"channel_mask must be a bool tensor of shape ({batch}, {n_chans}), got "
-                f"{channel_mask.dtype} {tuple(channel_mask.shape)}"
-            )
-        if n_times is None or isinstance(n_times, int):  # an int: every recording has that many samples
-            n_times = torch.full((batch,), total if n_times is None else n_times, dtype=torch.long, device=x.device)
-        elif not torch.is_tensor(n_times):
-            raise TypeError(f"n_times must be an int or a tensor of shape ({batch},), got {type(n_times).__name__}")
-        elif n_times.shape != (batch,):
-            raise ValueError(f"n_times must have shape ({batch},), got {tuple(n_times.shape)}")
-        if total < self.patch_size:
-            raise ValueError(
-                f"x has {total} samples per channel, fewer than one patch "
-                f"(patch_size={self.patch_size}); pass longer recordings or a model with a "
-                "smaller patch_size"
-            )
-        if sfreq is not None and float(sfreq) != float(self.sfreq):
-            raise ValueError(
-                f"{sfreq=} Hz but this model expects sfreq={self.sfreq} Hz; resample first "
-                f"(e.g. raw.resample({self.sfreq}))"
-            )
-        return positions, channel_mask, n_times
+    # ------------------------------------------------------------------ inputs (eegfm.modules.input_stage)
+    def prepare_inputs(self, x: torch.Tensor, positions: torch.Tensor, *, channel_mask: torch.Tensor | None = None,
+                       n_times: torch.Tensor | int | None = None, sfreq: float | None = None,
+                       check_finite: bool = False) -> EncoderInputs:
+        """The input stage with this encoder's patch size, rate and patch embedder.
+
+        :func:`eegfm.modules.input_stage.prepare_inputs`: x (B, C, T), positions (B, C, 2) or
+        (C, 2), channel_mask (B, C), n_times (B,) -> checked inputs, patches (B, C, K, W),
+        token mask (B, C, K), patch embeddings (B, C, K, D) and valid patches (B,). Every model
+        built on the encoder starts with it.
+        """
+        return input_stage.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times,
+                                          patch_size=self.patch_size, embedder=self.patch_embed, sfreq=sfreq,
+                                          model_sfreq=self.sfreq, check_finite=check_finite)
 
     def padding_given(self, x: torch.Tensor, channel_mask, n_times) -> bool:
-        """Whether the caller's inputs may hold padding, decided without reading any tensor.
+        """:func:`eegfm.modules.input_stage.padding_given` with this encoder's patch size."""
+        return input_stage.padding_given(x, channel_mask, n_times, self.patch_size)
 
-        False when no ``channel_mask`` is given and ``n_times`` is None or an int covering
-        every whole patch of ``x``: then every token is real, known from Python alone (no
-        device-to-host sync, nothing for ``torch.compile``/``torch.export`` to branch on).
-        True otherwise (a mask or a tensor of lengths may pad; the key padding mask is
-        then always passed, which gives the same outputs when nothing is padded).
-        """
-        if channel_mask is not None:
-            return True
-        if n_times is None:
-            return False
-        return not (isinstance(n_times, int) and n_times // self.patch_size >= x.shape[-1] // self.patch_size)
-
-    # ------------------------------------------------------------------ stages
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        """Cut each channel into non-overlapping patches.
-
-        Parameters
-        ----------
-        x : torch.Tensor, shape (B, C, T)
-
-        Returns
-        -------
-        torch.Tensor, shape (B, C, K, W) with ``K = T // W`` (leftover samples dropped).
-        """
-        n_patches = x.shape[-1] // self.patch_size
-        return x[..., : n_patches * self.patch_size].unflatten(-1, (n_patches, self.patch_size))
+        """(B, C, T) -> patches (B, C, K, W) (:func:`eegfm.modules.input_stage.patchify`)."""
+        return input_stage.patchify(x, self.patch_size)
 
     def embed_patches(self, patches: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        """Patch embeddings with padding zeroed first, (B, C, K, W) -> (B, C, K, D).
-
-        Padded samples may hold anything (NaN included); they are replaced by zeros before the
-        patch embedding so that they can reach neither the outputs nor the gradients.
-        """
-        patches = torch.where(token_mask[..., None], patches, torch.zeros((), dtype=patches.dtype))
-        return self.patch_embed(patches)
+        """Patch embeddings with padding zeroed first, (B, C, K, W) -> (B, C, K, D)
+        (:func:`eegfm.modules.input_stage.embed_patches`)."""
+        return input_stage.embed_patches(self.patch_embed, patches, token_mask)
 
     def token_mask(self, channel_mask: torch.Tensor, n_times: torch.Tensor, n_patches: int) -> torch.Tensor:
-        """Which (channel, patch) tokens are real.
-
-        Parameters
-        ----------
-        channel_mask : torch.Tensor of bool, shape (B, C)
-        n_times : torch.Tensor, shape (B,)
-            Valid samples per recording.
-        n_patches : int
-            ``K`` of the padded batch.
-
-        Returns
-        -------
-        torch.Tensor of bool, shape (B, C, K)
-        """
+        """Which (channel, patch) tokens are real: channel_mask (B, C), n_times (B,) -> (B, C, K) bool."""
         valid_patches = torch.div(n_times, self.patch_size, rounding_mode="floor")  # (B,)
-        patch_ok = torch.arange(n_patches, device=n_times.device)[None, :] < valid_patches[:, None]
-        return channel_mask[:, :, None] & patch_ok[:, None, :]
+        return input_stage.token_mask(channel_mask, valid_patches, n_patches)
 
+    # ------------------------------------------------------------------ Transformer
     def encode(
         self,
         embeddings: torch.Tensor,
@@ -422,12 +286,14 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         EncoderOutput
             ``tokens`` (B, C*K, D), ``cls`` (B, D), ``token_mask`` (B, C*K).
         """
-        padded = self.padding_given(x, channel_mask, n_times)
-        positions, channel_mask, n_times = self._check_inputs(x, positions, channel_mask, n_times, sfreq)
-        if check_finite and not torch.compiler.is_compiling():
-            check_finite_inputs(x, positions, channel_mask, n_times, self.patch_size)
-        patches = self.patchify(x)  # (B, C, K, W)
-        mask = self.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
-        embeddings = self.embed_patches(patches, mask)  # (B, C, K, D)
-        valid_patches = torch.div(n_times, self.patch_size, rounding_mode="floor")
-        return self.encode(embeddings, positions.to(embeddings.dtype), mask, valid_patches, padded=padded)
+        inputs = self.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq,
+                                     check_finite=check_finite)
+        embeddings = inputs.embeddings  # (B, C, K, D)
+        return self.encode(embeddings, inputs.positions.to(embeddings.dtype), inputs.token_mask, inputs.valid_patches,
+                           padded=inputs.padded)
+
+
+def transformer_blocks(config: EncoderConfig, depth: int) -> list[TransformerBlock]:
+    """``depth`` pre-norm blocks with ``config``'s width, heads, MLP ratio, biases, dropouts and epsilon."""
+    return [TransformerBlock(config.embed_dim, config.num_heads, config.mlp_ratio, config.qkv_bias, config.dropout,
+                             config.attn_dropout, config.layer_norm_eps) for _ in range(depth)]

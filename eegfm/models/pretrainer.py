@@ -44,7 +44,7 @@ The pre-trained encoder is ``pretrainer.encoder``: save it with
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -53,6 +53,7 @@ from torch import nn
 
 from ..hub import HubMixin, hub_card
 from ..modules.masking import MASK_STRATEGIES, make_mask
+from .config import EmbedsEncoderConfig, EncoderConfig
 from .encoder import MAPEEncoder
 from .tokenizer import amplitude_target
 
@@ -116,14 +117,14 @@ def _most_masked(strategy: str, ratio: float, n_chans: int, n_patches: int) -> i
     return most(n_patches) * n_chans  # temporal
 
 
-class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
+class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
     """Masked pre-training of a :class:`~eegfm.MAPEEncoder` on tokenizer codes or Fourier amplitudes.
 
     Parameters
     ----------
-    patch_size, embed_dim, depth, num_heads, mlp_ratio, position_embedding, sfreq, preprocessing
-        The encoder's (see :class:`~eegfm.MAPEEncoder`); the tokenizer must use the same
-        ``patch_size``.
+    encoder : EncoderConfig | dict, optional
+        Settings of the encoder being pre-trained (:class:`~eegfm.EncoderConfig`); the
+        tokenizer must use the same ``patch_size``.
     num_codes : int
         Codebook size of the tokenizer (the head's number of classes). Ignored with
         ``target="spectrum"``.
@@ -144,18 +145,14 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         amplitudes (:func:`~eegfm.models.tokenizer.amplitude_target`, mean squared error; a
         head of ``patch_size // 2 + 1`` outputs, no tokenizer). Saved in ``config.json``; a
         folder saved before this option existed loads as ``"codes"``.
+    **encoder_fields
+        :class:`~eegfm.EncoderConfig` fields that replace those of ``encoder``
+        (``MaskedPretrainer(embed_dim=64)`` is ``MaskedPretrainer(encoder=EncoderConfig(embed_dim=64))``).
     """
 
     def __init__(
         self,
-        patch_size: int = 100,
-        embed_dim: int = 200,
-        depth: int = 12,
-        num_heads: int = 10,
-        mlp_ratio: float = 4.0,
-        position_embedding: str = "mape",
-        sfreq: float = 200.0,
-        preprocessing: dict | None = None,
+        encoder: EncoderConfig | Mapping | None = None,
         num_codes: int = 2048,
         strategies: Sequence[str] = ("random", "channel", "temporal"),
         random_ratio: float = 0.5,
@@ -164,8 +161,10 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         symmetric: bool = False,
         single_pass: bool = False,
         target: str = "codes",
+        **encoder_fields,
     ):
         super().__init__()
+        config = EncoderConfig.build(encoder, **encoder_fields)
         if target not in PRETRAIN_TARGETS:
             raise ValueError(f"target must be one of {', '.join(map(repr, PRETRAIN_TARGETS))}, got {target!r}")
         strategies = list(strategies)
@@ -180,12 +179,10 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         self.symmetric = symmetric
         self.single_pass = single_pass
         self.target = target
-        self.encoder = MAPEEncoder(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                                   mlp_ratio=mlp_ratio, position_embedding=position_embedding, sfreq=sfreq,
-                                   preprocessing=preprocessing)
-        self.mask_embedding = nn.Parameter(torch.zeros(embed_dim))
+        self.encoder = MAPEEncoder(config)
+        self.mask_embedding = nn.Parameter(torch.zeros(config.embed_dim))
         nn.init.trunc_normal_(self.mask_embedding, std=0.02)
-        self.head = nn.Linear(embed_dim, num_codes if target == "codes" else patch_size // 2 + 1)
+        self.head = nn.Linear(config.embed_dim, num_codes if target == "codes" else config.patch_size // 2 + 1)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         if target == "codes":  # the most-frequent-code baseline; nothing to count for amplitudes
@@ -317,19 +314,16 @@ class MaskedPretrainer(nn.Module, HubMixin, **hub_card()):
         PretrainOutput
         """
         enc = self.encoder
-        padded = enc.padding_given(x, channel_mask, n_times)  # from Python alone: no host sync
-        positions, channel_mask, n_times = enc._check_inputs(x, positions, channel_mask, n_times, None)
+        inputs = enc.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times)
         if self.target == "spectrum" and targets is not None:
             raise ValueError("target='spectrum' regresses amplitudes computed from x: targets= (tokenizer codes) "
                              "is for target='codes'")
         if self.target == "codes" and targets is None:
             with torch.no_grad():
-                targets = self._targets(x, positions, channel_mask, n_times)
-        patches = enc.patchify(x)  # (B, C, K, W)
-        token_mask = enc.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
-        embeddings = enc.embed_patches(patches, token_mask)  # (B, C, K, D)
-        valid_patches = torch.div(n_times, enc.patch_size, rounding_mode="floor")
-        positions = positions.to(embeddings.dtype)
+                targets = self._targets(x, inputs.positions, inputs.channel_mask, inputs.n_times)
+        patches, token_mask, embeddings = inputs.patches, inputs.token_mask, inputs.embeddings  # (B, C, K, ...)
+        valid_patches, padded = inputs.valid_patches, inputs.padded
+        positions = inputs.positions.to(embeddings.dtype)
         flat_valid = token_mask.flatten(1)  # (B, N)
         if self.target == "codes":
             flat_targets = targets.reshape(targets.shape[0], -1)  # (B, N)

@@ -28,6 +28,7 @@ bins), the straight-through estimator carrying the decoder's gradient to the enc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -36,8 +37,8 @@ from torch import nn
 
 from ..hub import HubMixin, hub_card
 from ..modules.quantizer import EMAVectorQuantizer, code_usage
-from ..modules.transformer import TransformerBlock
-from .encoder import MAPEEncoder
+from .config import EmbedsEncoderConfig, EncoderConfig
+from .encoder import MAPEEncoder, transformer_blocks
 
 __all__ = ["NeuralTokenizer", "TokenizerOutput"]
 
@@ -106,13 +107,14 @@ def amplitude_target(patches: torch.Tensor, token_mask: torch.Tensor) -> torch.T
     return centred / std[:, None, None, None]
 
 
-class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
+class NeuralTokenizer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
     """Vector-quantised EEG tokenizer with a Fourier-amplitude decoder (EEGMirror 3.1.3).
 
     Parameters
     ----------
-    patch_size, embed_dim, depth, num_heads, mlp_ratio, position_embedding, sfreq, preprocessing
-        Of the tokenizer's own :class:`~eegfm.MAPEEncoder` (and of its decoder's blocks).
+    encoder : EncoderConfig | dict, optional
+        Settings of the tokenizer's own :class:`~eegfm.MAPEEncoder`; its width, heads, MLP
+        ratio, biases, dropouts and LayerNorm epsilon are also those of the decoder's blocks.
     code_dim : int
         ``d``, width of the l2-normalised code space.
     num_codes : int
@@ -127,11 +129,15 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
         Training steps a code may go unused before it is restarted (0: never).
     kmeans_iters : int
         Iterations of the k-means that initialises the codebook on the first batch.
+    **encoder_fields
+        :class:`~eegfm.EncoderConfig` fields that replace those of ``encoder``
+        (``NeuralTokenizer(embed_dim=64)`` is ``NeuralTokenizer(encoder=EncoderConfig(embed_dim=64))``).
 
     Examples
     --------
     >>> import torch
-    >>> tok = NeuralTokenizer(patch_size=25, embed_dim=32, depth=1, num_heads=2,
+    >>> from eegfm import EncoderConfig
+    >>> tok = NeuralTokenizer(encoder=EncoderConfig(patch_size=25, embed_dim=32, depth=1, num_heads=2),
     ...                       code_dim=8, num_codes=16, decoder_depth=1)
     >>> x, pos = torch.randn(2, 3, 100) * 20, torch.rand(3, 2) * 100
     >>> out = tok(x, pos)                   # training mode: loss, codebook updated
@@ -142,14 +148,7 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
 
     def __init__(
         self,
-        patch_size: int = 100,
-        embed_dim: int = 200,
-        depth: int = 12,
-        num_heads: int = 10,
-        mlp_ratio: float = 4.0,
-        position_embedding: str = "mape",
-        sfreq: float = 200.0,
-        preprocessing: dict | None = None,
+        encoder: EncoderConfig | Mapping | None = None,
         code_dim: int = 32,
         num_codes: int = 2048,
         ema_decay: float = 0.99,
@@ -157,54 +156,46 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
         commitment_weight: float = 1.0,
         dead_code_steps: int = 100,
         kmeans_iters: int = 10,
+        **encoder_fields,
     ):
         super().__init__()
+        config = EncoderConfig.build(encoder, **encoder_fields)
         if decoder_depth < 1:
             raise ValueError(f"decoder_depth must be >= 1, got {decoder_depth=}")
         if commitment_weight < 0:
             raise ValueError(f"commitment_weight must be >= 0, got {commitment_weight=}")
-        self.encoder = MAPEEncoder(
-            patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-            mlp_ratio=mlp_ratio, position_embedding=position_embedding, sfreq=sfreq,
-            preprocessing=preprocessing,
-        )
+        self.encoder = MAPEEncoder(config)
         self.preprocessing = self.encoder.preprocessing
-        if isinstance(getattr(self, "_hub_mixin_config", None), dict):  # save the resolved contract
-            self._hub_mixin_config["preprocessing"] = self.preprocessing.to_dict()
-        self.patch_size = patch_size
+        self.patch_size = patch_size = config.patch_size
         self.n_bins = patch_size // 2 + 1
         self.commitment_weight = commitment_weight
+        embed_dim = config.embed_dim
         self.to_code = nn.Linear(embed_dim, code_dim)
         self.quantizer = EMAVectorQuantizer(
             num_codes=num_codes, code_dim=code_dim, decay=ema_decay,
             kmeans_iters=kmeans_iters, dead_code_steps=dead_code_steps,
         )
         self.from_code = nn.Linear(code_dim, embed_dim)
-        self.decoder = nn.ModuleList(
-            TransformerBlock(embed_dim, num_heads, mlp_ratio) for _ in range(decoder_depth)
-        )
-        self.decoder_norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.decoder = nn.ModuleList(transformer_blocks(config, decoder_depth))
+        self.decoder_norm = nn.LayerNorm(embed_dim, eps=config.layer_norm_eps)
         self.head = nn.Linear(embed_dim, self.n_bins)
         for module in (self.to_code, self.from_code, self.head, *self.decoder.modules()):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # qkv_bias=False
+                    nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------ stages
     def _encode(self, x, positions, channel_mask, n_times, sfreq):
-        """Encoder + code projection. Returns (patches, positions, grid mask, valid patches, z)."""
-        padded = self.encoder.padding_given(x, channel_mask, n_times)  # from Python alone: no host sync
-        positions, channel_mask, n_times = self.encoder._check_inputs(x, positions, channel_mask, n_times, sfreq)
-        patches = self.encoder.patchify(x)  # (B, C, K, W)
-        mask = self.encoder.token_mask(channel_mask, n_times, patches.shape[2])  # (B, C, K)
-        embeddings = self.encoder.embed_patches(patches, mask)  # (B, C, K, D)
-        valid_patches = torch.div(n_times, self.patch_size, rounding_mode="floor")  # (B,)
-        positions = positions.to(embeddings.dtype)
+        """Input stage + encoder + code projection. Returns (EncoderInputs, positions cast, z (B, C*K, d))."""
+        inputs = self.encoder.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq)
+        embeddings = inputs.embeddings  # (B, C, K, D)
+        positions = inputs.positions.to(embeddings.dtype)
         # codes describe content: the direct position term is removed (the decoder re-adds MAPE)
-        encoded = self.encoder.encode(embeddings, positions, mask, valid_patches, remove_position=True,
-                                      padded=padded)
+        encoded = self.encoder.encode(embeddings, positions, inputs.token_mask, inputs.valid_patches,
+                                      remove_position=True, padded=inputs.padded)
         z = F.normalize(self.to_code(encoded.tokens).float(), dim=-1)  # (B, C*K, d)
-        return patches, positions, mask, valid_patches, z
+        return inputs, positions, z
 
     def _quantize(self, z: torch.Tensor, flat_mask: torch.Tensor):
         """Quantise the valid tokens only and scatter back: (z_q (B, N, d), codes (B, N), commitment)."""
@@ -258,11 +249,12 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
         TokenizerOutput
             Losses over valid tokens only, ``codes`` (B, C*K) with -1 at padding.
         """
-        patches, positions, mask, valid_patches, z = self._encode(x, positions, channel_mask, n_times, sfreq)
+        inputs, positions, z = self._encode(x, positions, channel_mask, n_times, sfreq)
+        mask = inputs.token_mask  # (B, C, K)
         flat_mask = mask.flatten(1)  # (B, N)
         z_q, codes, commitment = self._quantize(z, flat_mask)
-        amplitude = self._decode(z_q, positions, mask, valid_patches).float()  # (B, N, F)
-        target = amplitude_target(patches, mask).flatten(1, 2)  # (B, N, F)
+        amplitude = self._decode(z_q, positions, mask, inputs.valid_patches).float()  # (B, N, F)
+        target = amplitude_target(inputs.patches, mask).flatten(1, 2)  # (B, N, F)
         n_valid = flat_mask.sum()
         denominator = (n_valid * self.n_bins).clamp_min(1).to(amplitude.dtype)
         amplitude_loss = (amplitude - target).pow(2)[flat_mask].sum() / denominator
@@ -298,8 +290,8 @@ class NeuralTokenizer(nn.Module, HubMixin, **hub_card()):
         was_training = self.training
         self.eval()
         try:
-            _, _, mask, _, z = self._encode(x, positions, channel_mask, n_times, sfreq)
-            flat_mask = mask.flatten(1)
+            inputs, _, z = self._encode(x, positions, channel_mask, n_times, sfreq)
+            flat_mask = inputs.token_mask.flatten(1)
             codes = torch.full(flat_mask.shape, -1, dtype=torch.long, device=z.device)
             codes[flat_mask] = self.quantizer.nearest(z[flat_mask])
         finally:

@@ -1,0 +1,251 @@
+"""The input stage every eegfm model runs before its Transformer: one implementation, used by all.
+
+::
+
+    x (B, C, T) µV, positions (B, C, 2) or (C, 2), channel_mask (B, C)?, n_times (B,) | int?
+      -> check_inputs          shapes and rate checked, defaults filled: positions (B, C, 2),
+                               channel_mask (B, C) bool, n_times (B,) long
+      -> patchify              patches (B, C, K, W), K = T // W (leftover samples dropped)
+      -> token_mask            (B, C, K) bool: real channel and a whole patch of real samples
+      -> embed_patches         (B, C, K, D): padding zeroed first, then the patch embedder
+      -> valid_patches         (B,) = n_times // W
+
+:func:`prepare_inputs` runs the whole stage and returns an :class:`EncoderInputs`;
+:meth:`eegfm.MAPEEncoder.prepare_inputs` calls it with the encoder's patch size, rate and
+patch embedder (the tokenizer, the pretrainer and the encoder's own ``forward`` go through it).
+Nothing in it reads a tensor on the host except :func:`check_finite_inputs` (one sync, opt-in),
+so the stage is ``torch.compile(fullgraph=True)``- and ``torch.export``-able.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["EncoderInputs", "check_finite_inputs", "check_inputs", "embed_patches", "padding_given", "patchify",
+           "prepare_inputs", "token_mask"]
+
+
+@dataclass
+class EncoderInputs:
+    """What :func:`prepare_inputs` returns: a checked batch, cut into patches and embedded.
+
+    Attributes
+    ----------
+    x : torch.Tensor, shape (B, C, T)
+        The signal as given.
+    positions : torch.Tensor, shape (B, C, 2)
+        Proportion coordinates, expanded to the batch, in the dtype given (cast them to the
+        embeddings' dtype for the encoder).
+    channel_mask : torch.Tensor of bool, shape (B, C)
+    n_times : torch.Tensor of int64, shape (B,)
+    patches : torch.Tensor, shape (B, C, K, W)
+    token_mask : torch.Tensor of bool, shape (B, C, K)
+        True for real tokens.
+    valid_patches : torch.Tensor of int64, shape (B,)
+        Whole patches of real samples per recording.
+    embeddings : torch.Tensor, shape (B, C, K, D)
+        Patch embeddings, computed from zeros where padded.
+    padded : bool
+        Whether the caller's inputs may hold padding (:func:`padding_given`): the encoder then
+        passes the key padding mask to attention.
+    """
+
+    x: torch.Tensor
+    positions: torch.Tensor
+    channel_mask: torch.Tensor
+    n_times: torch.Tensor
+    patches: torch.Tensor
+    token_mask: torch.Tensor
+    valid_patches: torch.Tensor
+    embeddings: torch.Tensor
+    padded: bool
+
+
+def check_inputs(x, positions, channel_mask, n_times, *, patch_size: int, sfreq: float | None = None,
+                 model_sfreq: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Check a batch's shapes (and rate), one-line errors naming the input; fill in the defaults.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (B, C, T)
+    positions : torch.Tensor, shape (B, C, 2) or (C, 2)
+    channel_mask : torch.Tensor of bool, shape (B, C), or None (every channel real)
+    n_times : torch.Tensor of int, shape (B,), an int, or None (every sample real)
+    patch_size : int
+        ``W``; ``T`` must hold at least one patch.
+    sfreq, model_sfreq : float, optional
+        The input's rate, checked against the model's when both are given.
+
+    Returns
+    -------
+    positions : torch.Tensor, shape (B, C, 2)
+    channel_mask : torch.Tensor of bool, shape (B, C)
+    n_times : torch.Tensor of int64, shape (B,)
+    """
+    for name, value in (("x", x), ("positions", positions)):
+        if not torch.is_tensor(value):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; convert it with "
+                            f"torch.as_tensor({name}, dtype=torch.float32)")
+    if x.ndim != 3:
+        raise ValueError(
+            f"x must have shape (batch, channels, times), got {tuple(x.shape)}; "
+            "add a batch dimension with x[None] for one recording"
+        )
+    batch, n_chans, total = x.shape
+    if batch == 0:
+        raise ValueError(f"x has an empty batch (shape {tuple(x.shape)}); pass at least one recording")
+    if n_chans == 0:
+        raise ValueError(f"x has no channels (shape {tuple(x.shape)}); pass at least one EEG channel")
+    given = tuple(positions.shape)
+    if positions.ndim == 2:
+        positions = positions.expand(batch, -1, -1)
+    if tuple(positions.shape) != (batch, n_chans, 2):
+        raise ValueError(
+            f"positions must have shape ({batch}, {n_chans}, 2) or ({n_chans}, 2) to match "
+            f"x of shape {tuple(x.shape)}, got {given}; build them with "
+            "eegfm.proportion_coordinates(ch_names)"
+        )
+    if channel_mask is None:
+        channel_mask = torch.ones(batch, n_chans, dtype=torch.bool, device=x.device)
+    elif channel_mask.shape != (batch, n_chans) or channel_mask.dtype != torch.bool:
+        raise ValueError(
+            f"channel_mask must be a bool tensor of shape ({batch}, {n_chans}), got "
+            f"{channel_mask.dtype} {tuple(channel_mask.shape)}"
+        )
+    if n_times is None or isinstance(n_times, int):  # an int: every recording has that many samples
+        n_times = torch.full((batch,), total if n_times is None else n_times, dtype=torch.long, device=x.device)
+    elif not torch.is_tensor(n_times):
+        raise TypeError(f"n_times must be an int or a tensor of shape ({batch},), got {type(n_times).__name__}")
+    elif n_times.shape != (batch,):
+        raise ValueError(f"n_times must have shape ({batch},), got {tuple(n_times.shape)}")
+    if total < patch_size:
+        raise ValueError(
+            f"x has {total} samples per channel, fewer than one patch "
+            f"(patch_size={patch_size}); pass longer recordings or a model with a "
+            "smaller patch_size"
+        )
+    if sfreq is not None and model_sfreq is not None and float(sfreq) != float(model_sfreq):
+        raise ValueError(
+            f"{sfreq=} Hz but this model expects sfreq={model_sfreq} Hz; resample first "
+            f"(e.g. raw.resample({model_sfreq}))"
+        )
+    return positions, channel_mask, n_times
+
+
+def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor,
+                        n_times: torch.Tensor, patch_size: int | None = None) -> None:
+    """Raise ``ValueError`` naming the first (sample, channel) with a NaN/Inf sample or position.
+
+    Only real channels and samples are checked (padding may hold anything). With
+    ``patch_size``, also raise for a recording with no token at all (every channel masked, or
+    fewer valid samples than one patch): its outputs would be built from nothing.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (B, C, T)
+    positions : torch.Tensor, shape (B, C, 2)
+    channel_mask : torch.Tensor of bool, shape (B, C)
+    n_times : torch.Tensor, shape (B,)
+    patch_size : int, optional
+    """
+    empty = ~channel_mask.any(1)  # (B,)
+    if patch_size is not None:
+        empty = empty | (n_times < patch_size)
+    valid_time = torch.arange(x.shape[-1], device=x.device)[None, :] < n_times[:, None]  # (B, T)
+    bad_signal = (~torch.isfinite(x) & valid_time[:, None, :]).any(-1)  # (B, C)
+    bad_position = ~torch.isfinite(positions).all(-1)  # (B, C)
+    bad = (bad_signal | bad_position) & channel_mask
+    if bool(bad.any() | empty.any()):  # the one host sync
+        if bool(empty.any()):
+            sample = int(empty.nonzero()[0])
+            why = ("every channel is masked (channel_mask all False)" if not bool(channel_mask[sample].any()) else
+                   f"n_times={int(n_times[sample])} valid samples, fewer than one patch ({patch_size})")
+            raise ValueError(f"recording {sample} of the batch has no token: {why}; drop it or give it at least "
+                             "one real channel and one patch of samples")
+        sample, channel = (int(v) for v in bad.nonzero()[0])
+        what = "a NaN/Inf sample" if bool(bad_signal[sample, channel]) else "a NaN/Inf position"
+        raise ValueError(
+            f"x[{sample}, {channel}] (sample {sample}, channel {channel}) has {what}; {int(bad.sum())} channel(s) "
+            "in the batch do. Fix or drop them (e.g. raw.interpolate_bads(), np.nan_to_num), mark padded "
+            "channels with channel_mask, or pass check_finite=False to skip this check"
+        )
+
+
+def padding_given(x: torch.Tensor, channel_mask, n_times, patch_size: int) -> bool:
+    """Whether the caller's inputs may hold padding, decided without reading any tensor.
+
+    False when no ``channel_mask`` is given and ``n_times`` is None or an int covering every
+    whole patch of ``x`` (B, C, T): then every token is real, known from Python alone (no
+    device-to-host sync, nothing for ``torch.compile``/``torch.export`` to branch on). True
+    otherwise (a mask or a tensor of lengths may pad; the key padding mask is then always
+    passed, which gives the same outputs when nothing is padded).
+    """
+    if channel_mask is not None:
+        return True
+    if n_times is None:
+        return False
+    return not (isinstance(n_times, int) and n_times // patch_size >= x.shape[-1] // patch_size)
+
+
+def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut each channel into non-overlapping patches: (B, C, T) -> (B, C, K, W), ``K = T // W``
+    (leftover samples dropped)."""
+    n_patches = x.shape[-1] // patch_size
+    return x[..., : n_patches * patch_size].unflatten(-1, (n_patches, patch_size))
+
+
+def token_mask(channel_mask: torch.Tensor, valid_patches: torch.Tensor, n_patches: int) -> torch.Tensor:
+    """Which (channel, patch) tokens are real: channel_mask (B, C), valid_patches (B,) -> (B, C, K) bool."""
+    patch_ok = torch.arange(n_patches, device=valid_patches.device)[None, :] < valid_patches[:, None]  # (B, K)
+    return channel_mask[:, :, None] & patch_ok[:, None, :]
+
+
+def embed_patches(embedder: nn.Module, patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Patch embeddings with padding zeroed first: patches (B, C, K, W), mask (B, C, K) -> (B, C, K, D).
+
+    Padded samples may hold anything (NaN included); they are replaced by zeros before
+    ``embedder`` so that they can reach neither the outputs nor the gradients.
+    """
+    patches = torch.where(mask[..., None], patches, torch.zeros((), dtype=patches.dtype))
+    return embedder(patches)
+
+
+def prepare_inputs(x: torch.Tensor, positions: torch.Tensor, *, channel_mask=None, n_times=None,
+                   patch_size: int, embedder: nn.Module, sfreq: float | None = None,
+                   model_sfreq: float | None = None, check_finite: bool = False) -> EncoderInputs:
+    """The whole input stage: check -> patchify -> token mask -> patch embedding -> valid patches.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (B, C, T)
+        EEG in µV, zero-padded where channels or samples are missing.
+    positions : torch.Tensor, shape (B, C, 2) or (C, 2)
+    channel_mask : torch.Tensor of bool, shape (B, C), optional
+    n_times : torch.Tensor of int, shape (B,), or int, optional
+    patch_size : int
+        ``W``.
+    embedder : nn.Module
+        Patch embedder, (..., W) -> (..., D).
+    sfreq, model_sfreq : float, optional
+        See :func:`check_inputs`.
+    check_finite : bool
+        Also run :func:`check_finite_inputs` (one host sync; skipped while compiling).
+
+    Returns
+    -------
+    EncoderInputs
+    """
+    padded = padding_given(x, channel_mask, n_times, patch_size)  # from Python alone: no host sync
+    positions, channel_mask, n_times = check_inputs(x, positions, channel_mask, n_times, patch_size=patch_size,
+                                                    sfreq=sfreq, model_sfreq=model_sfreq)
+    if check_finite and not torch.compiler.is_compiling():
+        check_finite_inputs(x, positions, channel_mask, n_times, patch_size)
+    patches = patchify(x, patch_size)  # (B, C, K, W)
+    valid_patches = torch.div(n_times, patch_size, rounding_mode="floor")  # (B,)
+    mask = token_mask(channel_mask, valid_patches, patches.shape[2])  # (B, C, K)
+    return EncoderInputs(x=x, positions=positions, channel_mask=channel_mask, n_times=n_times, patches=patches,
+                         token_mask=mask, valid_patches=valid_patches, embeddings=embed_patches(embedder, patches, mask),
+                         padded=padded)
