@@ -26,13 +26,14 @@ template's coordinates. Points below the ring may fall outside ``[0, 100]``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import re
 from collections.abc import Mapping, Sequence
 
 import mne
 import numpy as np
+
+from ._validation import did_you_mean
 
 __all__ = [
     "DEFAULT_MONTAGE", "LEGACY_ALIASES", "DuplicateChannelError", "UnknownChannelError", "check_unique_channels",
@@ -188,8 +189,7 @@ def _resolve_name(name: str) -> str:
     builtin = mne.channels.get_builtin_montages()
     resolved = _RENAMED[name] if _RENAMED.get(name) in builtin else name
     if resolved not in builtin:
-        close = difflib.get_close_matches(name, list(builtin) + list(_RENAMED), n=3)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(name, [*builtin, *_RENAMED], n=3)
         raise ValueError(
             f"montage={name!r} is not a built-in MNE montage.{hint} Pass one of "
             "mne.channels.get_builtin_montages(), a DigMontage, or None."
@@ -404,12 +404,12 @@ def _unknown_message(missing, from_info, template, label, explicit) -> str:
     ]
     for name in missing:
         key = normalize_channel_name(name)
-        close = difflib.get_close_matches(key, list(known), n=3)
+        hint = did_you_mean(key, known, n=3, show=lambda close: repr(known[close]))
         if re.fullmatch(r".+-\d+", key) and key.rsplit("-", 1)[0] in known:
             lines.append(f"  {name!r} looks like a duplicate label {key.rsplit('-', 1)[0]!r} that MNE numbered "
                          "while reading: the file has that channel twice; keep one.")
-        elif close:
-            lines.append(f"  {name!r}: Did you mean {' or '.join(repr(known[c]) for c in close)}?")
+        elif hint:
+            lines.append(f"  {name!r}:{hint}")
         elif "-" in key:
             lines.append(f"  {name!r} looks like a bipolar derivation: it has no single position.")
     lines += [

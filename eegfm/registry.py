@@ -23,13 +23,14 @@ the tags.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
+
+from ._validation import did_you_mean
 
 __all__ = ["Architecture", "PretrainedTag", "create_model", "get_pretrained_tag", "list_models"]
 
@@ -185,9 +186,7 @@ def _resolve(name: str) -> tuple[Architecture, PretrainedTag | None]:
         return _ARCHITECTURES[tag.architecture], tag
     if name in _ARCHITECTURES:
         return _ARCHITECTURES[name], next((t for t in _PRETRAINED.values() if t.architecture == name), None)
-    close = difflib.get_close_matches(name, list_models(), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"Unknown model {name!r}.{hint} Available: {list_models()}")
+    raise ValueError(f"Unknown model {name!r}.{did_you_mean(name, list_models())} Available: {list_models()}")
 
 
 def _load(name: str, cls: type, tag: PretrainedTag | None, overrides: dict) -> nn.Module:

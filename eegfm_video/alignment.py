@@ -34,11 +34,11 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from eegfm._validation import check_option
 from eegfm.hub import StrictDiffusersLoadingMixin
 from eegfm.models.config import EncoderConfig
 from eegfm.models.encoder import EncoderOutput, MAPEEncoder
 
-from ._validation import check_option
 from .losses import DEFAULT_TEMPERATURE, AlignmentLoss, alignment_loss
 from .models.semantic_decoder import SemanticDecoder
 from .models.seq2seq import Seq2SeqLatentDecoder

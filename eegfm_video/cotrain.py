@@ -32,7 +32,6 @@ model once, with ``save_pretrained`` (``run_dir/model``).
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eegfm._validation import check_option, check_weight
 from eegfm.training import TrainConfig, Trainer
 
-from ._validation import check_weight
 from .alignment import EEGAlignment
 from .models.inflated_unet import TRAINABLE_MODES, InflatedUNet
 
@@ -109,10 +108,7 @@ class VideoCoTrainer(nn.Module):
         check_weight("alignment_weight", alignment_weight)
         if isinstance(unet_lr_scale, bool) or not isinstance(unet_lr_scale, (int, float)) or not unet_lr_scale > 0:
             raise ValueError(f"unet_lr_scale must be a positive number, got {unet_lr_scale!r}")
-        if unet_trainable not in TRAINABLE_MODES:
-            close = difflib.get_close_matches(str(unet_trainable), TRAINABLE_MODES, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unet_trainable must be one of {TRAINABLE_MODES}, got {unet_trainable!r}.{hint}")
+        check_option("unet_trainable", unet_trainable, TRAINABLE_MODES)
         width, cross = alignment.semantic_decoder.config.width, unet.unet.config.cross_attention_dim
         if width != cross:
             raise ValueError(f"the semantic decoder's width={width} must equal the UNet's cross_attention_dim={cross}")

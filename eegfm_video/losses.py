@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_option, check_weight
+from eegfm._validation import check_option, check_weight
 
 __all__ = [
     "DEFAULT_TEMPERATURE",

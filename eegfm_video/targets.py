@@ -37,7 +37,6 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import uuid
@@ -49,8 +48,8 @@ import numpy as np
 import torch
 
 from eegfm._fsutil import atomic_write, fsync_dir
+from eegfm._validation import check_option, check_positive_int, did_you_mean
 
-from ._validation import check_option, check_positive_int
 
 __all__ = [
     "DEFAULT_CAPTION_MODEL",
@@ -374,9 +373,7 @@ class TargetConfig:
         fields = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in values if k not in fields]
         if unknown:
-            close = difflib.get_close_matches(str(unknown[0]), fields, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown TargetConfig keys {unknown}; known: {fields}.{hint}")
+            raise ValueError(f"unknown TargetConfig keys {unknown}; known: {fields}.{did_you_mean(unknown[0], fields)}")
         return cls(**values)
 
     def key(self, kind: str) -> dict:

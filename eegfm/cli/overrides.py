@@ -14,7 +14,6 @@ Each setting's help text is the comment beside its dataclass field (or the field
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import inspect
 import io
@@ -24,6 +23,8 @@ import tokenize
 import types
 import typing
 from collections.abc import Mapping, Sequence
+
+from .._validation import did_you_mean
 
 __all__ = ["ConfigError", "add_config_parser", "apply_mapping", "apply_overrides", "config_keys", "config_to_dict",
            "describe", "field_help"]
@@ -99,8 +100,7 @@ def apply_overrides(config, overrides: Sequence[str]):
         key, text = body.split("=", 1)
         key = key.replace("-", "_")
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" Did you mean --{close[0]}?" if close else ""
+            hint = did_you_mean(key, known, show=lambda close: f"--{close}")
             raise ConfigError(f"unknown config key --{key}.{hint} Known keys: {', '.join(known)}")
         *path, name = key.split(".")
         target = config

@@ -22,7 +22,6 @@ The configuration is a frozen dataclass whose :meth:`PreprocessConfig.hash` (wit
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import logging
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 import mne
 import numpy as np
 
+from .._validation import with_guess
 from ..montage import UnknownChannelError, proportion_coordinates
 from .recording import Recording
 
@@ -156,13 +156,8 @@ class PreprocessConfig:
         fields = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in d if k not in fields]
         if unknown:
-            hints = []
-            for k in unknown:
-                close = difflib.get_close_matches(str(k), fields, n=1)
-                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ValueError(
-                f"unknown PreprocessConfig key(s): {', '.join(hints)}; known keys: {fields}"
-            )
+            hints = ", ".join(with_guess(k, fields) for k in unknown)
+            raise ValueError(f"unknown PreprocessConfig key(s): {hints}; known keys: {fields}")
         return cls(**d)
 
     def hash(self) -> str:

@@ -15,11 +15,11 @@ beside their own).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .._validation import with_guess
 from ..data.preprocessing import PreprocessConfig
 
 __all__ = ["ENCODER_FIELDS", "EmbedsEncoderConfig", "EncoderConfig"]
@@ -127,9 +127,7 @@ class EncoderConfig:
                             f"{type(config).__name__}")
         unknown = sorted(set(fields) - set(ENCODER_FIELDS))
         if unknown:
-            close = difflib.get_close_matches(str(unknown[0]), ENCODER_FIELDS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TypeError(f"unknown EncoderConfig field {unknown[0]!r}{hint}; its fields are "
+            raise TypeError(f"unknown EncoderConfig field {with_guess(unknown[0], ENCODER_FIELDS)}; its fields are "
                             f"{', '.join(ENCODER_FIELDS)}")
         return dataclasses.replace(config or cls(), **fields)
 

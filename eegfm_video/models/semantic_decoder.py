@@ -22,9 +22,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from eegfm._validation import check_positive_int
 from eegfm.hub import StrictDiffusersLoadingMixin
-
-from .._validation import check_positive_int
 
 __all__ = ["SemanticDecoder"]
 
