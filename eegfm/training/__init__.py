@@ -2,7 +2,7 @@
 
 One concept per file: ``engine`` (loop + config), ``schedule`` (cosine with warm-up),
 ``checkpoint`` (atomic save / load / latest), ``distributed`` (torchrun helpers),
-``metrics`` (CSV / TensorBoard logger).
+``metrics_logger`` (CSV / TensorBoard logger), ``precision`` (autocast and bf16 choice).
 """
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -16,7 +16,7 @@ from .distributed import (
     world_size,
 )
 from .engine import TrainConfig, Trainer
-from .metrics import MetricsLogger
+from .metrics_logger import MetricsLogger
 from .schedule import cosine_with_warmup, make_scheduler
 
 __all__ = [

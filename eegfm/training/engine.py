@@ -63,7 +63,7 @@ from .checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from .metrics import MetricsLogger
+from .metrics_logger import MetricsLogger
 from .precision import AMP_MODES, autocast_factory
 from .schedule import make_scheduler
 

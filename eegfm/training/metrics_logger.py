@@ -1,4 +1,4 @@
-"""Training metrics to CSV (always) and optionally TensorBoard; only rank 0 writes."""
+"""``MetricsLogger``: a run's metrics to CSV (always) and optionally TensorBoard; only rank 0 writes."""
 
 from __future__ import annotations
 
