@@ -50,7 +50,7 @@ _LAZY = {
     "TargetConfig": "targets",
     "precompute_targets": "targets",
     "load_cached_targets": "targets",
-    "PairedClips": "synthetic",
+    "PairedClips": "paired_clips",
     "make_synthetic_clips": "synthetic",
     # evaluation
     "evaluate_clips": "evaluation",

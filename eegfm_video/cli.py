@@ -12,7 +12,7 @@ Checkpoints of ``train`` (``<run_dir>/checkpoints``) hold the trained parameters
 the frozen UNet weights, not the weights; ``--train.keep_checkpoints=N`` keeps the newest N
 (default 3; 0 keeps every one), ``--train.resume=true`` continues from the newest.
 
-Data: a paired-clips directory (:class:`eegfm_video.synthetic.PairedClips`: ``eeg.npy``,
+Data: a paired-clips directory (:class:`eegfm_video.paired_clips.PairedClips`: ``eeg.npy``,
 ``videos.npy``, ``labels.npy``, ``split.npy``, ``meta.json``) and its target cache
 (:func:`eegfm_video.targets.precompute_targets`, default ``DIR/targets``) whose clip ids are the
 data's. For SEED-DV, :func:`eegfm.data.paper_datasets.seed_dv_clips` cuts the clips; the SEED-DV recipe
@@ -138,7 +138,7 @@ def _require_dir(key: str, value: str, what: str) -> Path:
 
 
 def _load_data(key: str, value: str):
-    from .synthetic import FORMAT_FILES, PairedClips
+    from .paired_clips import FORMAT_FILES, PairedClips
 
     path = _require_dir(key, value, f"a paired-clips directory ({', '.join(FORMAT_FILES)}, see PairedClips.save)")
     try:

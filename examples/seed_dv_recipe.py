@@ -11,7 +11,7 @@ Steps (each skipped when its output exists, so the recipe resumes):
 1. ``paired``: cut the subject's EEG into the 2-s segments of the 1400 clips
    (:func:`eegfm.data.paper_datasets.seed_dv_clips`: blocks 1-6 train, block 7 test) and the
    block videos into the same clips, 6 frames at 3 fps, 288 x 512; written as a paired-clips
-   directory (:class:`eegfm_video.synthetic.PairedClips`, videos memory-mapped: about 3.7 GB);
+   directory (:class:`eegfm_video.paired_clips.PairedClips`, videos memory-mapped: about 3.7 GB);
 2. ``targets``: BLIP captions of each clip's first frame, their CLIP text embeddings (77 x 768)
    and the VAE latents of the frames (6 x 4 x 36 x 64), cached once
    (:func:`eegfm_video.targets.precompute_targets`);
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     import torch
 
     from eegfm_video import cli
-    from eegfm_video.synthetic import PairedClips
+    from eegfm_video.paired_clips import PairedClips
     from eegfm_video.targets import TargetConfig, precompute_targets
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \

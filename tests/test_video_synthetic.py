@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from eegfm_video.paired_clips import PairedClips
 from eegfm_video.synthetic import (
     COLORS,
     SHAPE_FREQUENCIES,
     SHAPES,
     SYNTHETIC_CHANNELS,
     CaptionEmbedder,
-    PairedClips,
     ShapeCaptioner,
     band_powers,
     make_synthetic_clips,
