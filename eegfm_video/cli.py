@@ -15,7 +15,7 @@ the frozen UNet weights, not the weights; ``--train.keep_checkpoints=N`` keeps t
 Data: a paired-clips directory (:class:`eegfm_video.paired_clips.PairedClips`: ``eeg.npy``,
 ``videos.npy``, ``labels.npy``, ``split.npy``, ``meta.json``) and its target cache
 (:func:`eegfm_video.targets.precompute_targets`, default ``DIR/targets``) whose clip ids are the
-data's. For SEED-DV, :func:`eegfm.data.paper_datasets.seed_dv_clips` cuts the clips; the SEED-DV recipe
+data's. For SEED-DV, :func:`eegfm.datasets.seed_dv_clips` cuts the clips; the SEED-DV recipe
 in the repository (https://github.com/eegfm/eegfm) writes both.
 
 Models: the real ones by default (Stable Diffusion 1.5 from the Hub: ``unet/``, ``vae/``,

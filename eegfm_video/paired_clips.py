@@ -9,7 +9,7 @@ files (no pickles), :data:`FORMAT_FILES`:
 - ``split.npy``: (N,) unicode, "train" or "test";
 - ``meta.json``: channel names, sampling rate, clip ids, class names.
 
-Any data set written in it works: SEED-DV cut by :func:`eegfm.datasets.paper.seed_dv_clips`
+Any data set written in it works: SEED-DV cut by :func:`eegfm.datasets.seed_dv_clips`
 (``examples/seed_dv_recipe.py`` writes it), or the synthetic moving-shapes set of
 :func:`eegfm_video.synthetic.make_synthetic_clips`.
 """

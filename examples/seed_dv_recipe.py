@@ -9,7 +9,7 @@ ViT-B/16 and VideoMAE (Kinetics-400) for evaluation, and your pre-trained MAPEEn
 Steps (each skipped when its output exists, so the recipe resumes):
 
 1. ``paired``: cut the subject's EEG into the 2-s segments of the 1400 clips
-   (:func:`eegfm.data.paper_datasets.seed_dv_clips`: blocks 1-6 train, block 7 test) and the
+   (:func:`eegfm.datasets.seed_dv_clips`: blocks 1-6 train, block 7 test) and the
    block videos into the same clips, 6 frames at 3 fps, 288 x 512; written as a paired-clips
    directory (:class:`eegfm_video.paired_clips.PairedClips`, videos memory-mapped: about 3.7 GB);
 2. ``targets``: BLIP captions of each clip's first frame, their CLIP text embeddings (77 x 768)
@@ -126,7 +126,7 @@ def read_clip(video: Path, start_s: float) -> np.ndarray:
 
 def write_paired(args, videos: dict[int, Path], directory: Path) -> None:
     """Step 1: the subject's clips as a paired-clips directory (videos written through a memory map)."""
-    from eegfm.data.paper_datasets import SEED_CHANNELS, SEED_DV_SFREQ, seed_dv_clips, seed_dv_clip_onset
+    from eegfm.datasets.paper import SEED_CHANNELS, SEED_DV_SFREQ, seed_dv_clips, seed_dv_clip_onset
 
     directory.mkdir(parents=True, exist_ok=True)
     clips = [c for c in seed_dv_clips(args.seed_dv, subjects=[args.subject]) if c.session == args.session]

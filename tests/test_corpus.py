@@ -130,7 +130,7 @@ def test_paper_dataset_loaders_feed_the_corpus(tmp_path):
     """SEED's layout (Preprocessed_EEG/<subject>_<date>.mat, 15 trials of (62, T) at 200 Hz)."""
     from scipy.io import savemat
 
-    from eegfm.data.paper_datasets import load_seed
+    from eegfm.datasets import load_seed
 
     folder = tmp_path / "SEED" / "Preprocessed_EEG"
     folder.mkdir(parents=True)

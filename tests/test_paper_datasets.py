@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 
 import eegfm
-from eegfm.data.paper_datasets import (
+from eegfm.datasets.paper import (
     FACED_CHANNELS,
     SEED_CHANNELS,
     SEED_DV_BLOCK_SAMPLES,
@@ -284,3 +284,16 @@ def test_a_corrupt_file_is_skipped_and_counted_not_fatal(tmp_path):
     assert len(reasons) == 2
     assert "cannot read" in next(v for k, v in reasons.items() if k.endswith("sub002.pkl"))
     assert "refused to load global" in next(v for k, v in reasons.items() if k.endswith("sub003.pkl"))
+
+
+def test_the_loaders_are_in_eegfm_datasets_and_the_old_path_still_reads_them(monkeypatch):
+    import importlib
+    import sys
+
+    import eegfm.datasets
+
+    assert eegfm.datasets.seed_dv_clips is seed_dv_clips and eegfm.datasets.load_faced is load_faced
+    monkeypatch.delitem(sys.modules, "eegfm.data.paper_datasets", raising=False)
+    with pytest.warns(DeprecationWarning, match=r"eegfm\.data\.paper_datasets moved to eegfm\.datasets\.paper"):
+        old = importlib.import_module("eegfm.data.paper_datasets")
+    assert old.seed_dv_clips is seed_dv_clips and old.SEED_DV_BLOCK_SAMPLES == SEED_DV_BLOCK_SAMPLES

@@ -16,7 +16,7 @@ Supported:
   read by :mod:`eegfm.data.text_formats`;
 - PhysioNet EEG Motor Movement/Imagery EDF files already on disk in MNE's ``eegbci`` layout
   (:func:`from_eegbci`; never downloads);
-- the paper's SEED-DV, SEED and FACED releases (:mod:`eegfm.data.paper_datasets`).
+- the paper's SEED-DV, SEED and FACED releases (:mod:`eegfm.datasets.paper`).
 
 Channel types: many files type every channel ``eeg``. :func:`infer_channel_types` retypes
 channels whose names say otherwise (``EOG1``, ``HEOG``, ``ECG``, ``EMG``, ``A2-A1``, ...) so

@@ -111,10 +111,9 @@ def _one(spec: str) -> list:
         if not hasattr(moabb.datasets, root):
             raise ValueError(f"source {spec!r}: moabb.datasets has no dataset {root!r}")
         return from_moabb(getattr(moabb.datasets, root)(), subjects=_subjects(subjects, int))
-    from . import paper_datasets
+    from ..datasets import paper
 
-    loaders = {"seed-dv": paper_datasets.load_seed_dv, "seed": paper_datasets.load_seed,
-               "faced": paper_datasets.load_faced}
+    loaders = {"seed-dv": paper.load_seed_dv, "seed": paper.load_seed, "faced": paper.load_faced}
     if kind in loaders:
         return loaders[kind](Path(root).expanduser(), subjects=_subjects(subjects, int))
     raise ValueError(f"unknown source kind {kind!r} in {spec!r}; use one of {', '.join(SOURCE_KINDS)}")
