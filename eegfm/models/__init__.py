@@ -1,4 +1,8 @@
-"""eegfm model classes, one file each."""
+"""eegfm model classes, one file each, all built on one :class:`EncoderConfig` (``config``).
+
+The same classifier with braindecode's model signature, for ``EEGClassifier`` and MOABB, is
+``eegfm.finetune.braindecode.EEGMirror`` (the one module that imports braindecode).
+"""
 
 from .classifier import MAPEClassifier
 from .config import EncoderConfig
