@@ -1,4 +1,7 @@
-"""Bad inputs get one clear error that names the input and says what to do (no silent results)."""
+"""Bad inputs get one clear error that names the input and says what to do (no silent results).
+
+The input errors every model raises (rank, shape, positions, types, rate) are checked on each
+model in tests/test_models_common.py."""
 
 import numpy as np
 import pytest
@@ -15,14 +18,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def encoder():
     return MAPEEncoder(patch_size=50, embed_dim=16, depth=1, num_heads=2).eval()
-
-
-def test_numpy_input_is_a_clear_type_error(encoder):
-    x, pos = np.zeros((1, 3, 200), np.float32), np.full((3, 2), 50.0, np.float32)
-    with pytest.raises(TypeError, match=r"x must be a torch.Tensor, got ndarray; convert it with torch.as_tensor"):
-        encoder(x, torch.as_tensor(pos))
-    with pytest.raises(TypeError, match=r"positions must be a torch.Tensor, got ndarray"):
-        encoder(torch.as_tensor(x), pos)
 
 
 def test_int_n_times_means_every_recording_and_zero_channels_are_refused(encoder):

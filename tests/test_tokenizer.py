@@ -1,4 +1,6 @@
-import copy
+"""NeuralTokenizer's own behaviour; the checks every model passes (save/load, padding in training
+and eval, a recording alone vs padded, determinism, bf16, input errors) are in
+tests/test_models_common.py."""
 
 import numpy as np
 import pytest
@@ -46,23 +48,6 @@ def test_shapes_and_minus_one_at_padding():
     assert torch.all(codes[~mask] == -1)
 
 
-def test_padding_never_changes_valid_outputs():
-    model = tiny()
-    model(**mixed_batch().encoder_inputs())  # k-means init on a training batch
-    model.eval()
-    small = recording(4, 110, 2)
-    alone_codes, _ = model.tokenize(small[0][None], small[1])
-    alone = model(small[0][None], small[1])
-    batch = mixed_batch()
-    codes, mask = model.tokenize(**batch.encoder_inputs())
-    padded = model(**batch.encoder_inputs())
-    grid = lambda t: t[1].view(6, 10, *t.shape[2:])[:4, :4].reshape(16, *t.shape[2:])  # noqa: E731
-    assert torch.equal(grid(codes), alone_codes[0])
-    assert torch.equal(grid(padded.codes), alone.codes[0])
-    assert torch.allclose(grid(padded.target), alone.target[0], atol=1e-5)
-    assert torch.allclose(grid(padded.amplitude), alone.amplitude[0], atol=1e-4)
-
-
 def test_amplitude_target_matches_numpy():
     batch = mixed_batch()
     model = tiny()
@@ -86,31 +71,6 @@ def test_amplitude_target_ignores_nan_in_padding_and_floors_the_std():
     assert torch.all(target == 0)  # flat signal: std floored, no NaN
 
 
-def garbage_in_padding(batch):
-    x = batch.x.clone()
-    g = torch.Generator().manual_seed(9)
-    x[1, 4:, :] = torch.randn(2, x.shape[-1], generator=g) * 1e3  # padded channels
-    x[1, :, 110:] = torch.randn(6, x.shape[-1] - 110, generator=g) * 1e3  # padded samples
-    return dict(batch.encoder_inputs(), x=x)
-
-
-def test_loss_ignores_padding():
-    model = tiny()
-    batch = mixed_batch()
-    clean = copy.deepcopy(model)
-    torch.manual_seed(3)
-    a = clean(**batch.encoder_inputs())  # training mode: k-means + EMA from valid tokens only
-    torch.manual_seed(3)
-    b = model(**garbage_in_padding(batch))
-    for name in ("loss", "amplitude_loss", "commitment_loss"):
-        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-6), name
-    assert torch.equal(a.codes, b.codes)
-    for (key, before), after in zip(clean.quantizer.state_dict().items(), model.quantizer.state_dict().values()):
-        assert torch.allclose(before.float(), after.float(), atol=1e-6), key
-    clean.eval(), model.eval()
-    assert torch.allclose(clean(**batch.encoder_inputs()).loss, model(**garbage_in_padding(batch)).loss, atol=1e-6)
-
-
 def test_training_lowers_the_loss():
     model = tiny(dead_code_steps=10)
     batch = mixed_batch()
@@ -126,21 +86,6 @@ def test_training_lowers_the_loss():
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
     stats = model.codebook_stats()
     assert set(stats) == {"usage", "perplexity", "dead", "restarts"} and stats["usage"] > 0
-
-
-def test_save_and_load_round_trip(tmp_path):
-    model = tiny()
-    batch = mixed_batch()
-    model(**batch.encoder_inputs())
-    model(**batch.encoder_inputs())
-    model.save_pretrained(tmp_path)
-    loaded = NeuralTokenizer.from_pretrained(tmp_path)
-    assert not loaded.training
-    for name in ("codebook", "cluster_size", "embed_sum", "initialized", "steps_since_used", "usage_counts"):
-        assert torch.equal(getattr(loaded.quantizer, name), getattr(model.quantizer, name)), name
-    assert torch.equal(loaded.tokenize(**batch.encoder_inputs())[0], model.tokenize(**batch.encoder_inputs())[0])
-    assert loaded.get_config()["encoder"]["preprocessing"]["sfreq"] == 200.0
-    assert loaded.codebook_stats() == model.codebook_stats()
 
 
 def test_tokenize_keeps_training_mode_and_buffers():
@@ -175,12 +120,6 @@ def test_training_step_contract():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tiny(**kwargs)
-
-
-def test_wrong_sampling_rate_is_an_error():
-    x, pos = recording(3, 100, 0)
-    with pytest.raises(ValueError, match="expects sfreq=200.0"):
-        tiny()(x[None], pos, sfreq=250.0)
 
 
 def test_codes_describe_the_signal_not_the_position():

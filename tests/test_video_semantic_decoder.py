@@ -1,11 +1,14 @@
-"""SemanticDecoder: pooled EEG embedding -> CLIP text embedding (eegfm_video.models.semantic_decoder)."""
+"""SemanticDecoder: pooled EEG embedding -> CLIP text embedding (eegfm_video.models.semantic_decoder).
+
+The checks every model passes (save/load, batch independence, determinism, bf16, input errors)
+are in tests/test_models_common.py."""
 
 import inspect
 
 import pytest
 import torch
 
-from eegfm import MAPEEncoder, proportion_coordinates
+from eegfm import EncoderConfig, MAPEEncoder, proportion_coordinates
 from eegfm_video.losses import alignment_text_loss
 from eegfm_video.models import SemanticDecoder
 
@@ -15,7 +18,7 @@ TINY = dict(encoder_dim=32, hidden_dim=24, num_blocks=2, seq_len=5, width=6)
 def test_defaults_are_sd1_text_embeddings_from_the_base_encoder():
     defaults = {k: p.default for k, p in inspect.signature(SemanticDecoder.__init__).parameters.items() if k != "self"}
     assert defaults["seq_len"] == 77 and defaults["width"] == 768
-    assert defaults["encoder_dim"] == inspect.signature(MAPEEncoder.__init__).parameters["embed_dim"].default
+    assert defaults["encoder_dim"] == EncoderConfig().embed_dim
 
 
 def test_from_encoder_pooled_output():
@@ -25,8 +28,6 @@ def test_from_encoder_pooled_output():
     decoder = SemanticDecoder(**TINY).eval()
     out = decoder(pooled)
     assert out.shape == (2, 5, 6) and torch.isfinite(out).all()
-    # one sample's prediction does not depend on the rest of the batch
-    torch.testing.assert_close(decoder(pooled[1:]), out[1:])
 
 
 def test_output_layout_is_tokens_then_width():
@@ -53,18 +54,6 @@ def test_residual_blocks_start_as_identity_when_zeroed():
     assert len(plain.blocks) == 0
 
 
-def test_save_and_load_round_trip(tmp_path):
-    decoder = SemanticDecoder(**TINY, dropout=0.1)
-    decoder.save_pretrained(tmp_path / "sem")
-    saved = sorted(p.name for p in (tmp_path / "sem").iterdir())
-    assert saved == ["config.json", "diffusion_pytorch_model.safetensors"]
-    loaded = SemanticDecoder.from_pretrained(tmp_path / "sem")
-    assert not loaded.training
-    assert {k: loaded.config[k] for k in TINY} == TINY and loaded.config["dropout"] == 0.1
-    x = torch.randn(3, 32)
-    assert torch.equal(loaded(x), decoder.eval()(x))
-
-
 def test_learns_to_fit_targets_with_the_alignment_loss():
     decoder = SemanticDecoder(**TINY)
     x, target = torch.randn(8, 32), torch.randn(8, 5, 6)
@@ -80,13 +69,8 @@ def test_learns_to_fit_targets_with_the_alignment_loss():
     assert loss.item() < 0.5 * first
 
 
-def test_errors_name_the_argument():
-    decoder = SemanticDecoder(**TINY)
-    with pytest.raises(ValueError, match=(r"pooled must have shape \(batch, 32\) \(encoder_dim=32\), got \(2, 3, "
-                                          r"32\); pass the encoder's pooled output")):
-        decoder(torch.randn(2, 3, 32))
-    with pytest.raises(ValueError, match=r"pooled must have shape \(batch, 32\) \(encoder_dim=32\), got \(2, 16\)"):
-        decoder(torch.randn(2, 16))
+def test_bad_arguments_name_the_argument():
+    """Input errors: tests/test_models_common.py."""
     with pytest.raises(ValueError, match="encoder_dim must be an integer >= 1, got 0"):
         SemanticDecoder(encoder_dim=0)
     with pytest.raises(ValueError, match="num_blocks must be an integer >= 0, got -1"):

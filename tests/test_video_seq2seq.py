@@ -1,4 +1,7 @@
-"""Seq2SeqLatentDecoder: autoregressive for real (eegfm_video.models.seq2seq)."""
+"""Seq2SeqLatentDecoder: autoregressive for real (eegfm_video.models.seq2seq).
+
+The checks every model passes (save/load, padded memory, a sample alone vs padded, token
+permutation, determinism, bf16, input errors) are in tests/test_models_common.py."""
 
 import inspect
 
@@ -108,22 +111,6 @@ def test_start_token_is_learned(memory):
         assert not torch.allclose(model.generate(tokens, mask)[:, 0], before[:, 0])
 
 
-def test_padded_memory_tokens_are_ignored(model, memory):
-    tokens, mask = memory
-    latents = torch.randn(3, 6, 4, 3, 5)
-    noisy = tokens.clone()
-    noisy[1, 7:] = 1e3  # garbage under the padding
-    with torch.no_grad():
-        assert torch.equal(model(noisy, latents, mask), model(tokens, latents, mask))
-        assert torch.equal(model.generate(noisy, mask), model.generate(tokens, mask))
-        # a padded sample equals the same sample without its padding
-        torch.testing.assert_close(model.generate(tokens[1:2, :7]), model.generate(tokens, mask)[1:2])
-        # while real tokens do matter
-        other = tokens.clone()
-        other[1, :7] += 1.0
-        assert not torch.allclose(model.generate(other, mask)[1], model.generate(tokens, mask)[1])
-
-
 def test_end_to_end_from_a_mixed_montage_encoder_batch():
     encoder = MAPEEncoder(embed_dim=32, depth=1, num_heads=2, patch_size=50).eval()
     positions = torch.tensor(proportion_coordinates(["Fz", "Cz", "Pz"]), dtype=torch.float32).expand(2, -1, -1)
@@ -134,15 +121,6 @@ def test_end_to_end_from_a_mixed_montage_encoder_batch():
     with torch.no_grad():
         frames = model.generate(out.tokens, out.token_mask)
     assert frames.shape == (2, 6, 4, 3, 5) and torch.isfinite(frames).all()
-
-
-def test_save_and_load_round_trip(tmp_path, model, memory):
-    tokens, mask = memory
-    model.save_pretrained(tmp_path / "s2s")
-    loaded = Seq2SeqLatentDecoder.from_pretrained(tmp_path / "s2s")
-    assert {k: loaded.config[k] for k in TINY} == TINY
-    with torch.no_grad():
-        assert torch.equal(loaded.generate(tokens, mask), model.generate(tokens, mask))
 
 
 def test_teacher_forcing_training_fits_a_batch(memory):
@@ -160,30 +138,8 @@ def test_teacher_forcing_training_fits_a_batch(memory):
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_errors_name_the_argument(model, memory):
-    tokens, mask = memory
-    latents = torch.randn(3, 6, 4, 3, 5)
-    with pytest.raises(ValueError, match=(r"memory must have shape \(batch, tokens, 32\) \(encoder_dim=32\), got "
-                                          r"\(3, 10, 16\)")):
-        model(torch.randn(3, 10, 16), latents, mask)
-    with pytest.raises(ValueError, match=(r"memory_mask must be a bool tensor of shape \(3, 10\) \(True = real "
-                                          r"token\), got torch.int64 \(3, 10\)")):
-        model(tokens, latents, mask.long())
-    with pytest.raises(ValueError, match=(r"memory_mask must be a bool tensor of shape \(3, 10\).*got torch.bool "
-                                          r"\(3, 9\)")):
-        model.generate(tokens, mask[:, :9])
-    empty = mask.clone()
-    empty[2] = False
-    with pytest.raises(ValueError, match=r"memory_mask has no real token for batch rows \[2\]"):
-        model.generate(tokens, empty)
-    with pytest.raises(ValueError, match=r"latents must have shape \(3, frames, 4, 3, 5\) .*got \(3, 6, 4, 5, 3\)"):
-        model(tokens, torch.randn(3, 6, 4, 5, 3), mask)
-    with pytest.raises(ValueError, match=r"latents must have shape \(3, frames, 4, 3, 5\) .*got \(2, 6, 4, 3, 5\)"):
-        model(tokens, latents[:2], mask)
-    with pytest.raises(ValueError, match="latents must hold at least one frame, got 0"):
-        model(tokens, latents[:, :0], mask)
-    with pytest.raises(ValueError, match="num_frames must be an integer >= 1, got 0"):
-        model.generate(tokens, mask, num_frames=0)
+def test_bad_arguments_name_the_argument():
+    """Input errors: tests/test_models_common.py."""
     with pytest.raises(ValueError, match=("d_model must be even and divisible by num_heads, got d_model=30, "
                                           "num_heads=4")):
         Seq2SeqLatentDecoder(**{**TINY, "d_model": 30, "num_heads": 4})
