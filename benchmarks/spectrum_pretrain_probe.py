@@ -48,8 +48,8 @@ def make_model(patch_size: int = 100, embed_dim: int = 64, depth: int = 2, num_h
                             sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target="spectrum")
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_pretrain_arguments(p: argparse.ArgumentParser, *, batch_size: int = 32) -> None:
+    """The flags every pre-training probe shares (data, size, steps, seed, run folder)."""
     p.add_argument("--sources", required=True, help="eegfm source spec (never the test subjects)")
     p.add_argument("--cache-dir", default="/tmp/eegfm-long/cache")
     p.add_argument("--patch-size", type=int, default=100)
@@ -58,30 +58,53 @@ def main(argv=None) -> dict:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--window-seconds", type=float, default=4.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", type=Path, required=True)
-    args = p.parse_args(argv)
+
+
+def load_corpus(args) -> tuple[DataConfig, object, object, object]:
+    """``(data config, corpus, windows, loader)`` of the probe's flags, the loader checked."""
     data = DataConfig(sources=args.sources, cache_dir=args.cache_dir, window_seconds=args.window_seconds,
                       batch_size=args.batch_size, num_threads=1)
     corpus, windows, loader = build_loader(data, args.patch_size, args.seed, progress=False)
     check_loader(loader)
-    torch.manual_seed(args.seed)
-    model = make_model(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
-                       sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict())
+    return data, corpus, windows, loader
+
+
+def fit(model, args, loader) -> dict:
+    """Train ``model`` (a ``training_step`` module) for ``--steps`` with the probes' schedule
+    (AdamW at ``--lr``, 10 % warm-up, cosine); metrics in ``<run-dir>/metrics.csv``."""
     cfg = TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=args.steps // 10, log_every=max(args.steps // 10, 1),
                       checkpoint_every=args.steps, run_dir=str(args.run_dir), progress=False, metrics="csv",
                       seed=args.seed)
-    fit = Trainer(model, cfg, loader.batches).fit()
-    evaluation = model.evaluate(itertools.islice(loader.batches(epoch=10_000), 10), seed=args.seed)
-    model.encoder.save_pretrained(args.run_dir / "encoder")
-    summary = {"command": "python benchmarks/spectrum_pretrain_probe.py " + " ".join(argv or sys.argv[1:]),
-               "recordings": len(corpus), "windows": len(windows), "steps": fit["steps"],
-               "seconds": fit["seconds"], "masked_r2": evaluation["accuracy"]}
+    return Trainer(model, cfg, loader.batches).fit()
+
+
+def write_summary(script: str, argv, args, corpus, windows, fitted: dict, **figures) -> dict:
+    """Write ``<run-dir>/evaluation.json`` (command, corpus size, steps, seconds, ``figures``) and print it."""
+    summary = {"command": f"python benchmarks/{script} " + " ".join(argv or sys.argv[1:]),
+               "recordings": len(corpus), "windows": len(windows), "steps": fitted["steps"],
+               "seconds": fitted["seconds"], **figures}
     (args.run_dir / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
     return summary
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_pretrain_arguments(p)
+    args = p.parse_args(argv)
+    data, corpus, windows, loader = load_corpus(args)
+    torch.manual_seed(args.seed)
+    model = make_model(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
+                       sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict())
+    fitted = fit(model, args, loader)
+    evaluation = model.evaluate(itertools.islice(loader.batches(epoch=10_000), 10), seed=args.seed)
+    model.encoder.save_pretrained(args.run_dir / "encoder")
+    return write_summary("spectrum_pretrain_probe.py", argv, args, corpus, windows, fitted,
+                         masked_r2=evaluation["accuracy"])
 
 
 if __name__ == "__main__":

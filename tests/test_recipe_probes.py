@@ -170,3 +170,34 @@ def test_card_rows_can_be_limited_to_some_variants():
               "results": {"a": {"options": {"init": "pretrained"}, "rows": [{"best": 0.8}]},
                           "b": {"options": {"init": "scratch"}, "rows": [{"best": 0.6}]}}}
     assert [r.model for r in card.probe_rows("MA", report, ["b"])] == ["from scratch"]
+
+
+def test_contrastive_pretrainer_matches_two_views_of_each_window_and_learns():
+    cp = _load("contrastive_pretrain_probe")
+    from eegfm import proportion_coordinates
+    from eegfm.data.collate import pad_into
+
+    torch.manual_seed(0)
+    encoder = MAPEEncoder(patch_size=50, embed_dim=16, depth=1, num_heads=2)
+    model = cp.ContrastivePretrainer(encoder, proj_dim=8, tau=0.1, channel_dropout=0.25, time_shift_seconds=0.1,
+                                     amplitude_scale=0.2)
+    rng = np.random.default_rng(0)
+    # four windows that differ in spectrum, so that two views of one window can be told from the others
+    t = np.arange(400) / 200.0
+    windows = [(np.sin(2 * np.pi * f * t) * 20 + rng.normal(0, 2, (4, 400))).astype(np.float32) for f in (3, 9, 17, 31)]
+    batch = pad_into(windows, [proportion_coordinates(NAMES)] * 4)
+    out = model.training_step(batch)
+    assert out["count"] == 8  # two views of each of the 4 windows
+    assert out["loss_sum"].requires_grad and 0.0 <= float(out["accuracy"]) <= 1.0
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = float(out["loss_sum"].detach())
+    for _ in range(40):
+        torch.manual_seed(1)
+        loss = model.training_step(batch)["loss_sum"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.manual_seed(1)
+    last = model.training_step(batch)
+    assert float(last["loss_sum"].detach()) < first
+    assert float(last["accuracy"]) == 1.0  # every view's nearest other view is its pair
