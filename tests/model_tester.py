@@ -495,11 +495,8 @@ CASES = [
                           *UNKNOWN_ENCODER_FIELD),
              saved_files=DIFFUSERS_FILES, hub_mixin=False, get_config=get_diffusers_config,
              unused_params=frozenset({"negative_embedding"})),
-    # padded memory holds garbage here, not NaN: a NaN there reaches the outputs through attention
-    # (0 * NaN; the encoder never emits one at padding) -- see the report of the shared suite
     ModelCase("Seq2SeqLatentDecoder", build_seq2seq, memory_recordings, collate_memory, run_seq2seq,
               call=lambda model, inputs: model.generate(**inputs), fill_padding=fill_memory_padding,
-              padding_fills=("garbage",),
               perturb=perturb_memory, permute=permute_memory, input_errors=SEQ2SEQ_ERRORS,
               unknown_key=(lambda: build_seq2seq().__class__(encoder_dim=D, n_layers=1), *_unexpected("n_layers")),
               saved_files=DIFFUSERS_FILES, hub_mixin=False, get_config=get_diffusers_config),

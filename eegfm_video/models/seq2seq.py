@@ -194,7 +194,7 @@ class Seq2SeqLatentDecoder(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin)
 
     # ------------------------------------------------------------------ helpers
     def _prepare_memory(self, memory: torch.Tensor, memory_mask: torch.Tensor | None):
-        """Project the EEG tokens; return them (B, N, d) and the SDPA key mask (B, 1, 1, N) or None."""
+        """Project the EEG tokens (padding zeroed); return them (B, N, d) and the SDPA key mask (B, 1, 1, N) or None."""
         dim = self.config.encoder_dim
         if memory.ndim != 3 or memory.shape[-1] != dim:
             raise ValueError(f"memory must have shape (batch, tokens, {dim}) (encoder_dim={dim}), got "
@@ -210,6 +210,9 @@ class Seq2SeqLatentDecoder(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin)
                 raise ValueError(f"memory_mask has no real token for batch rows {empty}: every sample "
                                  "needs at least one unpadded EEG token")
             attn_mask = memory_mask[:, None, None, :]  # (B, 1, 1, N)
+            # padded tokens may hold anything, NaN included: masked keys get zero weight, but their
+            # values still enter attention's weighted sum (0 * NaN = NaN), so zero them first
+            memory = torch.where(memory_mask[..., None], memory, torch.zeros((), dtype=memory.dtype))
         return self.memory_proj(memory), attn_mask
 
     def _decode(self, inputs: torch.Tensor, memory: torch.Tensor, attn_mask) -> torch.Tensor:
