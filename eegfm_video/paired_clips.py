@@ -10,7 +10,7 @@ files (no pickles), :data:`FORMAT_FILES`:
 - ``meta.json``: channel names, sampling rate, clip ids, class names.
 
 Any data set written in it works: SEED-DV cut by :func:`eegfm.datasets.seed_dv_clips`
-(``examples/seed_dv_recipe.py`` writes it), or the synthetic moving-shapes set of
+(the SEED-DV recipe in the repository writes it), or the synthetic moving-shapes set of
 :func:`eegfm_video.synthetic.make_synthetic_clips`.
 """
 
