@@ -9,6 +9,13 @@ with one message naming the datasets it needs and pointing at ``DATA.md`` (publi
 checksums) and ``scripts/fetch_test_data.py`` (downloads and verifies them) -- except in CI
 (``CI`` set to anything but ``""``/``0``/``false``; ``.ci/run`` sets it), where it **fails**, so
 nothing is silently skipped there. Every other test runs without the recordings.
+
+CUDA tests
+----------
+Tests marked ``cuda`` need a CUDA GPU. They are collected only when the ``-m`` expression
+names ``cuda`` (``benchmarks/gpu_check.sh`` runs ``pytest -m cuda``); otherwise they are
+deselected at collection (reported as deselected, never as skipped), so a CPU run or CI has
+no skipped test for them.
 """
 
 import inspect
@@ -93,6 +100,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared_data" in getattr(item, "fixturenames", ()) and item.get_closest_marker("real_data") is None:
             item.add_marker(pytest.mark.real_data)
+    if "cuda" not in (config.getoption("markexpr", "") or ""):  # GPU tests only when -m names them
+        gpu = [item for item in items if item.get_closest_marker("cuda") is not None]
+        if gpu:
+            config.hook.pytest_deselected(items=gpu)
+            items[:] = [item for item in items if item.get_closest_marker("cuda") is None]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,12 +1,41 @@
-"""Pre-norm Transformer block with ``scaled_dot_product_attention`` and a key padding mask."""
+"""Pre-norm Transformer block with ``scaled_dot_product_attention`` and a key padding mask.
+
+Head-size padding
+-----------------
+PyTorch's fused CUDA attention kernels that take a mask (memory-efficient, cuDNN) need a head
+size divisible by 8 in fp16/bf16; base size has 200 / 10 = 20, so every masked half-precision
+call would fall back to the math kernel (quadratic memory in fp32). Zero-padding q, k and v
+from ``d`` to the next multiple of 8 and keeping the scale ``1 / sqrt(d)`` is exact: the extra
+dimensions add 0 to every score and produce output columns of 0, which are sliced off.
+
+The rule (:func:`pads_head_size`): pad when the head size is not a multiple of 8 and q is a
+CUDA tensor in fp16/bf16. On CPU the fused kernel takes any head size and padding measured
+1.2x slower, so CPU numerics are unchanged. ``MultiHeadSelfAttention.pad_heads`` overrides the
+rule (True/False; None = the rule); it is a plain attribute, not a parameter or buffer, so
+saved models load unchanged.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MultiHeadSelfAttention", "TransformerBlock"]
+__all__ = ["MultiHeadSelfAttention", "TransformerBlock", "pads_head_size"]
+
+HEAD_SIZE_MULTIPLE = 8  # what the fused fp16/bf16 SDPA kernels with a mask need
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def pads_head_size(head_dim: int, device: torch.device, dtype: torch.dtype) -> bool:
+    """The automatic rule: pad heads of ``head_dim`` for q on ``device`` in ``dtype``?
+
+    True when ``head_dim`` is not a multiple of 8 and the call is a CUDA fp16/bf16 one (the
+    only case where a fused masked kernel needs it); False otherwise.
+    """
+    return head_dim % HEAD_SIZE_MULTIPLE != 0 and device.type == "cuda" and dtype in _HALF
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -22,6 +51,12 @@ class MultiHeadSelfAttention(nn.Module):
         Bias in the fused query/key/value projection.
     attn_dropout : float
         Dropout on attention weights during training.
+
+    Attributes
+    ----------
+    pad_heads : bool or None
+        Zero-pad each head to a multiple of 8 before SDPA (exact, see the module docstring):
+        None (default) follows :func:`pads_head_size`, True/False force it.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, qkv_bias: bool = True, attn_dropout: float = 0.0):
@@ -30,6 +65,7 @@ class MultiHeadSelfAttention(nn.Module):
             raise ValueError(f"{embed_dim=} must be divisible by {num_heads=}")
         self.num_heads = num_heads
         self.attn_dropout = attn_dropout
+        self.pad_heads: bool | None = None
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=qkv_bias)
         self.proj = nn.Linear(embed_dim, embed_dim)
 
@@ -47,10 +83,18 @@ class MultiHeadSelfAttention(nn.Module):
         torch.Tensor, shape (B, N, D)
         """
         batch, n_tokens, dim = x.shape
-        qkv = self.qkv(x).view(batch, n_tokens, 3, self.num_heads, dim // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, N, D/H)
+        head_dim = dim // self.num_heads
+        qkv = self.qkv(x).view(batch, n_tokens, 3, self.num_heads, head_dim)
+        pad = self.pad_heads if self.pad_heads is not None else pads_head_size(head_dim, qkv.device, qkv.dtype)
+        extra = -head_dim % HEAD_SIZE_MULTIPLE if pad else 0
+        if extra:  # (B, N, 3, H, d) -> (B, N, 3, H, d + extra), zeros; the scale stays 1/sqrt(d)
+            qkv = F.pad(qkv, (0, extra))
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, N, d [+ extra])
         dropout = self.attn_dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        scale = 1.0 / math.sqrt(head_dim) if extra else None  # None: SDPA's default, 1/sqrt(d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=scale)
+        if extra:
+            out = out[..., :head_dim]
         return self.proj(out.transpose(1, 2).reshape(batch, n_tokens, dim))
 
 
