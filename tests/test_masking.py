@@ -54,3 +54,32 @@ def test_errors():
         random_mask(_token_mask(), 1.0)
     with pytest.raises(ValueError, match="mask strategy 'block' is not one of"):
         make_mask("block", _token_mask(), 0.5)
+
+
+def test_scores_are_drawn_on_the_token_mask_device(monkeypatch):
+    """No draw on the host then a copy: torch.rand gets the token mask's device, or the
+    generator's when one is given (whose draws are then copied over)."""
+    devices, rand = [], torch.rand
+
+    def recording(*args, device=None, **kwargs):
+        devices.append(torch.device(device))
+        return rand(*args, device=device, **kwargs)
+
+    monkeypatch.setattr(torch, "rand", recording)
+    meta = torch.ones(2, 3, 4, dtype=torch.bool, device="meta")
+    assert make_mask("channel", meta, 0.5).device.type == "meta"
+    make_mask("random", _token_mask(), 0.5, torch.Generator().manual_seed(0))
+    assert devices == [torch.device("meta"), torch.device("cpu")]
+
+
+@pytest.mark.parametrize("strategy", ["random", "channel", "temporal"])
+def test_cpu_masks_under_a_seed_are_the_cpu_generator_draws(strategy):
+    """A seed gives the masks of the CPU generator's uniform scores, ranked (reproducible)."""
+    valid = _token_mask()
+    rows = {"random": valid.flatten(1), "channel": valid.any(2), "temporal": valid.any(1)}[strategy]
+    scores = torch.rand(rows.shape, generator=torch.Generator().manual_seed(3)).masked_fill(~rows, 2.0)
+    n = rows.sum(1)
+    keep = scores.argsort(1).argsort(1) < torch.round(n * 0.5).long()[:, None]
+    mask = make_mask(strategy, valid, 0.5, torch.Generator().manual_seed(3))
+    chosen = {"random": mask.flatten(1), "channel": mask.any(2), "temporal": mask.any(1)}[strategy]
+    assert torch.equal(chosen, keep & rows)

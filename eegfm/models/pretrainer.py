@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hub import HubMixin, hub_card
-from ..modules.masking import MASK_STRATEGIES, make_mask
+from ..modules.masking import MASK_STRATEGIES, draw_device, make_mask
 from .config import EmbedsEncoderConfig, EncoderConfig
 from .encoder import MAPEEncoder
 from .tokenizer import amplitude_target
@@ -233,7 +233,8 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         masks = [(name, make_mask(name, token_mask, self.ratios[name], generator)) for name in self.strategies]
         if self.single_pass:
             batch = token_mask.shape[0]
-            offset = torch.randint(len(masks), (1,), generator=generator).to(token_mask.device)
+            offset = torch.randint(len(masks), (1,), generator=generator,
+                                   device=draw_device(token_mask.device, generator)).to(token_mask.device)
             strategy_of_sample = (torch.arange(batch, device=token_mask.device) + offset) % len(masks)  # (B,)
             stacked = torch.stack([mask for _, mask in masks])  # (S, B, C, K)
             mixed = stacked[strategy_of_sample, torch.arange(batch, device=token_mask.device)]  # (B, C, K)
@@ -407,9 +408,9 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         was_training, single_pass = self.training, self.single_pass
         self.eval()
         self.single_pass = False  # every strategy on every sample: figures comparable across modes
-        generator = torch.Generator().manual_seed(seed)
-        hits, weights, totals, base_hits, base_total = {}, {}, {}, 0.0, 0
         device = self.mask_embedding.device
+        generator = torch.Generator(device).manual_seed(seed)  # masks drawn where the batches are
+        hits, weights, totals, base_hits, base_total = {}, {}, {}, 0.0, 0
         for batch in batches:
             batch = batch.to(device)
             out = self(**batch.encoder_inputs(), targets=self._batch_targets(batch), generator=generator)

@@ -11,13 +11,24 @@ two or more, never all of them:
 - ``temporal``: whole time steps (the chosen patch index on every valid channel).
 
 Everything is vectorised over the batch: rank random scores and keep the lowest ``n``.
+
+Random numbers are drawn on the token mask's device (no host-to-device copy, no sync), from
+``generator`` when one is given. A generator on another device (say a CPU generator for CUDA
+tokens) still works: the numbers are drawn where it lives and copied, so a seed gives the
+same masks on every device, at the cost of that copy. On CPU the draws are those of a CPU
+generator, as before.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["MASK_STRATEGIES", "channel_mask", "make_mask", "random_mask", "temporal_mask"]
+__all__ = ["MASK_STRATEGIES", "channel_mask", "draw_device", "make_mask", "random_mask", "temporal_mask"]
+
+
+def draw_device(device: torch.device, generator: torch.Generator | None) -> torch.device:
+    """Where to draw random numbers for tensors on ``device``: there, or where ``generator`` lives."""
+    return device if generator is None else generator.device
 
 
 def _choose(candidates: torch.Tensor, ratio: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -37,7 +48,8 @@ def _choose(candidates: torch.Tensor, ratio: float, generator: torch.Generator |
     n = candidates.sum(1)  # (B,)
     k = torch.round(n.float() * ratio).long()
     k = torch.where(n >= 2, k.clamp(1, None).minimum(n - 1), n.clamp(max=1))
-    scores = torch.rand(candidates.shape, generator=generator, device="cpu").to(candidates.device)
+    scores = torch.rand(candidates.shape, generator=generator, device=draw_device(candidates.device, generator))
+    scores = scores.to(candidates.device)  # a no-op unless the generator lives elsewhere
     scores = scores.masked_fill(~candidates, 2.0)  # invalid entries rank last
     ranks = scores.argsort(1).argsort(1)  # (B, N): rank of each entry within its row
     return (ranks < k[:, None]) & candidates
