@@ -98,6 +98,8 @@ class TrainConfig:
     progress: bool = True  # progress bar on rank 0 (plain lines every 30 s when stderr is not a terminal)
     device: str = "auto"  # "auto": cuda:LOCAL_RANK if available, else cpu; or any torch device string
     find_unused_parameters: bool = False  # passed to DDP, for models that skip parameters in some steps
+    broadcast_buffers: bool = False  # DDP: copy rank 0's buffers to every rank each forward (BatchNorm stats); off keeps per-rank buffers (the quantizer's ring buffer of recent outputs) each rank's own
+    tf32: bool | None = None  # on CUDA, fit() sets torch's process-wide TF32 flags (float32 matmuls, cuDNN) to this; None leaves them; off by default: TF32 would change some frozen-tokenizer codes, as bf16 does
     compile: bool = False  # torch.compile the training step (forward, loss, backward); same maths; slow first step, recompiles per batch shape
 
     def to_dict(self) -> dict:
@@ -430,6 +432,8 @@ class Trainer:
         cfg = self.config
         info = D.init_distributed()
         self.device = self._resolve_device()
+        if self.device.type == "cuda" and cfg.tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
         _seed_everything(cfg.seed + info.rank)
         self._autocast_ctx, self.scaler = self._autocast()
         model = self.model.to(self.device)
@@ -442,6 +446,7 @@ class Trainer:
                 step_module,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=cfg.find_unused_parameters,
+                broadcast_buffers=cfg.broadcast_buffers,
             )
         if cfg.compile:  # after DDP, so that its bucketed all-reduces split the graph (DDPOptimizer)
             step_module = torch.compile(step_module)
