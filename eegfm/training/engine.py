@@ -99,7 +99,7 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda:LOCAL_RANK if available, else cpu; or any torch device string
     find_unused_parameters: bool = False  # passed to DDP, for models that skip parameters in some steps
     broadcast_buffers: bool = False  # DDP: copy rank 0's buffers to every rank each forward (BatchNorm stats); off keeps per-rank buffers (the quantizer's ring buffer of recent outputs) each rank's own
-    tf32: bool | None = None  # on CUDA, fit() sets torch's process-wide TF32 flags (float32 matmuls, cuDNN) to this; None leaves them; off by default: TF32 would change some frozen-tokenizer codes, as bf16 does
+    tf32: bool | None = None  # on CUDA, fit() sets torch's process-wide TF32 flags (float32 matmuls, cuDNN) to this; None leaves them (not set by default: TF32 rounds float32 matmul inputs to 10 bits, which may change frozen-tokenizer codes, as bf16 did)
     compile: bool = False  # torch.compile the training step (forward, loss, backward); same maths; slow first step, recompiles per batch shape
 
     def to_dict(self) -> dict:
