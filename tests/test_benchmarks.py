@@ -2,6 +2,9 @@
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,9 +47,12 @@ def test_pretrain_step_throughput_runs(tmp_path):
                          "pretrain", "--num-codes", "32", "--warmup", "1", "--steps", "1", "--rounds", "1",
                          "--out", str(tmp_path)])
     assert report["results"]["eegfm.MaskedPretrainer step"]["tokens_per_s"] > 0
-    assert (tmp_path / "pretrain_step_throughput_cpu_tiny_b2_fp32.json").exists()
+    assert (tmp_path / "pretrain_step_vs_labram_masked_throughput_cpu_tiny_b2_fp32.json").exists()
 
 
+# Labram's masked step indexes the masked tokens (as LaBraM does): dynamo resumes after that graph
+# break with a non-leaf input and touches its .grad (torch's own warning)
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf Tensor:UserWarning")
 def test_pretrain_step_throughput_compiled_runs(tmp_path):
     """--compile / --compile-labram wire torch.compile into both steps (aot_eager here: the
     graphs are built and run; the inductor path is timed in benchmarks/results)."""
@@ -58,8 +64,63 @@ def test_pretrain_step_throughput_compiled_runs(tmp_path):
     results = report["results"]
     assert results["eegfm.MaskedPretrainer step"]["compiled"] and results["braindecode.Labram"]["compiled"]
     assert all(r["tokens_per_s"] > 0 and r["first_step_s"] > 0 for r in results.values())
-    name = "pretrain_step_single_cached_compiled_labramcompiled_throughput_cpu_tiny_b2_fp32_check.json"
+    name = "pretrain_step_single_cached_vs_labram_masked_compiled_labramcompiled_throughput_cpu_tiny_b2_fp32_check.json"
     assert (tmp_path / name).exists()
+
+
+def test_padded_pretrain_step_vs_labram_masked_step_reports_sizes_and_memory(tmp_path):
+    """--padded: mixed caps, real tokens counted; the Labram arm is the LaBraM-style masked step;
+    Labram's real width is reported (braindecode ignores embed_dim at tiny size); --memory runs
+    each arm in a subprocess and reports its peak RSS growth."""
+    bench = _load("encoder_throughput")
+    report = bench.main(["--device", "cpu", "--size", "tiny", "--batch-size", "3", "--padded", "--caps", "3,5,8",
+                         "--task", "pretrain", "--single-pass", "--cached-codes", "--num-codes", "32", "--warmup", "1",
+                         "--steps", "1", "--rounds", "1", "--memory", "--out", str(tmp_path)])
+    assert report["tokens_per_step"] == (3 + 5 + 8) * 4
+    ours, labram = report["results"]["eegfm.MaskedPretrainer step"], report["results"]["braindecode.Labram"]
+    assert ours["width"] == 64 and labram["width"] == 200 and "(asked 64)" in report["what"]["labram_size"]
+    assert ours["peak_memory_GiB"] >= 0 and labram["peak_memory_GiB"] >= 0
+    assert report["what"]["braindecode.Labram"].startswith("LaBraM-style masked step")
+    assert "zero-padded to 8 channels" in report["what"]["batch"]
+    assert (tmp_path / "pretrain_step_single_cached_vs_labram_masked_padded_throughput_cpu_tiny_b3_fp32.json").exists()
+
+
+def test_labram_masked_step_heads_only_the_masked_tokens():
+    bench = _load("encoder_throughput")
+    import torch
+    from torch import nn
+
+    class Tokens(nn.Module):  # stands in for Labram: patch tokens = the patch's first sample, width 1
+        embed_dim = 1
+
+        def forward(self, x, ch_names, return_patch_tokens):
+            assert return_patch_tokens and len(ch_names) == x.shape[1]
+            return x.view(len(x), -1, 2)[..., :1]
+
+    step = bench.LabramMasked(Tokens(), num_codes=3)
+    x = torch.arange(1.0, 9.0).view(1, 2, 4)  # 2 channels x 2 patches of 2 samples
+    mask = torch.tensor([[[True, False], [False, True]]])
+    codes = torch.tensor([[0, -1, -1, 2]])  # only the masked tokens' codes are read
+    loss = step(x, mask, codes, ["C3", "C4"])
+    logits = step.head(torch.zeros(2, 1))  # masked patches are zeroed before the model
+    assert torch.allclose(loss, nn.functional.cross_entropy(logits, torch.tensor([0, 2])))
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_runs_every_step_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh --tiny: every command of the GPU check at tiny size on the CPU (the
+    CUDA tests are only collected), a JSON per benchmark and an all-passed summary."""
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--tiny", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "gpu_check_summary.json").read_text())
+    assert summary["passed"] and [s["step"] for s in summary["steps"]] == [
+        "cuda_tests", "encoder_step", "encoder_step_padded", "pretrain_step", "pretrain_step_padded",
+        "vq_lookup_memory", "video_unet_step"]
+    assert len(list(tmp_path.glob("*_throughput_cpu_tiny_b3_bf16.json"))) == 4
+    assert (tmp_path / "vq_lookup_memory_cpu.json").exists() and (tmp_path / "video_unet_step_cpu_tiny_fp32.json").exists()
+    assert "test_attention_kernels.py::test_cuda_masked_bf16_base_heads_run_on_a_fused_kernel" in proc.stdout
 
 
 def test_vq_lookup_memory_runs(tmp_path):
