@@ -15,9 +15,9 @@ and the target (``target=``) says what the masked tokens predict:
     per-token loss = cross-entropy. The codes come from the frozen tokenizer, always run in
     float32 outside any autocast (in bf16 about 7 % of the codes change), or precomputed:
     pass ``targets=`` (the training step takes ``batch.targets`` when the loader attaches
-    cached codes, see :class:`eegfm.data.TokenCodeCache`). Accuracy on masked tokens is
-    reported beside the accuracy of always predicting the most frequent code seen so far in
-    training.
+    cached codes, see :func:`eegfm.data.cache_codes` and :class:`eegfm.data.CodedWindows`).
+    Accuracy on masked tokens is reported beside the accuracy of always predicting the most
+    frequent code seen so far in training.
 ``"spectrum"``
     ``target (B, C*K, F)`` = each patch's per-sample z-scored ``|rfft|``
     (:func:`eegfm.models.tokenizer.amplitude_target`, the tokenizer's own target, float32),
