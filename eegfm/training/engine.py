@@ -39,6 +39,7 @@ with ``non_blocking=True`` where ``to`` takes it, asynchronous from pinned memor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 import math
@@ -124,17 +125,20 @@ def _to_device(batch, device: torch.device):
         return type(batch)(_to_device(b, device) for b in batch)
     if isinstance(batch, dict):
         return {k: _to_device(v, device) for k, v in batch.items()}
-    if device.type == "cuda" and (torch.is_tensor(batch) or (hasattr(batch, "to") and _takes_non_blocking(batch.to))):
+    if device.type == "cuda" and (torch.is_tensor(batch)
+                                  or (hasattr(batch, "to") and _takes_non_blocking(type(batch)))):
         return batch.to(device, non_blocking=True)  # from pinned memory the copy overlaps with queued work
     if hasattr(batch, "to"):
         return batch.to(device)
     return batch
 
 
-def _takes_non_blocking(method) -> bool:
-    """Whether a batch type's ``to`` accepts ``non_blocking=`` (EEGBatch's and nn.Module's do)."""
+@functools.lru_cache(maxsize=None)
+def _takes_non_blocking(batch_type: type) -> bool:
+    """Whether a batch type's ``to`` accepts ``non_blocking=`` (EEGBatch's and nn.Module's do); asked
+    once per type, not on every step."""
     try:
-        params = inspect.signature(method).parameters.values()
+        params = inspect.signature(batch_type.to).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature
         return False
     return any(p.name == "non_blocking" or p.kind is p.VAR_KEYWORD for p in params)
