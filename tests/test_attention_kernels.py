@@ -18,6 +18,7 @@ from eegfm import MAPEEncoder
 from eegfm.data import pad_recordings
 from eegfm.models.pretrainer import MaskedPretrainer
 from eegfm.modules.masking import make_mask
+from eegfm.modules import AttentionPool
 from eegfm.modules.transformer import MultiHeadSelfAttention, pads_head_size
 from eegfm.registry import _ARCHITECTURES, create_model
 
@@ -28,7 +29,7 @@ SMALL_BASE = dict(embed_dim=40, depth=2, num_heads=2, patch_size=25)  # head siz
 def set_pad_heads(model, value):
     """Force (True/False) or restore (None) the padding rule in every attention module of ``model``."""
     for module in model.modules():
-        if isinstance(module, MultiHeadSelfAttention):
+        if isinstance(module, (MultiHeadSelfAttention, AttentionPool)):
             module.pad_heads = value
     return model
 
@@ -134,6 +135,20 @@ def test_every_registry_architecture_hands_sdpa_a_head_size_multiple_of_8(name, 
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert len(sizes) == 2 * len(shapes)
     assert all(size % 8 == 0 for size in sizes[1::2]), (name, sizes)
+
+
+def test_attention_pool_pads_its_heads_exactly(monkeypatch):
+    """The pooling read-out (head size 20 here) hands SDPA heads of 24 when padding is on, and
+    pools the same features, masked, as unpadded; its state dict is unchanged."""
+    pool = AttentionPool(80, num_queries=3, num_heads=4).eval()
+    assert pool.pad_heads is None and "pad_heads" not in str(list(pool.state_dict()))
+    tokens, token_mask = torch.randn(2, 9, 80), torch.arange(9)[None, :] < torch.tensor([[9], [4]])
+    sizes = record_head_sizes(monkeypatch)
+    with torch.no_grad():
+        want = pool(tokens, token_mask)
+        got = set_pad_heads(pool, True)(tokens, token_mask)
+    assert sizes == [20, 24]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_no_new_parameters_or_buffers_so_saved_models_load_unchanged(tmp_path):

@@ -12,8 +12,9 @@ linear probe, reduced to one cross-attention layer.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .transformer import sdpa_padded_heads
 
 __all__ = ["AttentionPool"]
 
@@ -29,6 +30,13 @@ class AttentionPool(nn.Module):
         ``Q``, learned queries; the output concatenates their read-outs.
     num_heads : int
         Attention heads (must divide ``embed_dim``).
+
+    Attributes
+    ----------
+    pad_heads : bool or None
+        As :class:`eegfm.modules.transformer.MultiHeadSelfAttention`'s: None (default) pads
+        each head to a multiple of 8 on CUDA fp16/bf16 (so the masked read keeps a fused
+        kernel), True/False force it. Exact either way; not saved.
     """
 
     def __init__(self, embed_dim: int, num_queries: int = 4, num_heads: int = 4):
@@ -38,6 +46,7 @@ class AttentionPool(nn.Module):
         if embed_dim % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim}")
         self.embed_dim, self.num_queries, self.num_heads = embed_dim, num_queries, num_heads
+        self.pad_heads: bool | None = None
         self.queries = nn.Parameter(torch.zeros(num_queries, embed_dim))
         nn.init.trunc_normal_(self.queries, std=0.02)
         self.norm = nn.LayerNorm(embed_dim)
@@ -56,6 +65,6 @@ class AttentionPool(nn.Module):
         q = self.queries.to(k.dtype).view(1, self.num_queries, heads, head_dim).transpose(1, 2)
         q = q.expand(batch, -1, -1, -1)  # (B, H, Q, hd)
         mask = token_mask[:, None, None, :]  # (B, 1, 1, N): attend to real tokens only
-        read = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, Q, hd)
+        read = sdpa_padded_heads(q, k, v, attn_mask=mask, pad=self.pad_heads)  # (B, H, Q, hd); heads padded to 8 on CUDA half
         read = self.proj(read.transpose(1, 2).reshape(batch, self.num_queries, dim))
         return read.flatten(1)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MultiHeadSelfAttention", "TransformerBlock", "pads_head_size"]
+__all__ = ["MultiHeadSelfAttention", "TransformerBlock", "pads_head_size", "sdpa_padded_heads"]
 
 HEAD_SIZE_MULTIPLE = 8  # what the fused fp16/bf16 SDPA kernels with a mask need
 _HALF = (torch.float16, torch.bfloat16)
@@ -36,6 +36,37 @@ def pads_head_size(head_dim: int, device: torch.device, dtype: torch.dtype) -> b
     only case where a fused masked kernel needs it); False otherwise.
     """
     return head_dim % HEAD_SIZE_MULTIPLE != 0 and device.type == "cuda" and dtype in _HALF
+
+
+def sdpa_padded_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                      dropout_p: float = 0.0, pad: bool | None = None) -> torch.Tensor:
+    """``scaled_dot_product_attention`` with each head zero-padded to a multiple of 8 when needed.
+
+    Parameters
+    ----------
+    q : torch.Tensor, shape (B, H, Nq, d)
+    k, v : torch.Tensor, shape (B, H, Nk, d)
+    attn_mask : torch.Tensor of bool, broadcastable to (B, H, Nq, Nk), optional
+        True where a query may attend to a key.
+    dropout_p : float
+        Attention dropout (pass 0 at evaluation).
+    pad : bool, optional
+        Force the padding on or off; None follows :func:`pads_head_size` (CUDA fp16/bf16 and
+        ``d`` not a multiple of 8). Padding is exact: the scale stays ``1 / sqrt(d)``.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, H, Nq, d)
+    """
+    head_dim = q.shape[-1]
+    pad = pad if pad is not None else pads_head_size(head_dim, q.device, q.dtype)
+    extra = -head_dim % HEAD_SIZE_MULTIPLE if pad else 0
+    if not extra:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    q, k, v = (F.pad(t, (0, extra)) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                                         scale=1.0 / math.sqrt(head_dim))
+    return out[..., :head_dim]
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -84,17 +115,9 @@ class MultiHeadSelfAttention(nn.Module):
         """
         batch, n_tokens, dim = x.shape
         head_dim = dim // self.num_heads
-        qkv = self.qkv(x).view(batch, n_tokens, 3, self.num_heads, head_dim)
-        pad = self.pad_heads if self.pad_heads is not None else pads_head_size(head_dim, qkv.device, qkv.dtype)
-        extra = -head_dim % HEAD_SIZE_MULTIPLE if pad else 0
-        if extra:  # (B, N, 3, H, d) -> (B, N, 3, H, d + extra), zeros; the scale stays 1/sqrt(d)
-            qkv = F.pad(qkv, (0, extra))
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, N, d [+ extra])
+        q, k, v = self.qkv(x).view(batch, n_tokens, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         dropout = self.attn_dropout if self.training else 0.0
-        scale = 1.0 / math.sqrt(head_dim) if extra else None  # None: SDPA's default, 1/sqrt(d)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=scale)
-        if extra:
-            out = out[..., :head_dim]
+        out = sdpa_padded_heads(q, k, v, attn_mask, dropout, pad=self.pad_heads)  # (B, H, N, d)
         return self.proj(out.transpose(1, 2).reshape(batch, n_tokens, dim))
 
 
