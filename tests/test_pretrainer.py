@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from eegfm.data import pad_recordings
-from eegfm.models.pretrainer import MaskedPretrainer
+from eegfm.models.pretrainer import MaskedPretrainer, signal_target
 
 TINY = dict(patch_size=25, embed_dim=32, depth=1, num_heads=2, num_codes=8)
 
@@ -326,10 +326,116 @@ def test_spectrum_target_is_saved_and_old_folders_load_as_codes(tmp_path):
 
 
 def test_spectrum_errors():
-    with pytest.raises(ValueError, match=r"^target must be one of 'codes', 'spectrum', got 'fft'$"):
+    with pytest.raises(ValueError, match=r"^target must be one of 'codes', 'spectrum', 'signal', got 'fft'$"):
         MaskedPretrainer(**{**SPECTRUM, "target": "fft"})
     pre = MaskedPretrainer(**SPECTRUM)
     with pytest.raises(ValueError, match="target='spectrum' needs no tokenizer: attach_tokenizer"):
         pre.attach_tokenizer(AmplitudeBins())
     with pytest.raises(ValueError, match=r"target='spectrum' regresses amplitudes computed from x: targets="):
+        pre(**batch_of().encoder_inputs(), targets=torch.zeros(2, 48, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- target="signal"
+SIGNAL = {**SPECTRUM, "target": "signal"}
+
+
+def _reference_signal(batch, patch_size=25) -> np.ndarray:
+    """Every patch's samples z-scored on their own (population variance + 1e-6), float64, numpy: (B, C, K, W)."""
+    x = batch.x.double().numpy()
+    b, c, t = x.shape
+    k = t // patch_size
+    centred = x[..., : k * patch_size].reshape(b, c, k, patch_size)
+    centred = centred - centred.mean(-1, keepdims=True)
+    return centred / np.sqrt(centred.var(-1, keepdims=True) + 1e-6)
+
+
+def test_signal_target_z_scores_each_patch_on_its_own():
+    patches = torch.tensor([[[[1.0, 2.0, 3.0, 4.0], [5.0] * 4, [float("nan")] * 4, [9.0, -9.0, 9.0, -9.0]]]])
+    token_mask = torch.tensor([[[True, True, False, True]]])  # (1, 1, 4): the third patch is padding
+    out = signal_target(patches, token_mask)
+    assert out.dtype == torch.float32 and out.shape == (1, 1, 4, 4)
+    np.testing.assert_allclose(out[0, 0, 0].numpy(), (np.array([1, 2, 3, 4]) - 2.5) / np.sqrt(1.25 + 1e-6), rtol=1e-6)
+    assert torch.equal(out[0, 0, 1], torch.zeros(4))  # a flat patch: 0, not NaN
+    assert torch.equal(out[0, 0, 2], torch.zeros(4))  # padding, even NaN: 0
+    np.testing.assert_allclose(out[0, 0, 3].numpy(), [1, -1, 1, -1], rtol=1e-6)  # its own scale, not the sample's
+    shifted = signal_target(patches.to(torch.bfloat16) * 8 + 16, token_mask)  # any offset and scale, any dtype
+    assert shifted.dtype == torch.float32
+    np.testing.assert_allclose(shifted.numpy(), out.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_signal_loss_and_r2_equal_a_reference_computation_and_ignore_padding():
+    batch = batch_of()  # (2, 6, 200): sample 1 has 4 channels and 125 samples (5 of 8 patches)
+    bias = np.linspace(-1.0, 1.0, 25)
+    pre = _constant_head(MaskedPretrainer(**SIGNAL, strategies=["random", "temporal"]), bias)
+    assert pre.head.out_features == 25 and "target_counts" not in pre.state_dict()  # one output per sample
+    g = torch.Generator().manual_seed(0)
+    m1 = torch.rand(2, 6, 8, generator=g) < 0.5
+    m2 = torch.zeros(2, 6, 8, dtype=torch.bool)
+    m2[:, :, ::2] = True
+    _fixed_masks(pre, lambda tm: [("random", m1 & tm, None), ("temporal", m2 & tm, None)])
+    out = pre(**batch.encoder_inputs())
+
+    target = _reference_signal(batch)
+    token_mask = pre.encoder.token_mask(batch.channel_mask, batch.n_times, 8).numpy()
+    errors, r2 = [], {}
+    for name, mask in (("random", m1.numpy() & token_mask), ("temporal", m2.numpy() & token_mask)):
+        truth = target[mask]  # (M, W)
+        errors.append(((bias - truth) ** 2).mean(-1))  # per-token MSE (M,)
+        r2[name] = 1 - ((bias - truth) ** 2).sum() / (truth ** 2).sum()
+    reference = np.concatenate(errors).sum() / (sum(map(len, errors)) / 2)  # two strategies: sum of their means
+    assert out.loss.item() == pytest.approx(reference, rel=1e-5)
+    assert {k: float(v) for k, v in out.accuracy.items()} == pytest.approx(r2, rel=1e-5, abs=1e-6)
+    assert float(out.baseline_accuracy) == 0.0
+    assert {k: int(v) for k, v in out.n_masked.items()} == {k: len(e) for k, e in zip(r2, errors)}
+
+    batch.x[1, 4:] = 1e4  # garbage in the padded channels and time steps changes nothing
+    batch.x[1, :, 125:] = -1e4
+    again = pre(**batch.encoder_inputs())
+    assert again.loss.item() == pytest.approx(out.loss.item(), rel=1e-6)
+    assert {k: float(v) for k, v in again.accuracy.items()} == pytest.approx(r2, rel=1e-5, abs=1e-6)
+
+    _constant_head(pre, np.zeros(25))  # predicting 0: R^2 0, and a loss of 1 (each target has unit variance)
+    zero = pre(**batch.encoder_inputs())
+    assert all(float(v) == 0.0 for v in zero.accuracy.values())
+    assert zero.loss.item() == pytest.approx(2.0, rel=1e-5)  # two strategies: the sum of their means
+
+
+def test_signal_target_trains_evaluates_and_is_saved(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**SIGNAL, single_pass=True)
+    batch = batch_of()
+    t = torch.arange(200, dtype=torch.float32)
+    batch.x = batch.x * 0.1 + 20 * torch.sin(2 * torch.pi * t / 25) * batch.channel_mask[..., None]  # learnable
+    opt = torch.optim.AdamW(pre.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        out = pre.training_step(batch)
+        loss = out["loss_sum"] / out["count"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+    assert set(out) == {"loss_sum", "count", "accuracy_random", "accuracy_channel", "accuracy_temporal",
+                        "baseline_accuracy"}
+    batch.targets = torch.zeros(2, 48, dtype=torch.long)  # cached codes of a loader: ignored by the step
+    assert torch.isfinite(pre.training_step(batch)["loss_sum"])
+    evaluation = pre.evaluate([batch], seed=0)
+    assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
+    assert all(r2 > 0.5 for r2 in evaluation["accuracy"].values()), evaluation
+
+    pre.save_pretrained(tmp_path / "signal")
+    assert json.loads((tmp_path / "signal" / "config.json").read_text())["target"] == "signal"
+    loaded = MaskedPretrainer.from_pretrained(tmp_path / "signal")
+    assert loaded.target == "signal" and loaded.head.out_features == 25
+    assert torch.equal(loaded.head.weight, pre.head.weight)
+
+
+def test_signal_errors():
+    pre = MaskedPretrainer(**SIGNAL)
+    with pytest.raises(ValueError, match="target='signal' needs no tokenizer: attach_tokenizer"):
+        pre.attach_tokenizer(AmplitudeBins())
+    with pytest.raises(ValueError, match=r"target='signal' regresses samples computed from x: targets="):
         pre(**batch_of().encoder_inputs(), targets=torch.zeros(2, 48, dtype=torch.long))

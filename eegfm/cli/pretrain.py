@@ -1,4 +1,4 @@
-"""``eegfm pretrain``: masked pre-training of a MAPEEncoder on a tokenizer's codes or on Fourier amplitudes.
+"""``eegfm pretrain``: masked pre-training of a MAPEEncoder on tokenizer codes, Fourier amplitudes or raw samples.
 
     eegfm pretrain --tokenizer=runs/tokenizer/model --data.sources="bids:/data/my_bids" --train.steps=50000
     eegfm pretrain --model.target=spectrum --data.sources="bids:/data/my_bids"  # no tokenizer needed
@@ -6,21 +6,22 @@
 
 --model.target says what the masked tokens predict: "codes" (default), the codes of
 --tokenizer (the model/ folder of an `eegfm tokenizer` run or a Hub repo id; default
-runs/tokenizer/model), or "spectrum", each masked patch's z-scored Fourier amplitudes (the
-tokenizer's own target, regressed directly: no tokenizer, no code cache). The patch length
-is --model.patch_size (default: the tokenizer's, or 100 samples without one). Writes to
---train.run_dir: run_config.json (first), checkpoints/ (resume with --train.resume=true),
-metrics.csv, model/ (the whole pretrainer), encoder/ (the pre-trained MAPEEncoder in Hub
-format: load it with MAPEEncoder.from_pretrained and fine-tune), evaluation.json (masked-token
-accuracy per strategy beside the most-frequent-code baseline, or with spectrum the masked R^2
-per strategy, 0 for predicting the mean). A WARNING (log and summary) says when the encoder
-does not beat that baseline. The README.md of model/ and encoder/ is the run's model card
-(data, preprocessing, the command that reruns the run, the masked evaluation); plots/ holds
-loss.png, masked.png (masked-token accuracy per strategy vs the baseline over steps, or the
-masked R^2), spectra.png (spectrum target: true vs predicted amplitudes of a few masked
-patches) and montage.png (each cap's channels at their proportion coordinates). A run
-directory that holds an earlier run is refused unless resumed or --overwrite is given.
---push_to_hub=you/name uploads the encoder with its card.
+runs/tokenizer/model), "spectrum", each masked patch's z-scored Fourier amplitudes (the
+tokenizer's own target, regressed directly: no tokenizer, no code cache), or "signal", each
+masked patch's samples z-scored per patch (MAE's normalised-pixel target; no tokenizer
+either). The patch length is --model.patch_size (default: the tokenizer's, or 100 samples
+without one). Writes to --train.run_dir: run_config.json (first), checkpoints/ (resume with
+--train.resume=true), metrics.csv, model/ (the whole pretrainer), encoder/ (the pre-trained
+MAPEEncoder in Hub format: load it with MAPEEncoder.from_pretrained and fine-tune),
+evaluation.json (masked-token accuracy per strategy beside the most-frequent-code baseline, or
+with spectrum and signal the masked R^2 per strategy, 0 for predicting the mean). A WARNING
+(log and summary) says when the encoder does not beat that baseline. The README.md of model/
+and encoder/ is the run's model card (data, preprocessing, the command that reruns the run,
+the masked evaluation); plots/ holds loss.png, masked.png (masked-token accuracy per strategy
+vs the baseline over steps, or the masked R^2), spectra.png (spectrum target: true vs
+predicted amplitudes of a few masked patches) and montage.png (each cap's channels at their
+proportion coordinates). A run directory that holds an earlier run is refused unless resumed
+or --overwrite is given. --push_to_hub=you/name uploads the encoder with its card.
 """
 
 
@@ -58,7 +59,7 @@ TOKENIZER_REMEDY = ("train one with `eegfm tokenizer` first (it saves runs/token
 
 @dataclass
 class PretrainRun:
-    tokenizer: str | None = None  # `eegfm tokenizer`'s model/ folder or a Hub repo id (default runs/tokenizer/model; optional with --model.target=spectrum)
+    tokenizer: str | None = None  # `eegfm tokenizer`'s model/ folder or a Hub repo id (default runs/tokenizer/model; optional with --model.target=spectrum or signal)
     model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(run_dir="runs/pretrain"))
@@ -93,11 +94,11 @@ def check_tokenizer(cfg: PretrainRun, tokenizer) -> None:
 def load_tokenizer(cfg: PretrainRun):
     """The tokenizer ``cfg.tokenizer`` names (default :data:`DEFAULT_TOKENIZER`), checked by :func:`check_tokenizer`.
 
-    None with ``--model.target=spectrum`` and no ``--tokenizer``.
+    None with ``--model.target=spectrum`` (or ``signal``) and no ``--tokenizer``.
     """
     from ..models.tokenizer import NeuralTokenizer
 
-    if cfg.model.target == "spectrum" and not cfg.tokenizer:
+    if cfg.model.target != "codes" and not cfg.tokenizer:
         return None
     source = DEFAULT_TOKENIZER if cfg.tokenizer is None else cfg.tokenizer
     tokenizer = load_pretrained(NeuralTokenizer, source, key="tokenizer", remedy=TOKENIZER_REMEDY)
@@ -109,8 +110,9 @@ def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False, log_w
              typed: str | None = None):
     """Pre-train as configured (``tokenizer`` given or loaded from ``cfg.tokenizer``).
 
-    With ``cfg.model.target == "spectrum"`` no tokenizer is needed (one that is given is only
-    checked against the data and ``cfg.model.patch_size``) and no code cache is built.
+    With ``cfg.model.target`` ``"spectrum"`` or ``"signal"`` no tokenizer is needed (one that
+    is given is only checked against the data and ``cfg.model.patch_size``) and no code cache
+    is built.
     ``run_config.json`` is written to ``cfg.train.run_dir`` before training; ``overwrite``
     first deletes the outputs of an earlier run there.
 
@@ -143,7 +145,7 @@ def pretrain(cfg: PretrainRun, tokenizer=None, *, overwrite: bool = False, log_w
         loader.windows = cache_codes(windows, tokenizer, cfg.data.cache_dir,
                                      progress=cfg.train.progress and is_main_process())
     torch.manual_seed(cfg.train.seed)  # the same --train.seed builds the same initial weights
-    head = {"num_codes": tokenizer.quantizer.num_codes} if codes else {}  # spectrum: patch_size // 2 + 1 bins
+    head = {"num_codes": tokenizer.quantizer.num_codes} if codes else {}  # else patch_size // 2 + 1 bins or patch_size
     pretrainer = MaskedPretrainer(encoder=cfg.model.encoder_config(cfg.data.preprocess_config()), **head,
                                   **cfg.model.model_arguments())
     if codes:
@@ -184,7 +186,9 @@ def card_facts(cfg: PretrainRun, corpus, windows, summary: dict, *, typed: str |
     from ..model_card import ModelCardFacts
 
     train, codes = summary["train"], cfg.model.target == "codes"
-    what = "the codes of a frozen neural tokenizer" if codes else "the z-scored Fourier amplitudes of each patch"
+    what = {"codes": "the codes of a frozen neural tokenizer",
+            "spectrum": "the z-scored Fourier amplitudes of each patch",
+            "signal": "the samples of each patch, z-scored per patch"}[cfg.model.target]
     strategies = ", ".join(f"{name} ({getattr(cfg.model, f'{name}_ratio'):g})" for name in cfg.model.strategies)
     training = {"steps": train.get("steps"), "seed": cfg.train.seed, "target": f"{cfg.model.target}: {what}",
                 "tokenizer (targets)": (cfg.tokenizer or "passed in Python, no folder recorded") if codes else None,

@@ -91,7 +91,7 @@ class TokenizerModelConfig(EncoderSettings):
 @dataclass
 class PretrainModelConfig(EncoderSettings):
     patch_size: int | None = None  # samples per patch (default: the tokenizer's; 100, i.e. 0.5 s at 200 Hz, without one)
-    target: str = "codes"  # masked tokens predict: "codes" (the --tokenizer's) | "spectrum" (their patch's z-scored Fourier amplitudes; no tokenizer)
+    target: str = "codes"  # masked tokens predict: "codes" (the --tokenizer's) | "spectrum" (their patch's z-scored Fourier amplitudes; no tokenizer) | "signal" (their patch's samples, z-scored per patch; no tokenizer)
     strategies: list[str] = field(default_factory=lambda: ["random", "channel", "temporal"])  # masks, comma-separated
     random_ratio: float = 0.5  # share of tokens the random mask hides
     channel_ratio: float = 0.5  # share of channels the channel mask hides

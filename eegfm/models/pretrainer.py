@@ -1,4 +1,4 @@
-"""``MaskedPretrainer``: masked EEG modelling (paper 3.1.4) on tokenizer codes or on Fourier amplitudes.
+"""``MaskedPretrainer``: masked EEG modelling (paper 3.1.4) on tokenizer codes, Fourier amplitudes or raw samples.
 
 Per step, for each masking strategy (random, channel, temporal; see
 :mod:`eegfm.modules.masking`, True = masked), one encoder pass each (or, with
@@ -25,6 +25,11 @@ and the target (``target=``) says what the masked tokens predict:
     tokenizer or codebook is needed. The "accuracy" is the masked-token R^2,
     ``1 - sum(squared error) / sum(target^2)`` (the target has mean 0 per sample, so
     predicting 0 is the baseline: ``baseline_accuracy`` is 0).
+``"signal"``
+    ``target (B, C*K, W)`` = each patch's raw samples z-scored on their own (MAE's normalised
+    pixel loss: :func:`signal_target`, float32), ``W = H = patch_size``; per-token loss =
+    mean squared error over the W samples. Scored as ``"spectrum"``: masked-token R^2, every
+    target has mean 0, ``baseline_accuracy`` is 0.
 
 The loss over strategies is their sum (each strategy's mean per-token loss, summed; computed
 as the number of strategies times the mean over all their masked tokens, which is the same
@@ -57,10 +62,34 @@ from .config import EmbedsEncoderConfig, EncoderConfig
 from .encoder import MAPEEncoder
 from .tokenizer import amplitude_target
 
-__all__ = ["PRETRAIN_TARGETS", "MaskedPretrainer", "PretrainOutput"]
+__all__ = ["PRETRAIN_TARGETS", "MaskedPretrainer", "PretrainOutput", "signal_target"]
 
 #: What the masked tokens predict (``MaskedPretrainer(target=...)``).
-PRETRAIN_TARGETS = ("codes", "spectrum")
+PRETRAIN_TARGETS = ("codes", "spectrum", "signal")
+
+#: ``eps`` of :func:`signal_target` (MAE's; the samples are in µV, so a real patch's variance is far above it).
+SIGNAL_EPS = 1e-6
+
+
+def signal_target(patches: torch.Tensor, token_mask: torch.Tensor, eps: float = SIGNAL_EPS) -> torch.Tensor:
+    """Each patch's raw samples z-scored on their own (MAE's normalised-pixel target).
+
+    Parameters
+    ----------
+    patches : torch.Tensor, shape (B, C, K, W)
+        EEG patches.
+    token_mask : torch.Tensor of bool, shape (B, C, K)
+        True for real patches.
+
+    Returns
+    -------
+    torch.Tensor, float32, shape (B, C, K, W)
+        ``(patch - mean) / sqrt(var + eps)`` with the mean and the population variance taken
+        over the patch's own W samples; 0 at padded patches, whatever they hold.
+    """
+    patches = torch.where(token_mask[..., None], patches.float(), 0.0)  # garbage (even NaN) in padding dropped
+    centred = patches - patches.mean(-1, keepdim=True)
+    return centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps)
 
 
 @dataclass
@@ -71,19 +100,20 @@ class PretrainOutput:
     ----------
     loss : torch.Tensor
         Sum over strategies of the masked-token loss (scalar): cross-entropy (``"codes"``) or
-        mean squared error over the rfft bins (``"spectrum"``).
+        mean squared error over the rfft bins (``"spectrum"``) or the samples (``"signal"``).
     loss_sum, count : torch.Tensor
         ``loss = loss_sum / count`` (for exact averaging across processes).
     accuracy : dict of str -> float tensor
-        Masked-token accuracy (``"codes"``) or masked-token R^2 (``"spectrum"``) per strategy.
+        Masked-token accuracy (``"codes"``) or masked-token R^2 (``"spectrum"``, ``"signal"``)
+        per strategy.
     baseline_accuracy : torch.Tensor
         Accuracy of always predicting the most frequent code (over all masked tokens); 0 for
-        ``"spectrum"`` (the R^2 of predicting 0, the target's per-sample mean).
+        ``"spectrum"`` and ``"signal"`` (the R^2 of predicting 0, the target's mean).
     n_masked : dict of str -> int tensor
         Masked tokens per strategy.
     accuracy_weight : dict of str -> float tensor
         Denominator of each ``accuracy``: the masked tokens (``"codes"``) or the sum of the
-        squared targets over them (``"spectrum"``); :meth:`MaskedPretrainer.evaluate` weighs
+        squared targets over them (``"spectrum"``, ``"signal"``); :meth:`MaskedPretrainer.evaluate` weighs
         batches by it, so that its figures are those of all batches pooled.
     """
 
@@ -118,7 +148,7 @@ def _most_masked(strategy: str, ratio: float, n_chans: int, n_patches: int) -> i
 
 
 class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
-    """Masked pre-training of a :class:`~eegfm.MAPEEncoder` on tokenizer codes or Fourier amplitudes.
+    """Masked pre-training of a :class:`~eegfm.MAPEEncoder` on tokenizer codes, Fourier amplitudes or samples.
 
     Parameters
     ----------
@@ -127,7 +157,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         tokenizer must use the same ``patch_size``.
     num_codes : int
         Codebook size of the tokenizer (the head's number of classes). Ignored with
-        ``target="spectrum"``.
+        ``target="spectrum"`` or ``"signal"``.
     strategies : sequence of str
         Masking strategies run each step, any of ``"random"``, ``"channel"``, ``"temporal"``.
     random_ratio, channel_ratio, temporal_ratio : float
@@ -139,12 +169,14 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         masked with strategy ``(i + offset) % len(strategies)``, ``offset`` drawn per step.
         About ``len(strategies)`` times less compute per step; the loss is the mean over the
         masked tokens of that one pass.
-    target : {"codes", "spectrum"}
+    target : {"codes", "spectrum", "signal"}
         What the masked tokens predict: the frozen tokenizer's codes (cross-entropy; needs
-        :meth:`attach_tokenizer` or ``targets=``), or their patch's per-sample z-scored Fourier
+        :meth:`attach_tokenizer` or ``targets=``), their patch's per-sample z-scored Fourier
         amplitudes (:func:`~eegfm.models.tokenizer.amplitude_target`, mean squared error; a
-        head of ``patch_size // 2 + 1`` outputs, no tokenizer). Saved in ``config.json``; a
-        folder saved before this option existed loads as ``"codes"``.
+        head of ``patch_size // 2 + 1`` outputs, no tokenizer), or their patch's samples
+        z-scored per patch (:func:`signal_target`, mean squared error; a head of
+        ``patch_size`` outputs, no tokenizer). Saved in ``config.json``; a folder saved
+        before this option existed loads as ``"codes"``.
     **encoder_fields
         :class:`~eegfm.EncoderConfig` fields that replace those of ``encoder``
         (``MaskedPretrainer(embed_dim=64)`` is ``MaskedPretrainer(encoder=EncoderConfig(embed_dim=64))``).
@@ -182,10 +214,11 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         self.encoder = MAPEEncoder(config)
         self.mask_embedding = nn.Parameter(torch.zeros(config.embed_dim))
         nn.init.trunc_normal_(self.mask_embedding, std=0.02)
-        self.head = nn.Linear(config.embed_dim, num_codes if target == "codes" else config.patch_size // 2 + 1)
+        width = {"codes": num_codes, "spectrum": config.patch_size // 2 + 1, "signal": config.patch_size}[target]
+        self.head = nn.Linear(config.embed_dim, width)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
-        if target == "codes":  # the most-frequent-code baseline; nothing to count for amplitudes
+        if target == "codes":  # the most-frequent-code baseline; nothing to count for regression targets
             self.register_buffer("target_counts", torch.zeros(num_codes, dtype=torch.long))
         self._tokenizer = None  # frozen, not a submodule: not trained, not in state_dict
 
@@ -217,7 +250,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         return codes
 
     def _batch_targets(self, batch) -> torch.Tensor | None:
-        """The loader's cached codes for ``target="codes"``; None (ignored) for ``"spectrum"``."""
+        """The loader's cached codes for ``target="codes"``; None (ignored) for ``"spectrum"``, ``"signal"``."""
         return getattr(batch, "targets", None) if self.target == "codes" else None
 
     def _masks(self, token_mask: torch.Tensor, generator: torch.Generator | None) -> list[tuple]:
@@ -254,7 +287,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         ----------
         pred : torch.Tensor, float32, shape (B, M, H)
             The head's output on M tokens of each sample.
-        target : torch.Tensor, shape (B, M) int codes or (B, M, F) float32 amplitudes
+        target : torch.Tensor, shape (B, M) int codes or (B, M, F) float32 amplitudes / (B, M, W) samples
             Anything where ``chosen`` is False (e.g. -1 at padding).
         chosen : torch.Tensor of bool, shape (B, M)
             The masked tokens: the only ones that count.
@@ -262,11 +295,12 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         Returns
         -------
         loss : torch.Tensor, shape (B, M)
-            Cross-entropy, or mean squared error over the F bins; ``loss.sum()`` is the loss
-            summed over the masked tokens.
+            Cross-entropy, or mean squared error over the F bins (W samples); ``loss.sum()`` is
+            the loss summed over the masked tokens.
         score, weight : torch.Tensor, shape (B, M), no grad
-            Codes: hit (1/0) and 1. Spectrum: ``sum(target^2) - sum((pred - target)^2)`` and
-            ``sum(target^2)`` over the bins, so that the ratio of their sums is the R^2.
+            Codes: hit (1/0) and 1. Spectrum, signal: ``sum(target^2) - sum((pred - target)^2)``
+            and ``sum(target^2)`` over the bins (samples), so that the ratio of their sums is
+            the R^2.
         """
         if self.target == "codes":
             target = torch.where(chosen, target, torch.zeros_like(target))  # a valid class everywhere
@@ -275,7 +309,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
                 score = ((pred.argmax(-1) == target) & chosen).float()  # (B, M)
                 weight = chosen.float()
         else:
-            squared_error = (pred - target).pow(2)  # (B, M, F)
+            squared_error = (pred - target).pow(2)  # (B, M, F) or (B, M, W)
             loss = squared_error.mean(-1)
             with torch.no_grad():
                 weight = torch.where(chosen, target.pow(2).sum(-1), 0.0)  # (B, M)
@@ -304,7 +338,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         n_times : torch.Tensor of int, shape (B,), optional
         targets : torch.Tensor of int, shape (B, C*K), optional
             ``target="codes"`` only: code of each token (-1 or anything at padding); by default
-            from the tokenizer. With ``target="spectrum"`` the targets come from ``x`` itself
+            from the tokenizer. With ``target="spectrum"`` or ``"signal"`` the targets come from ``x`` itself
             and passing ``targets`` is a ValueError (:meth:`training_step` and
             :meth:`evaluate` leave a batch's cached codes out).
         generator : torch.Generator, optional
@@ -316,8 +350,9 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         """
         enc = self.encoder
         inputs = enc.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times)
-        if self.target == "spectrum" and targets is not None:
-            raise ValueError("target='spectrum' regresses amplitudes computed from x: targets= (tokenizer codes) "
+        if self.target != "codes" and targets is not None:
+            what = "amplitudes" if self.target == "spectrum" else "samples"
+            raise ValueError(f"target={self.target!r} regresses {what} computed from x: targets= (tokenizer codes) "
                              "is for target='codes'")
         if self.target == "codes" and targets is None:
             with torch.no_grad():
@@ -333,8 +368,9 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
                 self.target_counts.index_add_(0, codes, flat_valid.flatten().to(self.target_counts.dtype))
             most_frequent = self.target_counts.argmax()
         else:
+            regressed = amplitude_target if self.target == "spectrum" else signal_target
             with torch.no_grad(), torch.autocast(x.device.type, enabled=False):  # float32, as the tokenizer's
-                flat_targets = amplitude_target(patches, token_mask).flatten(1, 2)  # (B, N, F)
+                flat_targets = regressed(patches, token_mask).flatten(1, 2)  # (B, N, F) or (B, N, W)
 
         masks = self._masks(token_mask, generator)
         n_tokens = flat_valid.shape[1]
@@ -359,7 +395,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
                           target.gather(1, order[..., None].expand(-1, -1, target.shape[-1])))
                 chosen = chosen.gather(1, order)
                 which = None if which is None else which.gather(1, order)
-            pred = self.head(tokens).float()  # (B, M, num_codes) logits or (B, M, F) amplitudes
+            pred = self.head(tokens).float()  # (B, M, num_codes) logits, (B, M, F) amplitudes or (B, M, W) samples
             token_loss, score, weight = self._token_loss_and_score(pred, target, chosen)
             loss_sum = loss_sum + token_loss.sum()
             count = count + chosen.sum()
@@ -389,7 +425,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
 
     @torch.no_grad()
     def evaluate(self, batches, *, seed: int = 0) -> dict:
-        """Masked-token accuracy (codes) or R^2 (spectrum) per strategy, beside the baseline.
+        """Masked-token accuracy (codes) or R^2 (spectrum, signal) per strategy, beside the baseline.
 
         Parameters
         ----------
@@ -401,9 +437,10 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         -------
         dict
             ``accuracy`` {strategy: float}: masked-token accuracy, or with ``target="spectrum"``
-            the masked-token R^2 (``1 - SSE / sum(target^2)``, pooled over the batches);
-            ``baseline_accuracy``: always predicting the code most frequent in training (0
-            for ``"spectrum"``: predicting 0); ``masked_tokens`` {strategy: int}.
+            or ``"signal"`` the masked-token R^2 (``1 - SSE / sum(target^2)``, pooled over the
+            batches); ``baseline_accuracy``: always predicting the code most frequent in
+            training (0 for ``"spectrum"``, ``"signal"``: predicting 0); ``masked_tokens``
+            {strategy: int}.
         """
         was_training, single_pass = self.training, self.single_pass
         self.eval()
