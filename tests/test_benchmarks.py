@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,33 @@ def _load(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def gpu_check_tiny(request, tmp_path_factory):
+    """``benchmarks/gpu_check.sh --tiny``, started in the background when this module starts (if its
+    test was collected): a chain of one-thread subprocesses that would leave the second core idle,
+    so it runs while the in-process tests of this module do; its test (last in the module) waits
+    for it. Yields (process, output folder, stdout file, stderr file), or None when not collected."""
+    wanted = any(item.module is request.module and item.originalname == "test_gpu_check_tiny_runs_every_step_on_cpu"
+                 for item in request.session.items)
+    if not wanted:
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("gpu_check")
+    out_dir, logs = folder / "out", folder / "logs"
+    out_dir.mkdir()
+    logs.mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        proc = subprocess.Popen(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--tiny", str(out_dir)],
+                                env=env, stdout=stdout, stderr=stderr, text=True, start_new_session=True)
+    try:
+        yield proc, out_dir, logs / "stdout", logs / "stderr"
+    finally:
+        if proc.poll() is None:  # its test did not run (or failed before waiting): stop the whole chain
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def test_encoder_throughput_runs_and_writes_a_report(tmp_path):
@@ -106,23 +134,6 @@ def test_labram_masked_step_heads_only_the_masked_tokens():
     assert torch.allclose(loss, nn.functional.cross_entropy(logits, torch.tensor([0, 2])))
 
 
-@pytest.mark.slow
-def test_gpu_check_tiny_runs_every_step_on_cpu(tmp_path):
-    """benchmarks/gpu_check.sh --tiny: every command of the GPU check at tiny size on the CPU (the
-    CUDA tests are only collected), a JSON per benchmark and an all-passed summary."""
-    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--tiny", str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "gpu_check_summary.json").read_text())
-    assert summary["passed"] and [s["step"] for s in summary["steps"]] == [
-        "cuda_tests", "encoder_step", "encoder_step_padded", "pretrain_step", "pretrain_step_padded",
-        "vq_lookup_memory", "video_unet_step"]
-    assert len(list(tmp_path.glob("*_throughput_cpu_tiny_b3_bf16.json"))) == 4
-    assert (tmp_path / "vq_lookup_memory_cpu.json").exists() and (tmp_path / "video_unet_step_cpu_tiny_fp32.json").exists()
-    assert "test_attention_kernels.py::test_cuda_masked_bf16_base_heads_run_on_a_fused_kernel" in proc.stdout
-
-
 def test_vq_lookup_memory_runs(tmp_path):
     bench = _load("vq_lookup_memory")
     report = bench.main(["--n", "20000", "--naive-n", "5000", "--k", "256", "--device", "cpu", "--out", str(tmp_path)])
@@ -170,3 +181,24 @@ def test_moabb_evaluation_runs_eegfm_beside_classic_pipelines(tmp_path, shared_d
     assert (tmp_path / "out" / "moabb_physionet.png").is_file()
     with pytest.raises(SystemExit, match="cannot load the pre-trained encoder"):
         bench.main(["--shared-data", str(shared_data), "--encoder", str(tmp_path / "missing")])
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_runs_every_step_on_cpu(gpu_check_tiny):
+    """benchmarks/gpu_check.sh --tiny: every command of the GPU check at tiny size on the CPU (the
+    CUDA tests are only collected), a JSON per benchmark and an all-passed summary. (Started by
+    the gpu_check_tiny fixture when the module started; this test is last so that it overlaps the rest.)"""
+    proc, tmp_path, stdout, stderr = gpu_check_tiny
+    try:
+        returncode = proc.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        pytest.fail("benchmarks/gpu_check.sh --tiny took more than 600 s")
+    out, err = stdout.read_text(), stderr.read_text()
+    assert returncode == 0, out[-3000:] + err[-3000:]
+    summary = json.loads((tmp_path / "gpu_check_summary.json").read_text())
+    assert summary["passed"] and [s["step"] for s in summary["steps"]] == [
+        "cuda_tests", "encoder_step", "encoder_step_padded", "pretrain_step", "pretrain_step_padded",
+        "vq_lookup_memory", "video_unet_step"]
+    assert len(list(tmp_path.glob("*_throughput_cpu_tiny_b3_bf16.json"))) == 4
+    assert (tmp_path / "vq_lookup_memory_cpu.json").exists() and (tmp_path / "video_unet_step_cpu_tiny_fp32.json").exists()
+    assert "test_attention_kernels.py::test_cuda_masked_bf16_base_heads_run_on_a_fused_kernel" in out

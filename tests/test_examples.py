@@ -13,9 +13,12 @@ import ast
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from conftest import missing_data_message
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
@@ -44,15 +47,39 @@ def _param(path: Path):
     return pytest.param(path, id=path.name, marks=marks)
 
 
-@pytest.mark.parametrize("script", [_param(p) for p in EXAMPLES])
-def test_example_runs_cleanly(script, tmp_path):
-    tmp, cwd = tmp_path / "tmp", tmp_path / "cwd"
+def _run_example(script: Path, tmp: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """``python script.py`` (through RUNNER) with a fresh, empty TMPDIR ``tmp``, from ``cwd``."""
     tmp.mkdir()
     cwd.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-c", RUNNER, str(ROOT / "pyproject.toml"), str(script)],
-                         capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
+    return subprocess.run([sys.executable, "-c", RUNNER, str(ROOT / "pyproject.toml"), str(script)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def example_runs(request, tmp_path_factory):
+    """The runs of every example this session collected from this module, started together the first
+    time one is asked for: two at a time (each is a one-thread subprocess, so the second core works
+    too), the slowest first. Each test then checks its own run exactly as if it had started it."""
+    wanted = [item.callspec.params["script"] for item in request.session.items
+              if item.module is request.module and item.originalname == "test_example_runs_cleanly"]
+    wanted = [s for s in dict.fromkeys(wanted)
+              if s.name not in NEEDS_DATA or missing_data_message([NEEDS_DATA[s.name]]) is None]
+    wanted.sort(key=lambda s: s.name not in SLOW)  # stable: the slow ones first
+    pool = ThreadPoolExecutor(max_workers=2)
+    runs = {}
+    for script in wanted:
+        folder = tmp_path_factory.mktemp(script.stem)
+        runs[script] = (folder / "tmp", pool.submit(_run_example, script, folder / "tmp", folder / "cwd"))
+    yield runs
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("script", [_param(p) for p in EXAMPLES])
+def test_example_runs_cleanly(script, example_runs):
+    tmp, run = example_runs[script]
+    out = run.result()
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip()
     text = out.stdout + out.stderr
