@@ -1,7 +1,7 @@
 """Experiment: masked pre-training on the patches' Fourier amplitudes directly (no codebook).
 
     python benchmarks/spectrum_pretrain_probe.py --sources "bids:../shared/data/eegmat_bids:02,03" \
-        --steps 1000 --run-dir /tmp/eegfm-spectrum
+        --steps 1000 --run-dir /tmp/eegfm-spectrum [--target signal]
 
 The recipe log (``benchmarks/results/downstream/RECIPE.md``) found that masked prediction of
 the VQ tokenizer's codes gives an initialisation no better (800 steps) or worse (3000 steps)
@@ -17,6 +17,10 @@ reproducible with their small settings and its own flags. It writes a ``MAPEEnco
 ``accuracy_<strategy>``) and ``evaluation.json`` with the masked-token R^2 per strategy
 (1 - squared error / sum of squared targets, pooled over 10 batches on seeded masks;
 predicting the per-sample mean, 0, scores 0).
+
+``--target signal`` (recipe row 24) swaps the amplitudes for each patch's raw samples
+z-scored per patch (MAE's normalised-pixel target, ``MaskedPretrainer(target="signal")``),
+everything else unchanged; the default, ``spectrum``, keeps rows 11-12 reproducible.
 """
 
 from __future__ import annotations
@@ -38,14 +42,14 @@ from eegfm.training import TrainConfig, Trainer  # noqa: E402
 
 
 def make_model(patch_size: int = 100, embed_dim: int = 64, depth: int = 2, num_heads: int = 4,
-               sfreq: float = 200.0, preprocessing: dict | None = None) -> MaskedPretrainer:
-    """The probe's model: a single-pass :class:`MaskedPretrainer` with ``target="spectrum"``.
+               sfreq: float = 200.0, preprocessing: dict | None = None, target: str = "spectrum") -> MaskedPretrainer:
+    """The probe's model: a single-pass :class:`MaskedPretrainer` with ``target="spectrum"`` (or ``"signal"``).
 
-    Its head has ``patch_size // 2 + 1`` outputs (one per rfft bin); ``accuracy`` is the
-    masked-token R^2 per strategy.
+    Its head has ``patch_size // 2 + 1`` outputs (one per rfft bin; ``patch_size`` with
+    ``"signal"``, one per sample); ``accuracy`` is the masked-token R^2 per strategy.
     """
     return MaskedPretrainer(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                            sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target="spectrum")
+                            sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target=target)
 
 
 def add_pretrain_arguments(p: argparse.ArgumentParser, *, batch_size: int = 32) -> None:
@@ -95,16 +99,18 @@ def write_summary(script: str, argv, args, corpus, windows, fitted: dict, **figu
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_pretrain_arguments(p)
+    p.add_argument("--target", choices=("spectrum", "signal"), default="spectrum",
+                   help="what masked tokens regress: z-scored Fourier amplitudes, or samples z-scored per patch")
     args = p.parse_args(argv)
     data, corpus, windows, loader = load_corpus(args)
     torch.manual_seed(args.seed)
     model = make_model(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
-                       sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict())
+                       sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict(), target=args.target)
     fitted = fit(model, args, loader)
     evaluation = model.evaluate(itertools.islice(loader.batches(epoch=10_000), 10), seed=args.seed)
     model.encoder.save_pretrained(args.run_dir / "encoder")
     return write_summary("spectrum_pretrain_probe.py", argv, args, corpus, windows, fitted,
-                         masked_r2=evaluation["accuracy"])
+                         target=args.target, masked_r2=evaluation["accuracy"])
 
 
 if __name__ == "__main__":
