@@ -21,6 +21,11 @@ predicting the per-sample mean, 0, scores 0).
 ``--target signal`` (recipe row 24) swaps the amplitudes for each patch's raw samples
 z-scored per patch (MAE's normalised-pixel target, ``MaskedPretrainer(target="signal")``),
 everything else unchanged; the default, ``spectrum``, keeps rows 11-12 reproducible.
+
+``--strategies channel`` (recipe row 25) trains with channel masking only (a comma list of
+``random``, ``channel``, ``temporal``; default all three, one per sample, as rows 11, 12 and
+24). ``evaluation.json`` scores every strategy whichever were trained, on the same seeded
+masks, so runs with different ``--strategies`` stay comparable.
 """
 
 from __future__ import annotations
@@ -40,16 +45,40 @@ from eegfm.cli.runs import DataConfig, build_loader, check_loader  # noqa: E402
 from eegfm.models.pretrainer import MaskedPretrainer  # noqa: E402
 from eegfm.training import TrainConfig, Trainer  # noqa: E402
 
+STRATEGIES = ("random", "channel", "temporal")  # MaskedPretrainer's default, in its order
+
 
 def make_model(patch_size: int = 100, embed_dim: int = 64, depth: int = 2, num_heads: int = 4,
-               sfreq: float = 200.0, preprocessing: dict | None = None, target: str = "spectrum") -> MaskedPretrainer:
+               sfreq: float = 200.0, preprocessing: dict | None = None, target: str = "spectrum",
+               strategies=STRATEGIES) -> MaskedPretrainer:
     """The probe's model: a single-pass :class:`MaskedPretrainer` with ``target="spectrum"`` (or ``"signal"``).
 
     Its head has ``patch_size // 2 + 1`` outputs (one per rfft bin; ``patch_size`` with
     ``"signal"``, one per sample); ``accuracy`` is the masked-token R^2 per strategy.
+    ``strategies``: the masks trained with (one per sample, in turn).
     """
     return MaskedPretrainer(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                            sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target=target)
+                            sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target=target,
+                            strategies=strategies)
+
+
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """``"channel"`` -> ``("channel",)``; a comma list of ``random``, ``channel``, ``temporal``."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in STRATEGIES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a comma list of distinct {', '.join(STRATEGIES)}; got {text!r}")
+    return names
+
+
+def evaluate_all_strategies(model: MaskedPretrainer, batches, *, seed: int) -> dict:
+    """``model.evaluate`` on every strategy (random, channel, temporal), whichever it trained with."""
+    trained = model.strategies
+    model.strategies = list(STRATEGIES)
+    try:
+        return model.evaluate(batches, seed=seed)
+    finally:
+        model.strategies = trained
 
 
 def add_pretrain_arguments(p: argparse.ArgumentParser, *, batch_size: int = 32) -> None:
@@ -101,16 +130,19 @@ def main(argv=None) -> dict:
     add_pretrain_arguments(p)
     p.add_argument("--target", choices=("spectrum", "signal"), default="spectrum",
                    help="what masked tokens regress: z-scored Fourier amplitudes, or samples z-scored per patch")
+    p.add_argument("--strategies", type=parse_strategies, default=STRATEGIES,
+                   help="masks trained with, a comma list (default random,channel,temporal: one per sample)")
     args = p.parse_args(argv)
     data, corpus, windows, loader = load_corpus(args)
     torch.manual_seed(args.seed)
     model = make_model(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
-                       sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict(), target=args.target)
+                       sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict(), target=args.target,
+                       strategies=args.strategies)
     fitted = fit(model, args, loader)
-    evaluation = model.evaluate(itertools.islice(loader.batches(epoch=10_000), 10), seed=args.seed)
+    evaluation = evaluate_all_strategies(model, itertools.islice(loader.batches(epoch=10_000), 10), seed=args.seed)
     model.encoder.save_pretrained(args.run_dir / "encoder")
     return write_summary("spectrum_pretrain_probe.py", argv, args, corpus, windows, fitted,
-                         target=args.target, masked_r2=evaluation["accuracy"])
+                         target=args.target, strategies=list(args.strategies), masked_r2=evaluation["accuracy"])
 
 
 if __name__ == "__main__":

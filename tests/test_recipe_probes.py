@@ -136,6 +136,28 @@ def test_spectrum_pretrainer_regresses_masked_amplitudes_and_learns():
     assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
 
 
+def test_spectrum_probe_strategies_flag_trains_channel_masks_only_and_scores_all():
+    sp = _load("spectrum_pretrain_probe")
+    from eegfm.data.collate import pad_into
+    from eegfm import proportion_coordinates
+
+    assert sp.parse_strategies("channel") == ("channel",)
+    assert sp.parse_strategies(" random,temporal ") == ("random", "temporal")
+    for bad in ("", "channel,channel", "spatial"):
+        with pytest.raises(Exception):
+            sp.parse_strategies(bad)
+    assert sp.make_model(patch_size=50, embed_dim=16, depth=1, num_heads=2).strategies == list(sp.STRATEGIES)
+    torch.manual_seed(0)
+    model = sp.make_model(patch_size=50, embed_dim=16, depth=1, num_heads=2, strategies=("channel",))
+    rng = np.random.default_rng(0)
+    batch = pad_into([rng.normal(0, 10, (4, 400)).astype(np.float32) for _ in range(4)],
+                     [proportion_coordinates(NAMES)] * 4)
+    out = model(**batch.encoder_inputs(), generator=torch.Generator().manual_seed(0))
+    assert set(out.accuracy) == {"channel"} and out.count == 4 * 2 * 8  # half the channels of every sample
+    evaluation = sp.evaluate_all_strategies(model, [batch], seed=0)
+    assert set(evaluation["accuracy"]) == set(sp.STRATEGIES) and model.strategies == ["channel"]
+
+
 @pytest.mark.real_data
 def test_probes_read_the_training_and_validation_subjects_only(shared_data, tmp_path):
     import json
