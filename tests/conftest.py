@@ -20,6 +20,9 @@ no skipped test for them.
 
 import inspect
 import os
+import signal
+import subprocess
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -139,3 +142,45 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ the pip walk-through, in the background
+#: the test that checks scripts/pip_walkthrough.py's default run (tests/test_pip_walkthrough.py)
+PIP_WALK_TEST = "test_readme_walkthrough_from_a_pip_installed_wheel"
+
+
+@pytest.fixture(scope="session")
+def pip_walk(tmp_path_factory):
+    """``scripts/pip_walkthrough.py`` (default mode) started in a subprocess, as its test runs it:
+    (process, its working folder, stdout file, stderr file). It is a chain of one-thread
+    subprocesses (a wheel build, the commands, the README's blocks), so it runs beside the rest of
+    the session on the second core (``_start_pip_walk_early``); its test waits for it."""
+    folder = tmp_path_factory.mktemp("pip_walk")
+    workdir, logs = folder / "work", folder / "logs"
+    workdir.mkdir()
+    logs.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1")
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "pip_walkthrough.py"), "--workdir",
+                                 str(workdir), "--shared-data", str(SHARED_DATA)], cwd=workdir, env=env,
+                                stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+                                start_new_session=True)
+    try:
+        yield proc, workdir, logs / "stdout", logs / "stderr"
+    finally:
+        if proc.poll() is None:  # its test did not wait for it (deselected, failed early): stop the chain
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_pip_walk_early(request):
+    """Starts ``pip_walk`` with the session's first test when the walk-through's test was collected
+    (and its data is there), so that it is done, or nearly, when its test comes."""
+    for item in request.session.items:
+        if getattr(item, "originalname", None) == PIP_WALK_TEST:
+            marker = item.get_closest_marker("real_data")
+            if missing_data_message(list(marker.args) if marker and marker.args else None) is None:
+                request.getfixturevalue("pip_walk")
+            break

@@ -38,10 +38,14 @@ def _env(**extra) -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.real_data(*NEEDED)
-def test_readme_walkthrough_from_a_pip_installed_wheel(tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--workdir", str(tmp_path), "--shared-data", str(SHARED_DATA)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=900, env=_env(),
-                          stdin=subprocess.DEVNULL)
+def test_readme_walkthrough_from_a_pip_installed_wheel(pip_walk):
+    # the walk was started in the background with the session's first test (conftest.py: pip_walk)
+    proc, tmp_path, stdout, stderr = pip_walk
+    try:
+        returncode = proc.wait(timeout=900)
+    except subprocess.TimeoutExpired:
+        pytest.fail("scripts/pip_walkthrough.py took more than 900 s")
+    proc = subprocess.CompletedProcess(proc.args, returncode, stdout.read_text(), stderr.read_text())
     out = proc.stdout
     assert proc.returncode == 0, (out + proc.stderr)[-8000:]
     last = out.strip().splitlines()[-1]
