@@ -31,6 +31,7 @@ masks, so runs with different ``--strategies`` stay comparable.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
@@ -98,9 +99,17 @@ def add_pretrain_arguments(p: argparse.ArgumentParser, *, batch_size: int = 32) 
 
 
 def load_corpus(args) -> tuple[DataConfig, object, object, object]:
-    """``(data config, corpus, windows, loader)`` of the probe's flags, the loader checked."""
+    """``(data config, corpus, windows, loader)`` of the probe's flags, the loader checked.
+
+    Writes ``<run-dir>/run_config.json`` first (``{"data": <the data config>, "command": ...}``),
+    as ``eegfm pretrain`` does, so ``benchmarks/downstream.py --encoder <run-dir>`` can check the
+    corpus for test subjects.
+    """
     data = DataConfig(sources=args.sources, cache_dir=args.cache_dir, window_seconds=args.window_seconds,
                       batch_size=args.batch_size, num_threads=1)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    run_config = {"data": dataclasses.asdict(data), "command": " ".join(sys.argv)}
+    (args.run_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
     corpus, windows, loader = build_loader(data, args.patch_size, args.seed, progress=False)
     check_loader(loader)
     return data, corpus, windows, loader

@@ -223,3 +223,27 @@ def test_contrastive_pretrainer_matches_two_views_of_each_window_and_learns():
     last = model.training_step(batch)
     assert float(last["loss_sum"].detach()) < first
     assert float(last["accuracy"]) == 1.0  # every view's nearest other view is its pair
+
+
+@pytest.mark.real_data
+def test_probe_run_folder_names_its_corpus_for_the_harness_check(shared_data, tmp_path):
+    """The probe writes run_config.json before training, so downstream.py --encoder <run-dir>
+    finds it and lists the pre-training subjects (here eegmat 02 only) for its test-subject check."""
+    import argparse
+    import json
+
+    sp, ds = _load("spectrum_pretrain_probe"), _load("downstream")
+    parser = argparse.ArgumentParser()
+    sp.add_pretrain_arguments(parser)
+    spec = f"bids:{shared_data / 'eegmat_bids'}:02"
+    args = parser.parse_args(["--sources", spec, "--run-dir", str(tmp_path / "run"),
+                              "--cache-dir", str(tmp_path / "cache"), "--batch-size", "2"])
+    _, corpus, _, _ = sp.load_corpus(args)
+    assert len(corpus) == 2  # subject 02's rest and arithmetic recordings
+    (tmp_path / "run" / "encoder").mkdir()
+    (tmp_path / "run" / "encoder" / "config.json").write_text("{}")
+    _, run_config = ds.locate_encoder(tmp_path / "run")
+    assert run_config == tmp_path / "run" / "run_config.json"
+    assert json.loads(run_config.read_text())["data"]["sources"] == spec
+    subjects, _ = ds.corpus_subjects(spec, [tmp_path])
+    assert subjects == {"ma": ["02"], "mi": []}
