@@ -26,7 +26,9 @@ Pre-training (eegfm CLI functions, all sizes set by flags):
 2. per fold, masked pre-training on the whole corpus minus the fold's test subjects (the
    task's own training and validation subjects included, without labels), seeded with the
    first seed. Its masked-token accuracy per strategy (beside the most-frequent-code baseline)
-   and the tokenizer's codebook usage are reported.
+   and the tokenizer's codebook usage are reported. ``--pretrain-corpus task-train`` narrows it
+   to the fold's training subjects of the task alone (in-domain; no validation subject, no other
+   dataset, no extras), the corpus of recipe rows 11, 25 and 26.
 
 Pre-training target (``--pretrain-target``): ``codes`` (default, the above: tokenizer, then
 masked code prediction) or ``spectrum``: step 2 with ``MaskedPretrainer(target="spectrum")``
@@ -225,6 +227,19 @@ def make_folds(subjects: list[str], k: int, seed: int, val_fraction: float, fixe
 # ---------------------------------------------------------------------------------- data
 def eegbci_file(data_root: Path, subject: str, run: int) -> Path:
     return data_root / EEGBCI_SUBDIR / subject / f"{subject}R{run:02d}.edf"
+
+
+PRETRAIN_CORPORA = ("all", "task-train")
+
+
+def pretrain_subjects(task: str, own: list[str], selected: dict[str, list[str]], corpus: str) -> dict[str, list[str]]:
+    """``{"ma": eegmat subjects, "mi": eegmmidb subjects}`` a fold of ``task`` pre-trains on.
+
+    ``own``: the task's subjects allowed in this fold. ``corpus="all"``: ``own`` plus every
+    selected subject of the other task; ``"task-train"`` (in-domain): ``own`` only.
+    """
+    other = "mi" if task == "ma" else "ma"
+    return {task: list(own), other: list(selected[other]) if corpus == "all" else []}
 
 
 def eegbci_runs_present(data_root: Path, subject: str) -> list[int]:
@@ -809,6 +824,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seeds", default="0,1,2,3,4", help="fine-tuning / braindecode seeds; pre-training uses the first")
     a("--models", default=",".join(DEFAULT_MODELS), help=f"subset of {','.join(ALL_MODELS)} (csp_lda: mi only)")
     a("--extras", default=",".join(EXTRAS), help="other corpora in pre-training: eeglab, uci, openbci ('' for none)")
+    a("--pretrain-corpus", default="all", choices=PRETRAIN_CORPORA,
+      help="each fold's masked pre-training corpus: all (every dataset minus the fold's test subjects, "
+           "validation subjects included unlabelled) or task-train (in-domain: the fold's training subjects "
+           "of the task only, as recipe rows 11, 25, 26); the tokenizer's corpus is unchanged")
     a("--pretrain-eegbci-runs", default="",
       help="restrict the eegmmidb runs used in pre-training, e.g. 4,8,12 (default: every run present)")
     a("--ma-window-seconds", type=float, default=5.0)
@@ -1067,9 +1086,10 @@ def main(argv=None) -> dict:
               f"({timings[t]['load_data_s']} s)")
         own_key = "eegmat" if t == "ma" else "eegbci"
 
-        def spec_for(own: list[str]) -> tuple[str, list[str], dict]:
-            subjects = {"ma": selected["ma"] if t != "ma" else own, "mi": selected["mi"] if t != "mi" else own}
-            spec, notes = corpus_spec(args.data_root, subjects["ma"], subjects["mi"], extras, pretrain_runs)
+        def spec_for(own: list[str], corpus: str = "all") -> tuple[str, list[str], dict]:
+            subjects = pretrain_subjects(t, own, selected, corpus)
+            spec, notes = corpus_spec(args.data_root, subjects["ma"], subjects["mi"],
+                                      extras if corpus == "all" else [], pretrain_runs)
             return spec, notes, {"eegmat": subjects["ma"], "eegbci": subjects["mi"]}
 
         # -------------------------------------------------------- tokenizer (no recording of this task's dataset)
@@ -1124,8 +1144,9 @@ def main(argv=None) -> dict:
             print(f"[{t}] fold {f}: train {len(train)}, val {len(valid)}, test {len(test)} examples")
             encoder = given_encoder
             if pretrain_here:
-                own = [s for s in selected[t] if s not in fold["test"]]
-                spec, notes, subjects = spec_for(own)
+                own = fold["train"] if args.pretrain_corpus == "task-train" else \
+                    [s for s in selected[t] if s not in fold["test"]]
+                spec, notes, subjects = spec_for(own, args.pretrain_corpus)
                 pre_dir = work / t / f"fold{f}" / "pretrain"
                 payload = {"recipe": recipe, "spec": spec}
                 if not spectrum:

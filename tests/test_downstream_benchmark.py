@@ -268,3 +268,30 @@ def test_spectrum_pretraining_trains_no_tokenizer(shared_data, tmp_path, capsys)
     assert (work / "ma" / "fold0" / "pretrain" / "fingerprint.txt").read_text() == fingerprint
     assert again["results"]["ma"]["eegfm_pretrained"]["aggregate"] == saved["results"]["ma"]["eegfm_pretrained"][
         "aggregate"]
+
+
+def test_pretrain_subjects_in_domain_keeps_the_task_s_own_subjects_only():
+    bench = _load()
+    selected = {"ma": ["02", "03", "04"], "mi": ["S001", "S002"]}
+    assert bench.pretrain_subjects("ma", ["02", "03"], selected, "all") == {"ma": ["02", "03"], "mi": ["S001", "S002"]}
+    assert bench.pretrain_subjects("ma", ["02"], selected, "task-train") == {"ma": ["02"], "mi": []}
+    assert bench.pretrain_subjects("mi", ["S002"], selected, "task-train") == {"mi": ["S002"], "ma": []}
+
+
+def test_in_domain_pretraining_reads_the_fold_s_training_subjects_only(shared_data, tmp_path):
+    """--pretrain-corpus task-train: each fold pre-trains on its training subjects of the task and
+    nothing else (no validation or test subject, no eegmmidb, no extras)."""
+    bench = _load()
+    out, work = tmp_path / "out", tmp_path / "work"
+    bench.main(["--data-root", str(shared_data), "--tasks", "ma", "--ma-subjects", "02,03,04,05,06", "--mi-subjects",
+                "1", "--folds", "2", "--seeds", "0", "--pretrain-corpus", "task-train", "--pretrain-eegbci-runs", "4",
+                "--pretrain-target", "spectrum", "--pretrain-steps", "2", "--pretrain-batch-size", "8",
+                "--embed-dim", "16", "--depth", "1", "--heads", "2", "--finetune-epochs", "1", "--patience", "1",
+                "--batch-size", "16", "--channel-drop", "", "--models", "eegfm_pretrained", "--work-dir", str(work),
+                "--out", str(out)])
+    saved = json.loads((out / "downstream.json").read_text())
+    assert saved["config"]["pretrain_corpus"] == "task-train"
+    for fold in saved["folds"]["ma"]:
+        subjects = saved["pretraining"]["ma"]["folds"][str(fold["fold"])]["subjects"]
+        assert subjects == {"eegmat": fold["train"], "eegbci": []}
+        assert not set(subjects["eegmat"]) & set(fold["val"] + fold["test"])
