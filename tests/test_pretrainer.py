@@ -79,10 +79,10 @@ def test_masked_tokens_get_the_mask_embedding_before_position_embedding():
     assert 30 <= int(is_mask.sum()) <= 40  # the random strategy's masked tokens, nothing else
 
 
-def _train(pre, steps: int):
-    """AdamW steps on one batch; returns (losses, the last training_step output)."""
+def _train(pre, steps: int, batch=None):
+    """AdamW steps on one batch (default ``batch_of()``); returns (losses, the last training_step output)."""
     opt = torch.optim.AdamW(pre.parameters(), lr=3e-3)
-    batch = batch_of()
+    batch = batch_of() if batch is None else batch
     losses = []
     for _ in range(steps):
         out = pre.training_step(batch)
@@ -213,11 +213,16 @@ def _fixed_masks(pre, masks):
     return pre
 
 
-def test_spectrum_loss_and_r2_equal_a_reference_computation():
+@pytest.mark.parametrize("target", ["spectrum", "signal"])
+def test_regression_loss_and_r2_equal_a_reference_computation_and_ignore_padding(target):
+    """Both regression targets: the loss is the sum over strategies of the mean per-token MSE, the
+    score the masked R^2, both against numpy; garbage in the padding changes nothing."""
+    config, n_out, reference_target = {"spectrum": (SPECTRUM, N_BINS, _reference_target),
+                                       "signal": (SIGNAL, 25, _reference_signal)}[target]
     batch = batch_of()  # (2, 6, 200): sample 1 has 4 channels and 125 samples (5 of 8 patches)
-    bias = np.linspace(-1.0, 1.0, N_BINS)
-    pre = _constant_head(MaskedPretrainer(**SPECTRUM, strategies=["random", "temporal"]), bias)
-    assert pre.head.out_features == N_BINS and "target_counts" not in pre.state_dict()
+    bias = np.linspace(-1.0, 1.0, n_out)
+    pre = _constant_head(MaskedPretrainer(**config, strategies=["random", "temporal"]), bias)
+    assert pre.head.out_features == n_out and "target_counts" not in pre.state_dict()
     g = torch.Generator().manual_seed(0)
     m1 = torch.rand(2, 6, 8, generator=g) < 0.5
     m2 = torch.zeros(2, 6, 8, dtype=torch.bool)
@@ -225,19 +230,30 @@ def test_spectrum_loss_and_r2_equal_a_reference_computation():
     _fixed_masks(pre, lambda tm: [("random", m1 & tm, None), ("temporal", m2 & tm, None)])
     out = pre(**batch.encoder_inputs())
 
-    target = _reference_target(batch)
+    truth_all = reference_target(batch)
     token_mask = pre.encoder.token_mask(batch.channel_mask, batch.n_times, 8).numpy()
     errors, r2 = [], {}
     for name, mask in (("random", m1.numpy() & token_mask), ("temporal", m2.numpy() & token_mask)):
-        truth = target[mask]  # (M, F)
+        truth = truth_all[mask]  # (M, F)
         errors.append(((bias - truth) ** 2).mean(-1))  # per-token MSE (M,)
         r2[name] = 1 - ((bias - truth) ** 2).sum() / (truth ** 2).sum()
-    # two strategies, one pass each: the sum of their means (count = masked tokens / 2)
-    reference = np.concatenate(errors).sum() / (sum(map(len, errors)) / 2)
+    reference = np.concatenate(errors).sum() / (sum(map(len, errors)) / 2)  # two strategies: sum of their means
     assert out.loss.item() == pytest.approx(reference, rel=1e-5)
     assert {k: float(v) for k, v in out.accuracy.items()} == pytest.approx(r2, rel=1e-5, abs=1e-6)
     assert float(out.baseline_accuracy) == 0.0
     assert {k: int(v) for k, v in out.n_masked.items()} == {k: len(e) for k, e in zip(r2, errors)}
+
+    batch.x[1, 4:] = 1e4  # garbage in the padded channels and time steps changes nothing
+    batch.x[1, :, 125:] = -1e4
+    again = pre(**batch.encoder_inputs())
+    assert again.loss.item() == pytest.approx(out.loss.item(), rel=1e-6)
+    assert {k: float(v) for k, v in again.accuracy.items()} == pytest.approx(r2, rel=1e-5, abs=1e-6)
+
+    _constant_head(pre, np.zeros(n_out))  # predicting 0 (each target's mean) scores R^2 0
+    zero = pre(**batch.encoder_inputs())
+    assert all(float(v) == 0.0 for v in zero.accuracy.values())
+    if target == "signal":  # each patch's target has unit variance: a loss of 1 per strategy
+        assert zero.loss.item() == pytest.approx(2.0, rel=1e-5)
 
 
 def test_spectrum_r2_of_predicting_zero_is_zero_and_single_pass_splits_it_per_strategy():
@@ -363,43 +379,6 @@ def test_signal_target_z_scores_each_patch_on_its_own():
     np.testing.assert_allclose(shifted.numpy(), out.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_signal_loss_and_r2_equal_a_reference_computation_and_ignore_padding():
-    batch = batch_of()  # (2, 6, 200): sample 1 has 4 channels and 125 samples (5 of 8 patches)
-    bias = np.linspace(-1.0, 1.0, 25)
-    pre = _constant_head(MaskedPretrainer(**SIGNAL, strategies=["random", "temporal"]), bias)
-    assert pre.head.out_features == 25 and "target_counts" not in pre.state_dict()  # one output per sample
-    g = torch.Generator().manual_seed(0)
-    m1 = torch.rand(2, 6, 8, generator=g) < 0.5
-    m2 = torch.zeros(2, 6, 8, dtype=torch.bool)
-    m2[:, :, ::2] = True
-    _fixed_masks(pre, lambda tm: [("random", m1 & tm, None), ("temporal", m2 & tm, None)])
-    out = pre(**batch.encoder_inputs())
-
-    target = _reference_signal(batch)
-    token_mask = pre.encoder.token_mask(batch.channel_mask, batch.n_times, 8).numpy()
-    errors, r2 = [], {}
-    for name, mask in (("random", m1.numpy() & token_mask), ("temporal", m2.numpy() & token_mask)):
-        truth = target[mask]  # (M, W)
-        errors.append(((bias - truth) ** 2).mean(-1))  # per-token MSE (M,)
-        r2[name] = 1 - ((bias - truth) ** 2).sum() / (truth ** 2).sum()
-    reference = np.concatenate(errors).sum() / (sum(map(len, errors)) / 2)  # two strategies: sum of their means
-    assert out.loss.item() == pytest.approx(reference, rel=1e-5)
-    assert {k: float(v) for k, v in out.accuracy.items()} == pytest.approx(r2, rel=1e-5, abs=1e-6)
-    assert float(out.baseline_accuracy) == 0.0
-    assert {k: int(v) for k, v in out.n_masked.items()} == {k: len(e) for k, e in zip(r2, errors)}
-
-    batch.x[1, 4:] = 1e4  # garbage in the padded channels and time steps changes nothing
-    batch.x[1, :, 125:] = -1e4
-    again = pre(**batch.encoder_inputs())
-    assert again.loss.item() == pytest.approx(out.loss.item(), rel=1e-6)
-    assert {k: float(v) for k, v in again.accuracy.items()} == pytest.approx(r2, rel=1e-5, abs=1e-6)
-
-    _constant_head(pre, np.zeros(25))  # predicting 0: R^2 0, and a loss of 1 (each target has unit variance)
-    zero = pre(**batch.encoder_inputs())
-    assert all(float(v) == 0.0 for v in zero.accuracy.values())
-    assert zero.loss.item() == pytest.approx(2.0, rel=1e-5)  # two strategies: the sum of their means
-
-
 def test_signal_target_trains_evaluates_and_is_saved(tmp_path):
     import json
 
@@ -408,15 +387,7 @@ def test_signal_target_trains_evaluates_and_is_saved(tmp_path):
     batch = batch_of()
     t = torch.arange(200, dtype=torch.float32)
     batch.x = batch.x * 0.1 + 20 * torch.sin(2 * torch.pi * t / 25) * batch.channel_mask[..., None]  # learnable
-    opt = torch.optim.AdamW(pre.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        out = pre.training_step(batch)
-        loss = out["loss_sum"] / out["count"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses, out = _train(pre, 40, batch)
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
     assert set(out) == {"loss_sum", "count", "accuracy_random", "accuracy_channel", "accuracy_temporal",
                         "baseline_accuracy"}
