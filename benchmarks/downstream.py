@@ -530,6 +530,15 @@ def eegfm_lr(model_name: str, args) -> float:
     return args.finetune_lr
 
 
+def eegfm_schedule(args, lr: float) -> dict:
+    """The ``FinetuneConfig`` schedule fields for ``--lr-schedule``: ``cosine`` (the library's default:
+    one warm-up epoch, then a half cosine down to 1e-6) or ``constant`` (``lr`` on every step, no
+    warm-up: RECIPE.md row 20, which MI needs to leave its chance plateau)."""
+    if args.lr_schedule == "constant":
+        return {"warmup_epochs": 0.0, "min_lr": lr}
+    return {}
+
+
 def run_eegfm(model_name: str, seed: int, encoder: MAPEEncoder | None, encoder_config: dict, train, valid,
               tests: list, args, run_dir: Path) -> tuple[dict, list[np.ndarray]]:
     """Fine-tune one eegfm variant; logits (N, 2) on each of ``tests`` (each a LabeledEEG)."""
@@ -542,7 +551,8 @@ def run_eegfm(model_name: str, seed: int, encoder: MAPEEncoder | None, encoder_c
     linear = mode in ("linear", "frozen")  # frozen encoder: no augmentation (frozen: no training at all)
     augment = {} if linear else dict(channel_dropout=args.channel_dropout, time_shift_seconds=args.time_shift,
                                      amplitude_scale=args.amplitude_scale)
-    cfg = FinetuneConfig(mode=mode, epochs=args.finetune_epochs, lr=eegfm_lr(model_name, args),
+    lr = eegfm_lr(model_name, args)
+    cfg = FinetuneConfig(mode=mode, epochs=args.finetune_epochs, lr=lr, **eegfm_schedule(args, lr),
                          layer_decay=args.layer_decay if model_name == "eegfm_pretrained" else 1.0,
                          batch_size=args.batch_size, seed=seed, patience=args.patience or None, select_best=True,
                          monitor="balanced_accuracy", run_dir=str(run_dir), metrics="none", progress=args.progress,
@@ -868,6 +878,9 @@ def build_parser() -> argparse.ArgumentParser:
            "1e-3 was worse). eegfm_lora also takes the augmentation flags; its layer decay is 1")
     a("--layer-decay", type=float, default=1.0,
       help="eegfm_pretrained only (scratch: 1.0); 1.0 beat 0.65 on MA validation subjects (RECIPE.md row 6)")
+    a("--lr-schedule", default="cosine", choices=("cosine", "constant"),
+      help="eegfm fine-tuning schedule: cosine (one warm-up epoch, then a half cosine) or constant (the lr on "
+           "every step, no warm-up; RECIPE.md row 20: MI leaves chance only so)")
     a("--batch-size", type=int, default=32)
     a("--channel-dropout", type=float, default=0.0, help="eegfm fine-tuning augmentation: share of channels hidden")
     a("--time-shift", type=float, default=0.0, help="eegfm fine-tuning augmentation: largest circular shift, s")
@@ -1066,7 +1079,8 @@ def main(argv=None) -> dict:
     # its weights' fingerprint (below), --lora-lr the lr of eegfm_lora rows.
     row_args = {k: v for k, v in vars(args).items()
                 if k not in ("reuse", "progress", "out", "threads", "seeds", "models", "tasks", "work_dir",
-                             "encoder", "lora_lr") and not (k == "pretrain_target" and v == "codes")}
+                             "encoder", "lora_lr")
+                and not (k == "pretrain_target" and v == "codes") and not (k == "lr_schedule" and v == "cosine")}
     n_fold_total = sum(len(folds[t]) for t in tasks)
     fold_seconds: list[float] = []
     for t in tasks:

@@ -278,6 +278,21 @@ def test_pretrain_subjects_in_domain_keeps_the_task_s_own_subjects_only():
     assert bench.pretrain_subjects("mi", ["S002"], selected, "task-train") == {"mi": ["S002"], "ma": []}
 
 
+def test_constant_lr_schedule_keeps_the_lr_on_every_step_and_cosine_stays_the_library_default():
+    from eegfm.finetune import FinetuneConfig
+    from eegfm.training.schedule import cosine_with_warmup
+
+    bench = _load()
+    parse = bench.build_parser().parse_args
+    assert bench.eegfm_schedule(parse([]), 3e-4) == {}  # FinetuneConfig's own warm-up and cosine
+    cfg = FinetuneConfig(lr=1e-3, **bench.eegfm_schedule(parse(["--lr-schedule", "constant"]), 1e-3))
+    assert cfg.warmup_epochs == 0 and cfg.min_lr == 1e-3
+    lrs = [cosine_with_warmup(s, total_steps=100, warmup_steps=0, base_lr=cfg.lr, min_lr=cfg.min_lr) for s in range(120)]
+    assert lrs == [1e-3] * 120
+    with pytest.raises(SystemExit):
+        parse(["--lr-schedule", "linear"])
+
+
 def test_in_domain_pretraining_reads_the_fold_s_training_subjects_only(shared_data, tmp_path):
     """--pretrain-corpus task-train: each fold pre-trains on its training subjects of the task and
     nothing else (no validation or test subject, no eegmmidb, no extras)."""
