@@ -1,90 +1,111 @@
 """Pool recipe row 27: MA on 5 leave-subjects-out folds over all 30 subjects, each fold pre-trained
-in-domain (its own training subjects) per pre-training run, LoRA vs scratch vs EEGNet.
+in-domain (its own 19 training subjects) once per pre-training run; LoRA vs scratch vs EEGNet.
 
-Reads the ``downstream.json`` files in the sub-folders beside this script (one per
-``benchmarks/downstream.py`` call, see ``commands.txt``; the pre-training run is the call's first
-seed) and writes ``pooled.json``. The harness's primary figure is kept: per fine-tuning seed, the
-balanced accuracy of the predictions pooled over the 5 folds (every subject tested once). Here,
-per fine-tuning seed, LoRA is averaged over the pre-training runs, then compared with scratch
-(paired by seed); the same per fold (mean over seeds), and the channel-drop curve.
+Reads the finished result rows (labels and logits per fold and seed) from the harness work dirs of
+the calls in ``commands.txt`` (some calls were stopped before their last fold, so their
+``downstream.json`` has no pooled figure) and writes ``pooled.json``:
+- the harness's primary figure, for every seed finished on all 5 folds: the balanced accuracy of
+  the test predictions pooled over the folds (every subject tested once); LoRA averaged over the
+  pre-training runs finished for that seed; paired LoRA - scratch per seed;
+- per fold, the mean over the seeds finished there of each model (all rows, finished or not).
 
-    python benchmarks/results/downstream/probes/ma_folds_indomain_spectrum_lora/pool.py
+    python benchmarks/results/downstream/probes/ma_folds_indomain_spectrum_lora/pool.py \
+        --lora /tmp/fw-s0 /tmp/fw-s1 --baselines /tmp/fw-b012 /tmp/fw-b34
 """
 
+import argparse
 import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
+from eegfm.finetune.metrics import classification_report
+
 HERE = Path(__file__).parent
+FOLDS = 5
 
 
 def mean_std(values):
     values = list(values)
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
     return {"mean": round(statistics.mean(values), 4),
             "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "n": len(values)}
 
 
-def main():
-    lora = {}  # pre-training run -> fine-tuning seed -> pooled balanced accuracy
-    lora_fold = defaultdict(lambda: defaultdict(list))  # fold -> seed -> values over runs
-    others = defaultdict(dict)  # model -> seed -> value (a model's seeds may come from several calls)
-    others_fold = defaultdict(lambda: defaultdict(list))  # model -> fold -> values over seeds
-    drop = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))  # model -> share -> seed -> values over runs
-    pretrain_r2 = {}
-    for path in sorted(HERE.glob("*/downstream.json")):
-        report = json.loads(path.read_text())
-        if report.get("partial"):
-            print(f"skipping {path}: the run has not finished every fold")
+def read_rows(work_dir: Path, models: set[str]) -> dict:
+    """``{model: {seed: {fold: (labels, logits, test balanced accuracy)}}}`` of one work dir."""
+    out = defaultdict(lambda: defaultdict(dict))
+    for path in sorted(work_dir.glob("ma/fold*/rows/*.json")):
+        model = path.stem.rsplit("_seed", 1)[0]
+        if model not in models:
             continue
-        run = f"pretrain seed {report['seeds'][0]}"
-        if report["pretraining"]["ma"]["folds"]:  # the calls without eegfm_lora pre-train nothing
-            pretrain_r2[run] = {f: round(v["masked_r2"]["masked_r2"]["random"], 4)
-                                for f, v in report["pretraining"]["ma"]["folds"].items()}
-        for model, result in report["results"]["ma"].items():
-            per_seed = result["aggregate"]["balanced_accuracy"]["per_seed"]
-            if model == "eegfm_lora":
-                lora[run] = per_seed
-                for row in result["rows"]:
-                    lora_fold[row["fold"]][str(row["seed"])].append(row["test"]["balanced_accuracy"])
-            else:
-                others[model].update(per_seed)
-                for row in result["rows"]:
-                    others_fold[model][row["fold"]].append(row["test"]["balanced_accuracy"])
-            for share, agg in result.get("channel_drop", {}).items():
-                for seed, value in agg["per_seed"].items():
-                    drop[model][share][seed].append(value)
-    seeds = sorted(others["eegfm_scratch"], key=int)
-    lora_per_seed = {s: statistics.mean(lora[run][s] for run in lora) for s in seeds}
-    paired = [lora_per_seed[s] - others["eegfm_scratch"][s] for s in seeds]
-    folds = sorted(lora_fold)
-    lora_fold_mean = {f: statistics.mean(statistics.mean(v) for v in lora_fold[f].values()) for f in folds}
-    pooled = {
-        "metric": "balanced accuracy of the predictions pooled over the 5 test folds (all 30 subjects), per fine-tuning seed",
-        "pretrain_runs": sorted(lora),
-        "masked_r2_random_mask_per_fold": pretrain_r2,
-        "lora_per_run": {run: {**{s: round(by_seed[s], 4) for s in seeds}, **mean_std(by_seed[s] for s in seeds)}
-                         for run, by_seed in sorted(lora.items())},
-        "lora_mean_over_runs_per_seed": {s: round(v, 4) for s, v in lora_per_seed.items()},
-        "lora": mean_std(lora_per_seed.values()),
-        **{model: {**{s: round(by_seed[s], 4) for s in seeds}, **mean_std(by_seed[s] for s in seeds)}
-           for model, by_seed in sorted(others.items())},
-        "paired_lora_minus_scratch": {**mean_std(paired), "per_seed": [round(p, 4) for p in paired],
-                                      "better": f"{sum(p > 0 for p in paired)}/{len(paired)}",
-                                      "runs_x_seeds_better": f"{sum(lora[r][s] > others['eegfm_scratch'][s] for r in lora for s in seeds)}"
-                                                             f"/{len(lora) * len(seeds)}"},
-        "per_fold_mean_over_seeds": {
-            "eegfm_lora": {f: round(v, 4) for f, v in lora_fold_mean.items()},
-            **{model: {f: round(statistics.mean(v), 4) for f, v in sorted(by_fold.items())}
-               for model, by_fold in sorted(others_fold.items())},
-            "lora_minus_scratch": {f: round(lora_fold_mean[f] - statistics.mean(others_fold["eegfm_scratch"][f]), 4)
-                                   for f in folds},
-        },
-        "channel_drop": {model: {share: mean_std(statistics.mean(v) for v in by_seed.values())
-                                 for share, by_seed in sorted(shares.items())} for model, shares in drop.items()},
+        saved = json.loads(path.read_text())
+        row = saved["row"]
+        out[model][str(row["seed"])][row["fold"]] = (np.array(saved["labels"]), np.array(saved["logits"]),
+                                                     row["test"]["balanced_accuracy"])
+    return out
+
+
+def pooled_bacc(by_fold: dict) -> float | None:
+    if len(by_fold) != FOLDS:
+        return None
+    labels = np.concatenate([by_fold[f][0] for f in sorted(by_fold)])
+    logits = np.concatenate([by_fold[f][1] for f in sorted(by_fold)])
+    return classification_report(labels, logits)["balanced_accuracy"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--lora", nargs="+", type=Path, required=True, help="work dirs of the eegfm_lora calls")
+    p.add_argument("--baselines", nargs="+", type=Path, required=True, help="work dirs of the scratch/EEGNet calls")
+    args = p.parse_args()
+    runs = {d.name: read_rows(d, {"eegfm_lora"})["eegfm_lora"] for d in args.lora}
+    base = defaultdict(dict)
+    for d in args.baselines:
+        for model, by_seed in read_rows(d, {"eegfm_scratch", "eegnet"}).items():
+            base[model].update(by_seed)
+
+    pooled = {run: {s: pooled_bacc(f) for s, f in by_seed.items()} for run, by_seed in runs.items()}
+    pooled_base = {m: {s: pooled_bacc(f) for s, f in by_seed.items()} for m, by_seed in base.items()}
+    seeds = sorted((s for s, v in pooled_base["eegfm_scratch"].items() if v is not None), key=int)
+    lora_seed = {s: statistics.mean(v for v in (pooled[r].get(s) for r in runs) if v is not None) for s in seeds}
+    paired = [lora_seed[s] - pooled_base["eegfm_scratch"][s] for s in seeds]
+
+    def fold_means(by_seed):
+        folds = defaultdict(list)
+        for by_fold in by_seed.values():
+            for f, (_, _, bacc) in by_fold.items():
+                folds[f].append(bacc)
+        return {f: {**mean_std(v)} for f, v in sorted(folds.items())}
+
+    report = {
+        "metric": "test balanced accuracy; 'pooled': predictions of the 5 folds pooled (all 30 subjects), per seed",
+        "seeds_finished_on_every_fold": {"eegfm_scratch": seeds,
+                                         **{f"eegfm_lora {r}": sorted((s for s, v in pooled[r].items() if v is not None), key=int)
+                                            for r in runs},
+                                         "eegnet": sorted((s for s, v in pooled_base.get("eegnet", {}).items() if v is not None), key=int)},
+        "pooled_lora_per_run": {r: {s: round(v, 4) for s, v in sorted(by.items(), key=lambda x: int(x[0])) if v is not None}
+                                for r, by in pooled.items()},
+        "pooled_lora_mean_over_runs": {**{s: round(v, 4) for s, v in lora_seed.items()}, **mean_std(lora_seed.values())},
+        **{f"pooled_{m}": {**{s: round(v, 4) for s, v in sorted(by.items(), key=lambda x: int(x[0])) if v is not None},
+                           **mean_std(v for v in by.values() if v is not None)} for m, by in sorted(pooled_base.items())},
+        "paired_lora_minus_scratch_pooled": {**mean_std(paired), "per_seed": dict(zip(seeds, (round(x, 4) for x in paired)))},
+        "per_fold_mean_over_seeds": {**{f"eegfm_lora {r}": fold_means(by) for r, by in runs.items()},
+                                     **{m: fold_means(by) for m, by in sorted(base.items())}},
     }
-    (HERE / "pooled.json").write_text(json.dumps(pooled, indent=2) + "\n")
-    print(json.dumps(pooled, indent=2))
+    lora_folds = {f: statistics.mean(report["per_fold_mean_over_seeds"][f"eegfm_lora {r}"][f]["mean"] for r in runs
+                                     if f in report["per_fold_mean_over_seeds"][f"eegfm_lora {r}"])
+                  for f in range(FOLDS)}
+    scratch_folds = {f: v["mean"] for f, v in report["per_fold_mean_over_seeds"]["eegfm_scratch"].items()}
+    report["per_fold_lora_minus_scratch"] = {f: round(lora_folds[f] - scratch_folds[f], 4) for f in scratch_folds}
+    report["fold_mean_of_means"] = {"eegfm_lora": round(statistics.mean(lora_folds.values()), 4),
+                                    **{m: round(statistics.mean(v["mean"] for v in fm.values()), 4)
+                                       for m, fm in ((m, report["per_fold_mean_over_seeds"][m]) for m in sorted(base))}}
+    (HERE / "pooled.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(json.dumps(report, indent=2, default=str))
 
 
 if __name__ == "__main__":
