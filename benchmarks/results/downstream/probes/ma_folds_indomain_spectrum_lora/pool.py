@@ -14,6 +14,7 @@ the calls in ``commands.txt`` (some calls were stopped before their last fold, s
 """
 
 import argparse
+import importlib.util
 import json
 import statistics
 from collections import defaultdict
@@ -21,10 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from eegfm.finetune.metrics import classification_report
-
 HERE = Path(__file__).parent
 FOLDS = 5
+
+
+def _harness():
+    """benchmarks/downstream.py, for its own pooled-over-folds figure (``aggregate``)."""
+    spec = importlib.util.spec_from_file_location("downstream", HERE.parents[3] / "downstream.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+AGGREGATE = _harness().aggregate
 
 
 def mean_std(values):
@@ -50,11 +60,13 @@ def read_rows(work_dir: Path, models: set[str]) -> dict:
 
 
 def pooled_bacc(by_fold: dict) -> float | None:
+    """The harness's figure (its ``aggregate``) for one seed's rows; None unless every fold finished."""
     if len(by_fold) != FOLDS:
         return None
-    labels = np.concatenate([by_fold[f][0] for f in sorted(by_fold)])
-    logits = np.concatenate([by_fold[f][1] for f in sorted(by_fold)])
-    return classification_report(labels, logits)["balanced_accuracy"]
+    rows = [{"fold": f, "seed": 0, "test": {"balanced_accuracy": bacc, "auroc": 0.0}, "seconds": 0.0}
+            for f, (_, _, bacc) in by_fold.items()]
+    preds = {(f, "0"): (labels, logits) for f, (labels, logits, _) in by_fold.items()}
+    return AGGREGATE(rows, preds, FOLDS)["balanced_accuracy"]["per_seed"]["0"]
 
 
 def main():
