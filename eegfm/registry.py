@@ -117,8 +117,8 @@ _PRETRAINED: dict[str, PretrainedTag] = {
     "eegfm_small": PretrainedTag(
         architecture="mape_encoder_tiny",
         preprocessing=dict(sfreq=200.0, l_freq=0.1, h_freq=75.0, notch_freq=None),
-        description="masked-spectrum pre-training on 2.6 h of Mental Arithmetic + PhysioNet MI training "
-                    "subjects; built locally by `eegfm pretrain --config eegfm-small`",
+        description="in-domain masked-spectrum pre-training on the 19 Mental Arithmetic training subjects "
+                    "(1000 steps); built locally by `eegfm pretrain --config eegfm-small`",
         local_dir="runs/eegfm-small/encoder", recipe="eegfm-small",
         card="benchmarks/results/eegfm_small/MODEL_CARD.md",
     ),

@@ -194,6 +194,22 @@ def test_card_rows_can_be_limited_to_some_variants():
     assert [r.model for r in card.probe_rows("MA", report, ["b"])] == ["from scratch"]
 
 
+def test_a_harness_report_becomes_downstream_rows_of_the_card_with_its_test_subjects():
+    card = _load("eegfm_small_card")
+    fold = {"fold": 0, "test": ["26", "27"], "val": ["08"], "train": ["02"]}
+    per_seed = {"eegfm_lora": {"0": 0.7, "1": 0.8}, "eegfm_scratch": {"0": 0.6, "1": 0.6}, "eegnet": {"0": 0.5}}
+    report = {"folds": {"ma": [fold]},
+              "results": {"ma": {m: {"aggregate": {"balanced_accuracy": {"per_seed": s}}} for m, s in per_seed.items()}}}
+    lora, scratch, eegnet = card.harness_rows("MA", report)
+    assert lora.task == "MA, test subjects 26,27 (early stopping on validation subjects 08)"
+    assert (lora.model, scratch.model, eegnet.model) == ("eegfm-small, LoRA", "from scratch (same architecture, "
+                                                         "full fine-tuning)", "EEGNet (braindecode)")
+    assert lora.seeds == [0, 1] and abs(lora.mean - 0.75) < 1e-12 and eegnet.seeds == [0] and eegnet.std == 0.0
+    assert [r.model for r in card.harness_rows("MA", report, ["eegnet"])] == ["EEGNet (braindecode)"]
+    report["folds"]["ma"] = [fold, {**fold, "fold": 1}]
+    assert card.harness_rows("MA", report)[0].task == "MA, 2 leave-subjects-out folds (test predictions pooled over folds)"
+
+
 def test_contrastive_pretrainer_matches_two_views_of_each_window_and_learns():
     cp = _load("contrastive_pretrain_probe")
     from eegfm import proportion_coordinates

@@ -60,11 +60,10 @@ def test_every_source_of_the_recipe_is_in_the_shared_data(shared_data):
 
     spec = json.loads(recipe_path("eegfm-small").read_text())["data"]["sources"]
     sources = list(sources_from_spec(spec.replace("../shared/data", str(shared_data))))
-    # 19 Mental Arithmetic subjects x 2 recordings, PhysioNet S001 (14 runs), S004 (6), 7 subjects x 3
-    assert len(sources) == 38 + 14 + 6 + 21
+    # in-domain (RECIPE.md rows 26-27): the 19 Mental Arithmetic training subjects x 2 recordings, nothing else
+    assert len(sources) == 38
     subjects = {(s.metadata["dataset"], str(s.metadata["subject"])) for s in sources}
-    # never the downstream validation (MA 08,09,13,15,19; MI S008,S009) or test subjects (MA 26-31; MI S012,S015)
+    # never the downstream validation (MA 08,09,13,15,19) or test subjects (MA 26-31)
     held_out = {("eegmat_bids", f"{n:02d}") for n in (8, 9, 13, 15, 19, 26, 27, 28, 29, 30, 31)}
-    held_out |= {("eegbci", str(n)) for n in (8, 9, 12, 15)}
     assert not subjects & held_out, sorted(subjects & held_out)
-    assert len({s for d, s in subjects if d == "eegmat_bids"}) == 19 and len({s for d, s in subjects if d == "eegbci"}) == 9
+    assert {d for d, _ in subjects} == {"eegmat_bids"} and len(subjects) == 19
