@@ -4,6 +4,8 @@
     python benchmarks/downstream.py --tasks mi --folds 3 --seeds 0,1,2
     python benchmarks/downstream.py --tasks ma --test-subjects ma:26-31   # one given held-out set
     python benchmarks/downstream.py --reuse                          # resume an interrupted run
+    python benchmarks/downstream.py --only-folds 0,1,2 --work-dir W  # split a run over processes sharing W;
+    python benchmarks/downstream.py --reuse --work-dir W              #   then assemble every fold's rows
 
 Tasks (every subject present is tested once, in leave-subjects-out folds; label-free
 pre-training never sees the fold's test subjects):
@@ -227,6 +229,20 @@ def make_folds(subjects: list[str], k: int, seed: int, val_fraction: float, fixe
 # ---------------------------------------------------------------------------------- data
 def eegbci_file(data_root: Path, subject: str, run: int) -> Path:
     return data_root / EEGBCI_SUBDIR / subject / f"{subject}R{run:02d}.edf"
+
+
+def parse_only_folds(text: str, folds: dict[str, list[dict]]) -> set[int] | None:
+    """``"0,2"`` -> ``{0, 2}`` (``--only-folds``); None for every fold. A fold no task has is an error."""
+    if not text.strip():
+        return None
+    try:
+        only = {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise SystemExit(f"--only-folds takes fold numbers like 0,1,2; got {text!r}") from None
+    have = {f["fold"] for task_folds in folds.values() for f in task_folds}
+    if not only or only - have:
+        raise SystemExit(f"--only-folds {text!r}: the folds are {','.join(map(str, sorted(have)))}")
+    return only
 
 
 PRETRAIN_CORPORA = ("all", "task-train")
@@ -826,6 +842,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--ma-subjects", default="", help="eegmat subjects, e.g. 02-31 or 2,3,10 (default: all present)")
     a("--mi-subjects", default="", help="eegmmidb subjects with runs 4, 8, 12, e.g. 1-12,15 (default: all present)")
     a("--folds", type=int, default=5, help="leave-subjects-out folds per task")
+    a("--only-folds", default="",
+      help="run these folds only, e.g. 0,1,2 (the JSON is then partial): split one run over processes sharing "
+           "--work-dir, then assemble it with --reuse and no --only-folds")
     a("--fold-seed", type=int, default=0, help="seed of the subject-to-fold and validation draws")
     a("--val-fraction", type=float, default=0.2, help="validation share of each fold's training subjects (>= 1)")
     a("--test-subjects", default="",
@@ -945,6 +964,7 @@ def main(argv=None) -> dict:
     for t, ids in fixed.items():
         selected[t] = sorted(set(selected[t]) | set(ids))
     folds = {t: make_folds(selected[t], args.folds, args.fold_seed, args.val_fraction, fixed.get(t)) for t in tasks}
+    only = parse_only_folds(args.only_folds, folds)
     for t in tasks:
         print(f"[{t}] {len(selected[t])} subjects; folds (test | validation):")
         for f in folds[t]:
@@ -1079,9 +1099,9 @@ def main(argv=None) -> dict:
     # its weights' fingerprint (below), --lora-lr the lr of eegfm_lora rows.
     row_args = {k: v for k, v in vars(args).items()
                 if k not in ("reuse", "progress", "out", "threads", "seeds", "models", "tasks", "work_dir",
-                             "encoder", "lora_lr")
+                             "encoder", "lora_lr", "only_folds")
                 and not (k == "pretrain_target" and v == "codes") and not (k == "lr_schedule" and v == "cosine")}
-    n_fold_total = sum(len(folds[t]) for t in tasks)
+    n_fold_total = sum(len([f for f in folds[t] if only is None or f["fold"] in only]) for t in tasks)
     fold_seconds: list[float] = []
     for t in tasks:
         # -------------------------------------------------------- labelled data
@@ -1152,6 +1172,8 @@ def main(argv=None) -> dict:
         # -------------------------------------------------------- folds
         for fold in folds[t]:
             f = fold["fold"]
+            if only is not None and f not in only:
+                continue
             t_fold = time.perf_counter()
             train, valid, test = (subset(data, fold[k]) for k in ("train", "val", "test"))
             fold["n_examples"] = {"train": len(train), "val": len(valid), "test": len(test)}
@@ -1268,7 +1290,7 @@ def main(argv=None) -> dict:
             left = (n_fold_total - done) * float(np.mean(fold_seconds))
             print(f"[{t}] fold {f} took {fold_seconds[-1]:.0f} s; {done}/{n_fold_total} folds done, "
                   f"{elapsed / 60:.1f} min so far, about {left / 60:.0f} min left (estimate)")
-    report = write_report(partial=False)
+    report = write_report(partial=only is not None and n_fold_total < sum(len(folds[t]) for t in tasks))
     print(format_summary(report))
     return report
 

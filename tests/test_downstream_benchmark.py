@@ -293,18 +293,28 @@ def test_constant_lr_schedule_keeps_the_lr_on_every_step_and_cosine_stays_the_li
         parse(["--lr-schedule", "linear"])
 
 
-def test_in_domain_pretraining_reads_the_fold_s_training_subjects_only(shared_data, tmp_path):
+def test_in_domain_pretraining_reads_the_fold_s_training_subjects_only(shared_data, tmp_path, capsys):
     """--pretrain-corpus task-train: each fold pre-trains on its training subjects of the task and
-    nothing else (no validation or test subject, no eegmmidb, no extras)."""
+    nothing else (no validation or test subject, no eegmmidb, no extras). Also --only-folds: one fold
+    run alone (a partial report), then the whole run assembled with --reuse, that fold reused."""
     bench = _load()
     out, work = tmp_path / "out", tmp_path / "work"
-    bench.main(["--data-root", str(shared_data), "--tasks", "ma", "--ma-subjects", "02,03,04,05,06", "--mi-subjects",
-                "1", "--folds", "2", "--seeds", "0", "--pretrain-corpus", "task-train", "--pretrain-eegbci-runs", "4",
-                "--pretrain-target", "spectrum", "--pretrain-steps", "2", "--pretrain-batch-size", "8",
-                "--embed-dim", "16", "--depth", "1", "--heads", "2", "--finetune-epochs", "1", "--patience", "1",
-                "--batch-size", "16", "--channel-drop", "", "--models", "eegfm_pretrained", "--work-dir", str(work),
-                "--out", str(out)])
+    args = ["--data-root", str(shared_data), "--tasks", "ma", "--ma-subjects", "02,03,04,05,06", "--mi-subjects",
+            "1", "--folds", "2", "--seeds", "0", "--pretrain-corpus", "task-train", "--pretrain-eegbci-runs", "4",
+            "--pretrain-target", "spectrum", "--pretrain-steps", "2", "--pretrain-batch-size", "8",
+            "--embed-dim", "16", "--depth", "1", "--heads", "2", "--finetune-epochs", "1", "--patience", "1",
+            "--batch-size", "16", "--channel-drop", "", "--models", "eegfm_pretrained", "--work-dir", str(work)]
+    with pytest.raises(SystemExit, match="--only-folds '2': the folds are 0,1"):
+        bench.main([*args, "--only-folds", "2", "--out", str(tmp_path / "bad")])
+    one = bench.main([*args, "--only-folds", "1", "--out", str(tmp_path / "one")])
+    assert one["partial"] and [r["fold"] for r in one["results"]["ma"]["eegfm_pretrained"]["rows"]] == [1]
+    capsys.readouterr()
+    bench.main([*args, "--reuse", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert printed.count("reusing the pre-trained encoder") == 1  # fold 1; its row (timing included) below
     saved = json.loads((out / "downstream.json").read_text())
+    assert not saved["partial"]
+    assert saved["results"]["ma"]["eegfm_pretrained"]["rows"][1] == one["results"]["ma"]["eegfm_pretrained"]["rows"][0]
     assert saved["config"]["pretrain_corpus"] == "task-train"
     for fold in saved["folds"]["ma"]:
         subjects = saved["pretraining"]["ma"]["folds"][str(fold["fold"])]["subjects"]
