@@ -33,7 +33,7 @@ from eegfm.cli.runs import build_loader  # noqa: E402
 from eegfm.model_card import DownstreamResult, update_model_card  # noqa: E402
 
 LIMITATIONS = [
-    "Pre-trained on about 1.6 hours of EEG: the 19 Mental Arithmetic training subjects (in-domain; their "
+    "Pre-trained on about 1.3 hours of EEG: the 19 Mental Arithmetic training subjects (in-domain; their "
     "validation subjects 08, 09, 13, 15, 19 and test subjects 26-31 excluded), on a 2-core CPU: far below the "
     "scale (thousands of hours) where masked modelling is known to pay. It is an encoder for Mental Arithmetic-like "
     "data with the 10-20 cap; other tasks have not been shown to gain from it.",
