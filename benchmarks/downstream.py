@@ -866,6 +866,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--embed-dim", type=int, default=64)
     a("--depth", type=int, default=2)
     a("--heads", type=int, default=4)
+    a("--patch-mean", action="store_true",
+      help="eegfm's patch embedder also sees each patch's signed mean (EncoderConfig.patch_mean; scratch and "
+           "pre-training)")
     a("--code-dim", type=int, default=16)
     a("--num-codes", type=int, default=256)
     a("--tokenizer-steps", type=int, default=400)
@@ -1005,10 +1008,15 @@ def main(argv=None) -> dict:
                 print(f"  {note}")
         if args.pretrain_target != "codes":
             print(f"--pretrain-target {args.pretrain_target}: unused with --encoder (nothing is pre-trained)")
+        if args.patch_mean:
+            print(f"--patch-mean: unused with --encoder (scratch takes the encoder's architecture: "
+                  f"patch_mean={given_encoder.config.patch_mean})")
     elif args.encoder is not None:
         print(f"--encoder {args.encoder}: unused (no eegfm model in --models)")
 
     enc_arch = dict(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads)
+    if args.patch_mean:  # only when set, so the fingerprints of runs made before the flag still match
+        enc_arch["patch_mean"] = True
     encoder_config = {**enc_arch, "sfreq": data_cfg.sfreq, "preprocessing": pre_cfg.to_dict()}
     if given_encoder is not None:  # eegfm_scratch: the given encoder's architecture, random weights
         encoder_config = given_encoder.get_config()
@@ -1196,7 +1204,8 @@ def main(argv=None) -> dict:
                     print(f"  reusing the pre-trained encoder in {pre_dir}")
                 else:
                     shutil.rmtree(pre_dir, ignore_errors=True)
-                    model_cfg = dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads)
+                    model_cfg = dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
+                                     patch_mean=bool(args.patch_mean))
                     if "patch_size" in {fl.name for fl in dataclasses.fields(PretrainModelConfig)}:
                         model_cfg["patch_size"] = args.patch_size  # must equal the tokenizer's
                     model_cfg["single_pass"] = bool(args.single_pass)  # recorded as run, never the default's guess

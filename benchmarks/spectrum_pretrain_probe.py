@@ -51,16 +51,17 @@ STRATEGIES = ("random", "channel", "temporal")  # MaskedPretrainer's default, in
 
 def make_model(patch_size: int = 100, embed_dim: int = 64, depth: int = 2, num_heads: int = 4,
                sfreq: float = 200.0, preprocessing: dict | None = None, target: str = "spectrum",
-               strategies=STRATEGIES) -> MaskedPretrainer:
+               strategies=STRATEGIES, patch_mean: bool = False) -> MaskedPretrainer:
     """The probe's model: a single-pass :class:`MaskedPretrainer` with ``target="spectrum"`` (or ``"signal"``).
 
     Its head has ``patch_size // 2 + 1`` outputs (one per rfft bin; ``patch_size`` with
     ``"signal"``, one per sample); ``accuracy`` is the masked-token R^2 per strategy.
-    ``strategies``: the masks trained with (one per sample, in turn).
+    ``strategies``: the masks trained with (one per sample, in turn). ``patch_mean``: the
+    encoder's patch embedder also sees each patch's signed mean (:class:`eegfm.EncoderConfig`).
     """
     return MaskedPretrainer(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                             sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target=target,
-                            strategies=strategies)
+                            strategies=strategies, patch_mean=patch_mean)
 
 
 def parse_strategies(text: str) -> tuple[str, ...]:
@@ -141,12 +142,14 @@ def main(argv=None) -> dict:
                    help="what masked tokens regress: z-scored Fourier amplitudes, or samples z-scored per patch")
     p.add_argument("--strategies", type=parse_strategies, default=STRATEGIES,
                    help="masks trained with, a comma list (default random,channel,temporal: one per sample)")
+    p.add_argument("--patch-mean", action="store_true",
+                   help="the patch embedder also sees each patch's signed mean (EncoderConfig.patch_mean)")
     args = p.parse_args(argv)
     data, corpus, windows, loader = load_corpus(args)
     torch.manual_seed(args.seed)
     model = make_model(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
                        sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict(), target=args.target,
-                       strategies=args.strategies)
+                       strategies=args.strategies, patch_mean=args.patch_mean)
     fitted = fit(model, args, loader)
     evaluation = evaluate_all_strategies(model, itertools.islice(loader.batches(epoch=10_000), 10), seed=args.seed)
     model.encoder.save_pretrained(args.run_dir / "encoder")

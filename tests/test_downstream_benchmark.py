@@ -320,3 +320,37 @@ def test_in_domain_pretraining_reads_the_fold_s_training_subjects_only(shared_da
         subjects = saved["pretraining"]["ma"]["folds"][str(fold["fold"])]["subjects"]
         assert subjects == {"eegmat": fold["train"], "eegbci": []}
         assert not set(subjects["eegmat"]) & set(fold["val"] + fold["test"])
+
+
+def test_patch_mean_reaches_the_pre_trained_and_the_scratch_encoders(shared_data, tmp_path, capsys, monkeypatch):
+    bench = _load()
+    work = tmp_path / "work"
+    argv = ["--data-root", str(shared_data), "--tasks", "ma", "--ma-subjects", "02,03,04,05", "--folds", "2",
+            "--only-folds", "0", "--seeds", "0", "--extras", "", "--pretrain-target", "spectrum",
+            "--pretrain-corpus", "task-train", "--pretrain-steps", "2", "--pretrain-batch-size", "8",
+            "--embed-dim", "16", "--depth", "1", "--heads", "2", "--finetune-epochs", "1", "--patience", "1",
+            "--batch-size", "16", "--channel-drop", "", "--models", "eegfm_pretrained,eegfm_scratch",
+            "--work-dir", str(work)]
+    report = bench.main([*argv, "--patch-mean", "--out", str(tmp_path / "mean")])
+    encoder = json.loads((work / "ma" / "fold0" / "pretrain" / "encoder" / "config.json").read_text())
+    assert encoder["patch_mean"] is True
+    assert report["config"]["patch_mean"] is True
+    # scratch is built from the same architecture, patch mean included
+    built = []
+    real = bench.MAPEClassifier
+
+    def spy(*args, **kwargs):
+        model = real(*args, **kwargs)
+        built.append(model.encoder.config.patch_mean)
+        return model
+
+    with monkeypatch.context() as m:
+        m.setattr(bench, "MAPEClassifier", spy)
+        bench.main([*argv, "--patch-mean", "--models", "eegfm_scratch", "--out", str(tmp_path / "scratch")])
+    assert built == [True]
+    # without the flag the recipe differs: the patch-mean encoder is not reused
+    capsys.readouterr()
+    bench.main([*argv, "--reuse", "--out", str(tmp_path / "plain")])
+    assert "reusing the pre-trained encoder" not in capsys.readouterr().out
+    encoder = json.loads((work / "ma" / "fold0" / "pretrain" / "encoder" / "config.json").read_text())
+    assert encoder["patch_mean"] is False

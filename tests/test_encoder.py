@@ -66,3 +66,24 @@ def test_preprocessing_contract_travels_with_the_model(tmp_path):
         tiny(preprocessing={"sfreq": 250.0})
     with pytest.raises(ValueError, match="bandpass"):
         tiny(preprocessing={"bandpass": 1})
+
+
+def test_patch_mean_is_saved_with_the_model_and_older_configs_load_without_it(tmp_path):
+    import json
+
+    model = tiny(patch_mean=True)
+    assert model.get_config()["patch_mean"] is True and model.patch_embed.mean_feature
+    x, pos = recording(3, 100, seed=1)
+    model.save_pretrained(tmp_path / "with")
+    loaded = MAPEEncoder.from_pretrained(tmp_path / "with").eval()
+    assert loaded.patch_embed.mean_feature
+    assert torch.equal(loaded(x[None], pos).tokens, model(x[None], pos).tokens)
+    # a folder written before the field existed has no "patch_mean" key: it loads as the reference embedder
+    plain = tiny()
+    plain.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["patch_mean"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    old = MAPEEncoder.from_pretrained(tmp_path / "old").eval()
+    assert not old.patch_embed.mean_feature
+    assert torch.equal(old(x[None], pos).tokens, plain(x[None], pos).tokens)

@@ -25,3 +25,23 @@ def test_errors():
     embed = NeuralPatchEmbedder(patch_size=32, embed_dim=8)
     with pytest.raises(ValueError, match="patches have 31 samples, expected patch_size=32"):
         embed(torch.zeros(2, 31))
+
+
+def test_the_reference_embedder_is_blind_to_a_patch_offset_and_mean_feature_sees_its_sign():
+    torch.manual_seed(0)
+    patch = torch.randn(1, 32) * 5
+    reference = NeuralPatchEmbedder(patch_size=32, embed_dim=16).eval()
+    # the per-patch z-score removes the offset and the std is unchanged: the same embedding
+    assert torch.allclose(reference(patch), reference(patch + 40.0), atol=1e-5)
+    with_mean = NeuralPatchEmbedder(patch_size=32, embed_dim=16, mean_feature=True).eval()
+    assert with_mean.proj.in_features == reference.proj.in_features + 1
+    up, down = with_mean(patch + 40.0), with_mean(patch - 40.0)
+    assert not torch.allclose(up, with_mean(patch), atol=1e-3)
+    assert not torch.allclose(up, down, atol=1e-3)
+    # the extra input is asinh(mean in µV): with its weights zeroed the embedder is the reference one
+    with torch.no_grad():
+        with_mean.proj.weight[:, -1] = 0
+        with_mean.proj.weight[:, :-1] = reference.proj.weight
+        with_mean.proj.bias.copy_(reference.proj.bias)
+        with_mean.convs.load_state_dict(reference.convs.state_dict())
+    assert torch.allclose(with_mean(patch + 40.0), reference(patch), atol=1e-5)

@@ -54,6 +54,11 @@ class EncoderConfig:
         Channels of the patch embedder's convolutions.
     pool_bins : int
         Time bins the patch embedder pools into.
+    patch_mean : bool
+        Feed each patch's signed mean (``asinh`` of µV) to the patch embedder beside its log
+        amplitude (:class:`~eegfm.modules.patch_embed.NeuralPatchEmbedder` ``mean_feature``):
+        keeps the slow potentials that a per-patch z-score erases. False (the default and every
+        model saved before it existed): the reference embedder.
     layer_norm_eps : float
         Epsilon of every LayerNorm.
     sfreq : float
@@ -84,6 +89,7 @@ class EncoderConfig:
     position_embedding: str = "mape"  # "mape" | "sincos1d" (the 1-D baseline of the paper's Table 2 ablation)
     conv_channels: tuple[int, ...] = (8, 8, 16)  # channels of the patch embedder's convolutions
     pool_bins: int = 4  # time bins the patch embedder pools each patch into
+    patch_mean: bool = False  # feed each patch's signed mean (asinh µV) to the patch embedder
     layer_norm_eps: float = 1e-6  # epsilon of every LayerNorm
     sfreq: float = 200.0  # sampling rate (Hz) the model expects
     preprocessing: dict | None = None  # preprocessing contract (PreprocessConfig as a dict); None: PreprocessConfig(sfreq)

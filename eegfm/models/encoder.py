@@ -116,7 +116,8 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         self.patch_size = patch_size = config.patch_size
         self.embed_dim = embed_dim = config.embed_dim
         self.sfreq = config.sfreq
-        self.patch_embed = NeuralPatchEmbedder(patch_size, embed_dim, config.conv_channels, config.pool_bins)
+        self.patch_embed = NeuralPatchEmbedder(patch_size, embed_dim, config.conv_channels, config.pool_bins,
+                                               mean_feature=config.patch_mean)
         self.pos_embed = build_position_embedding(config.position_embedding, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.blocks = nn.ModuleList(transformer_blocks(config, config.depth))
