@@ -197,3 +197,15 @@ def test_encoder_knows_unpadded_input_without_a_host_sync():
     torch.testing.assert_close(program.module()(x, channel_mask, n_times), Padded()(x, channel_mask, n_times))
     alone = encoder(x[1:, :, :300], pos).pooled()  # the padded sample equals itself unpadded
     torch.testing.assert_close(Padded()(x, channel_mask, n_times)[1], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_moment_pooling_reads_the_montage_positions():
+    from eegfm.modules import spatial_moments
+
+    model = EEGMirror(n_outputs=2, chs_info=_info()["chs"], n_times=400, encoder=ENC, pooling="moments").eval()
+    assert model.num_features == 3 * model.encoder.embed_dim == model.final_layer.in_features
+    x = torch.randn(2, len(_info()["chs"]), 400)
+    pooled = model(x, return_features=True)["pooled"]
+    out = model.encoder(x, model.channel_positions)
+    assert torch.allclose(pooled, spatial_moments(out.grid(), out.token_mask, model.channel_positions), atol=1e-6)
+    assert model(x).shape == (2, 2)

@@ -93,7 +93,7 @@ class ScratchEncoderConfig(EncoderSettings):
 @dataclass
 class FinetuneRun:
     pretrained: str = "runs/pretrain/encoder"  # encoder or classifier folder / Hub repo id; "" = from scratch
-    pooling: str = "mean"  # mean | cls | cls+mean
+    pooling: str = "mean"  # mean | cls | cls+mean | attention | moments
     head_dropout: float = 0.0  # dropout before the linear head
     encoder: ScratchEncoderConfig = field(default_factory=ScratchEncoderConfig)
     data: LabeledDataConfig = field(default_factory=LabeledDataConfig)

@@ -46,6 +46,7 @@ from ..models.classifier import ATTENTION_QUERIES, POOLINGS, MAPEClassifier
 from ..models.config import EncoderConfig
 from ..models.encoder import MAPEEncoder
 from ..modules.attention_pool import AttentionPool
+from ..modules.spatial_moments import spatial_moments
 from ..montage import proportion_coordinates
 
 __all__ = ["EEGMirror", "MODEL_SUMMARY", "signal_kwargs"]
@@ -174,7 +175,7 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
     encoder : EncoderConfig | dict, optional
         Settings of the :class:`eegfm.MAPEEncoder` (:class:`eegfm.EncoderConfig` or a dict of
         its fields; default: its defaults, with ``sfreq`` when a dict does not give one).
-    pooling : {"mean", "cls", "cls+mean", "attention"}
+    pooling : {"mean", "cls", "cls+mean", "attention", "moments"}
         Features for the head (see :class:`eegfm.MAPEClassifier`).
     drop_prob : float
         Dropout on the features before ``final_layer``.
@@ -254,7 +255,8 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
         dim = self.encoder.embed_dim
         self.pool = (AttentionPool(dim, ATTENTION_QUERIES, num_heads=4 if dim % 4 == 0 else 1)
                      if pooling == "attention" else None)
-        self.num_features = self.pool.num_features if self.pool is not None else dim * (2 if pooling == "cls+mean" else 1)
+        self.num_features = (self.pool.num_features if self.pool is not None
+                             else dim * {"cls+mean": 2, "moments": 3}.get(pooling, 1))
         self.head_drop = nn.Dropout(self.drop_prob)
         self.final_layer = self._new_head(self.n_outputs)
         self.register_buffer("channel_positions", torch.from_numpy(coords), persistent=False)
@@ -351,9 +353,12 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
             x = x * self.input_scale
         # .forward, not __call__: hooks on the encoder itself would see its EncoderOutput, which
         # torchinfo (braindecode's str(model)) cannot size; its layers are all called as usual.
-        out = self.encoder.forward(x, self.channel_positions.to(x.dtype))
+        positions = self.channel_positions.to(x.dtype)
+        out = self.encoder.forward(x, positions)
         if self.pooling == "attention":
             pooled = self.pool(out.tokens, out.token_mask)
+        elif self.pooling == "moments":
+            pooled = spatial_moments(out.grid(), out.token_mask, positions)
         else:
             pooled = out.cls if self.pooling == "cls" else out.pooled()
         if self.pooling == "cls+mean":

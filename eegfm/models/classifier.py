@@ -20,12 +20,13 @@ from torch import nn
 from ..hub import (CONFIG_NAME, MODEL_CLASS_KEY, HubMixin, ModelLoadError, _download, hub_card,
                    read_config_file)
 from ..modules.attention_pool import AttentionPool
+from ..modules.spatial_moments import spatial_moments
 from .config import EmbedsEncoderConfig, EncoderConfig
 from .encoder import MAPEEncoder
 
 __all__ = ["MAPEClassifier", "POOLINGS"]
 
-POOLINGS = ("mean", "cls", "cls+mean", "attention")
+POOLINGS = ("mean", "cls", "cls+mean", "attention", "moments")
 ATTENTION_QUERIES = 4  # learned queries of pooling="attention"
 
 
@@ -40,11 +41,14 @@ class MAPEClassifier(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         Settings of the :class:`MAPEEncoder` (:class:`~eegfm.EncoderConfig`, or a dict of its
         fields; default: its defaults). Saved in ``config.json``, so the whole classifier
         reloads from one folder.
-    pooling : {"mean", "cls", "cls+mean", "attention"}
+    pooling : {"mean", "cls", "cls+mean", "attention", "moments"}
         Features given to the head: the mean of the real tokens (padding excluded), the CLS
-        token, both concatenated (2 x embed_dim), or ``"attention"``: 4 learned queries read
+        token, both concatenated (2 x embed_dim), ``"attention"``: 4 learned queries read
         the real tokens by cross-attention (:class:`eegfm.modules.AttentionPool`, 4 x embed_dim),
-        so regions whose patterns differ in sign (left vs right) are not averaged together.
+        so regions whose patterns differ in sign (left vs right) are not averaged together, or
+        ``"moments"``: the mean and the means weighted by each channel's centred left-right and
+        front-back coordinate (:func:`eegfm.modules.spatial_moments`, 3 x embed_dim, no weights):
+        a left-right contrast any montage gives.
     head_dropout : float
         Dropout on the features before the head.
     class_names : list of str, optional
@@ -77,7 +81,8 @@ class MAPEClassifier(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         dim = self.encoder.embed_dim
         self.pool = (AttentionPool(dim, ATTENTION_QUERIES, num_heads=4 if dim % 4 == 0 else 1)
                      if pooling == "attention" else None)
-        self.num_features = self.pool.num_features if self.pool is not None else dim * (2 if pooling == "cls+mean" else 1)
+        self.num_features = (self.pool.num_features if self.pool is not None
+                             else dim * {"cls+mean": 2, "moments": 3}.get(pooling, 1))
         self.head_drop = nn.Dropout(head_dropout)
         self.head = self._new_head(n_outputs)
 
@@ -128,6 +133,8 @@ class MAPEClassifier(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
             return out.cls
         if self.pooling == "attention":
             return self.pool(out.tokens, out.token_mask)
+        if self.pooling == "moments":
+            return spatial_moments(out.grid(), out.token_mask, positions)
         return torch.cat((out.cls, out.pooled()), dim=-1)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from .position import (
     build_position_embedding,
     sinusoid,
 )
+from .spatial_moments import spatial_moments
 from .transformer import MultiHeadSelfAttention, TransformerBlock
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "TransformerBlock",
     "build_position_embedding",
     "sinusoid",
+    "spatial_moments",
 ]

@@ -31,7 +31,7 @@ if "band" in V:
 if V.pop("zscore", "0") == "1":
     train, valid = zs(train), zs(valid)
 arch = dict(patch_size=int(V.pop("patch", 100)), embed_dim=int(V.pop("dim", 64)), depth=int(V.pop("depth", 2)),
-            num_heads=int(V.pop("heads", 4)))
+            num_heads=int(V.pop("heads", 4)), patch_mean=V.pop("patch_mean", "0") == "1")
 pooling = V.pop("pooling", "mean")
 moments = pooling == "moments"
 if moments:
