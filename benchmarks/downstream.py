@@ -117,6 +117,7 @@ from eegfm.data.preprocessing import preprocess  # noqa: E402
 from eegfm.data.specs import SOURCE_KINDS, sources_from_spec  # noqa: E402
 from eegfm.finetune import FinetuneConfig, LabeledEEG, finetune, predict  # noqa: E402
 from eegfm.finetune.metrics import classification_report  # noqa: E402
+from eegfm.models.classifier import POOLINGS  # noqa: E402
 from eegfm.training import TrainConfig  # noqa: E402
 
 TASK_NAMES = {"ma": "Mental Arithmetic (rest vs arithmetic)", "mi": "Motor Imagery (left vs right fist)"}
@@ -560,9 +561,9 @@ def run_eegfm(model_name: str, seed: int, encoder: MAPEEncoder | None, encoder_c
     """Fine-tune one eegfm variant; logits (N, 2) on each of ``tests`` (each a LabeledEEG)."""
     torch.manual_seed(seed)
     if model_name == "eegfm_scratch":
-        model = MAPEClassifier(n_outputs=2, encoder=encoder_config)
+        model = MAPEClassifier(n_outputs=2, encoder=encoder_config, pooling=args.pooling)
     else:
-        model = MAPEClassifier.from_encoder(encoder, n_outputs=2)
+        model = MAPEClassifier.from_encoder(encoder, n_outputs=2, pooling=args.pooling)
     mode = EEGFM_MODES[model_name]
     linear = mode in ("linear", "frozen")  # frozen encoder: no augmentation (frozen: no training at all)
     augment = {} if linear else dict(channel_dropout=args.channel_dropout, time_shift_seconds=args.time_shift,
@@ -866,6 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--embed-dim", type=int, default=64)
     a("--depth", type=int, default=2)
     a("--heads", type=int, default=4)
+    a("--pooling", choices=POOLINGS, default="mean",
+      help="features the eegfm head reads (MAPEClassifier pooling): mean, cls, cls+mean, attention, or moments "
+           "(the mean and the means weighted by each channel's left-right and front-back position)")
     a("--patch-mean", action="store_true",
       help="eegfm's patch embedder also sees each patch's signed mean (EncoderConfig.patch_mean; scratch and "
            "pre-training)")
@@ -1108,7 +1112,8 @@ def main(argv=None) -> dict:
     row_args = {k: v for k, v in vars(args).items()
                 if k not in ("reuse", "progress", "out", "threads", "seeds", "models", "tasks", "work_dir",
                              "encoder", "lora_lr", "only_folds")
-                and not (k == "pretrain_target" and v == "codes") and not (k == "lr_schedule" and v == "cosine")}
+                and not (k == "pretrain_target" and v == "codes") and not (k == "lr_schedule" and v == "cosine")
+                and not (k == "patch_mean" and not v) and not (k == "pooling" and v == "mean")}
     n_fold_total = sum(len([f for f in folds[t] if only is None or f["fold"] in only]) for t in tasks)
     fold_seconds: list[float] = []
     for t in tasks:

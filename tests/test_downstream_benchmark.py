@@ -322,7 +322,7 @@ def test_in_domain_pretraining_reads_the_fold_s_training_subjects_only(shared_da
         assert not set(subjects["eegmat"]) & set(fold["val"] + fold["test"])
 
 
-def test_patch_mean_reaches_the_pre_trained_and_the_scratch_encoders(shared_data, tmp_path, capsys, monkeypatch):
+def test_patch_mean_and_pooling_reach_the_pre_trained_and_the_scratch_models(shared_data, tmp_path, capsys, monkeypatch):
     bench = _load()
     work = tmp_path / "work"
     argv = ["--data-root", str(shared_data), "--tasks", "ma", "--ma-subjects", "02,03,04,05", "--folds", "2",
@@ -341,13 +341,15 @@ def test_patch_mean_reaches_the_pre_trained_and_the_scratch_encoders(shared_data
 
     def spy(*args, **kwargs):
         model = real(*args, **kwargs)
-        built.append(model.encoder.config.patch_mean)
+        built.append((model.encoder.config.patch_mean, model.pooling))
         return model
 
+    spy.from_encoder = lambda encoder, **kwargs: (built.append(("pre-trained", kwargs["pooling"])),
+                                                  real.from_encoder(encoder, **kwargs))[1]
     with monkeypatch.context() as m:
         m.setattr(bench, "MAPEClassifier", spy)
-        bench.main([*argv, "--patch-mean", "--models", "eegfm_scratch", "--out", str(tmp_path / "scratch")])
-    assert built == [True]
+        bench.main([*argv, "--patch-mean", "--pooling", "moments", "--reuse", "--out", str(tmp_path / "moments")])
+    assert sorted(built, key=str) == [("pre-trained", "moments"), (True, "moments")]
     # without the flag the recipe differs: the patch-mean encoder is not reused
     capsys.readouterr()
     bench.main([*argv, "--reuse", "--out", str(tmp_path / "plain")])
