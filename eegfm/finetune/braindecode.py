@@ -42,11 +42,10 @@ from torch import nn
 from .._optional import import_braindecode
 from ..hub import StrictLoadingMixin, hub_card
 from ..model_card import ModelCardMixin
-from ..models.classifier import ATTENTION_QUERIES, POOLINGS, MAPEClassifier
+from ..models.classifier import ATTENTION_QUERIES, POOLINGS, MAPEClassifier, pool_tokens, pooled_width
 from ..models.config import EncoderConfig
 from ..models.encoder import MAPEEncoder
 from ..modules.attention_pool import AttentionPool
-from ..modules.spatial_moments import spatial_moments
 from ..montage import proportion_coordinates
 
 __all__ = ["EEGMirror", "MODEL_SUMMARY", "signal_kwargs"]
@@ -255,8 +254,7 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
         dim = self.encoder.embed_dim
         self.pool = (AttentionPool(dim, ATTENTION_QUERIES, num_heads=4 if dim % 4 == 0 else 1)
                      if pooling == "attention" else None)
-        self.num_features = (self.pool.num_features if self.pool is not None
-                             else dim * {"cls+mean": 2, "moments": 3}.get(pooling, 1))
+        self.num_features = pooled_width(pooling, dim, self.pool)
         self.head_drop = nn.Dropout(self.drop_prob)
         self.final_layer = self._new_head(self.n_outputs)
         self.register_buffer("channel_positions", torch.from_numpy(coords), persistent=False)
@@ -355,14 +353,7 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
         # torchinfo (braindecode's str(model)) cannot size; its layers are all called as usual.
         positions = self.channel_positions.to(x.dtype)
         out = self.encoder.forward(x, positions)
-        if self.pooling == "attention":
-            pooled = self.pool(out.tokens, out.token_mask)
-        elif self.pooling == "moments":
-            pooled = spatial_moments(out.grid(), out.token_mask, positions)
-        else:
-            pooled = out.cls if self.pooling == "cls" else out.pooled()
-        if self.pooling == "cls+mean":
-            pooled = torch.cat((out.cls, pooled), dim=-1)
+        pooled = pool_tokens(self.pooling, out, positions, self.pool)
         if return_features:
             return {"features": out.tokens, "cls_token": out.cls, "pooled": pooled}
         return self.final_layer(self.head_drop(pooled))

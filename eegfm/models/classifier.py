@@ -24,10 +24,31 @@ from ..modules.spatial_moments import spatial_moments
 from .config import EmbedsEncoderConfig, EncoderConfig
 from .encoder import MAPEEncoder
 
-__all__ = ["MAPEClassifier", "POOLINGS"]
+__all__ = ["MAPEClassifier", "POOLINGS", "pool_tokens", "pooled_width"]
 
 POOLINGS = ("mean", "cls", "cls+mean", "attention", "moments")
 ATTENTION_QUERIES = 4  # learned queries of pooling="attention"
+
+
+def pooled_width(pooling: str, embed_dim: int, pool: AttentionPool | None = None) -> int:
+    """Width of the features ``pooling`` gives for tokens of ``embed_dim`` (``pool``: the attention pool)."""
+    if pool is not None:
+        return pool.num_features
+    return embed_dim * {"cls+mean": 2, "moments": 3}.get(pooling, 1)
+
+
+def pool_tokens(pooling: str, out, positions: torch.Tensor, pool: AttentionPool | None = None) -> torch.Tensor:
+    """The ``(B, pooled_width)`` features of an :class:`~eegfm.models.encoder.EncoderOutput` for ``pooling``
+    (see :class:`MAPEClassifier`); ``positions`` (B, C, 2) or (C, 2) are the input's, for ``"moments"``."""
+    if pooling == "mean":
+        return out.pooled()
+    if pooling == "cls":
+        return out.cls
+    if pooling == "attention":
+        return pool(out.tokens, out.token_mask)
+    if pooling == "moments":
+        return spatial_moments(out.grid(), out.token_mask, positions)
+    return torch.cat((out.cls, out.pooled()), dim=-1)
 
 
 class MAPEClassifier(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
@@ -81,8 +102,7 @@ class MAPEClassifier(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         dim = self.encoder.embed_dim
         self.pool = (AttentionPool(dim, ATTENTION_QUERIES, num_heads=4 if dim % 4 == 0 else 1)
                      if pooling == "attention" else None)
-        self.num_features = (self.pool.num_features if self.pool is not None
-                             else dim * {"cls+mean": 2, "moments": 3}.get(pooling, 1))
+        self.num_features = pooled_width(pooling, dim, self.pool)
         self.head_drop = nn.Dropout(head_dropout)
         self.head = self._new_head(n_outputs)
 
@@ -127,15 +147,7 @@ class MAPEClassifier(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         torch.Tensor, shape (B, num_features)
         """
         out = self.encoder(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq)
-        if self.pooling == "mean":
-            return out.pooled()
-        if self.pooling == "cls":
-            return out.cls
-        if self.pooling == "attention":
-            return self.pool(out.tokens, out.token_mask)
-        if self.pooling == "moments":
-            return spatial_moments(out.grid(), out.token_mask, positions)
-        return torch.cat((out.cls, out.pooled()), dim=-1)
+        return pool_tokens(self.pooling, out, positions, self.pool)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """(B, num_features) -> (B, n_outputs)."""
