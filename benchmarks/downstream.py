@@ -35,7 +35,9 @@ Pre-training (eegfm CLI functions, all sizes set by flags):
 Pre-training target (``--pretrain-target``): ``codes`` (default, the above: tokenizer, then
 masked code prediction) or ``spectrum``: step 2 with ``MaskedPretrainer(target="spectrum")``
 (``eegfm pretrain --model.target=spectrum``: masked patches regress their z-scored Fourier
-amplitudes, RECIPE.md rows 11-18), and step 1 skipped (no tokenizer is trained).
+amplitudes, RECIPE.md rows 11-18), and step 1 skipped (no tokenizer is trained); or
+``spectrum_slow``: the same with ``MaskedPretrainer(target="spectrum_slow")`` (the amplitudes
+and each patch's slow, signed sub-window means, for MI's slow signal: RECIPE.md row 33).
 
 A given encoder (``--encoder DIR``: a ``MAPEEncoder.from_pretrained`` folder, or an ``eegfm
 pretrain`` run folder holding ``encoder/``) replaces both steps: every eegfm model of every task
@@ -758,7 +760,7 @@ def format_summary(report: dict) -> str:
                              for f, d in by_fold if "masked_accuracy" in d))
         if any("masked_r2" in d for _, d in by_fold):
             lines.append("")
-            lines.append("Pre-training (spectrum target), masked R^2 per fold (random / channel / temporal; "
+            lines.append("Pre-training (regression target), masked R^2 per fold (random / channel / temporal; "
                          "predicting the mean: 0): " + "; ".join(
                              f"fold {f}: " + " / ".join(f"{v:.3f}" for v in d["masked_r2"]["masked_r2"].values())
                              for f, d in by_fold if "masked_r2" in d))
@@ -884,10 +886,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--single-pass", action=argparse.BooleanOptionalAction, default=True,
       help="one masked encoder pass per pre-training step, one strategy per sample (the library's default); "
            "--no-single-pass: the three passes of the paper")
-    a("--pretrain-target", default="codes", choices=("codes", "spectrum"),
-      help="what the per-fold masked pre-training predicts: 'codes' (a VQ tokenizer, trained first per task) or "
+    a("--pretrain-target", default="codes", choices=("codes", "spectrum", "spectrum_slow"),
+      help="what the per-fold masked pre-training predicts: 'codes' (a VQ tokenizer, trained first per task), "
            "'spectrum' (each masked patch's z-scored Fourier amplitudes, MaskedPretrainer(target='spectrum'); "
-           "no tokenizer is trained)")
+           "no tokenizer is trained) or 'spectrum_slow' (the amplitudes and the patch's slow signed sub-window "
+           "means, MaskedPretrainer(target='spectrum_slow'); no tokenizer)")
     a("--encoder", type=Path, default=None,
       help="a pre-trained encoder (MAPEEncoder.from_pretrained folder, or an `eegfm pretrain` run folder "
            "holding encoder/) used by every eegfm model of every task and fold instead of pre-training one "
@@ -1024,7 +1027,7 @@ def main(argv=None) -> dict:
     encoder_config = {**enc_arch, "sfreq": data_cfg.sfreq, "preprocessing": pre_cfg.to_dict()}
     if given_encoder is not None:  # eegfm_scratch: the given encoder's architecture, random weights
         encoder_config = given_encoder.get_config()
-    spectrum = args.pretrain_target == "spectrum"
+    spectrum = args.pretrain_target != "codes"  # a regression target: no tokenizer
     recipe = {"pre": pre_cfg.to_dict(), "arch": enc_arch, "code_dim": args.code_dim, "num_codes": args.num_codes,
               "tokenizer_steps": args.tokenizer_steps, "tokenizer_lr": args.tokenizer_lr,
               "pretrain_steps": args.pretrain_steps, "pretrain_lr": args.pretrain_lr,
@@ -1032,7 +1035,7 @@ def main(argv=None) -> dict:
               "single_pass": bool(args.single_pass), "seed": seeds[0]}
     if spectrum:  # no tokenizer: its settings do not matter, the target does (codes: the fingerprint as before)
         recipe = {k: v for k, v in recipe.items() if not k.startswith(("tokenizer_", "code_dim", "num_codes"))}
-        recipe["target"] = "spectrum"
+        recipe["target"] = args.pretrain_target
 
     def train_config(run_dir: Path, steps: int, lr: float) -> TrainConfig:
         return TrainConfig(steps=steps, lr=lr, warmup_steps=steps // 10, log_every=max(steps // 20, 1),
@@ -1214,8 +1217,8 @@ def main(argv=None) -> dict:
                     if "patch_size" in {fl.name for fl in dataclasses.fields(PretrainModelConfig)}:
                         model_cfg["patch_size"] = args.patch_size  # must equal the tokenizer's
                     model_cfg["single_pass"] = bool(args.single_pass)  # recorded as run, never the default's guess
-                    if spectrum:  # MaskedPretrainer(target="spectrum"): no tokenizer, no code cache
-                        model_cfg["target"] = "spectrum"
+                    if spectrum:  # MaskedPretrainer(target="spectrum" or "spectrum_slow"): no tokenizer, no code cache
+                        model_cfg["target"] = args.pretrain_target
                     pre_data = DataConfig(sources=spec, cache_dir=data_cfg.cache_dir,
                                           window_seconds=args.pretrain_window_seconds,
                                           batch_size=args.pretrain_batch_size)

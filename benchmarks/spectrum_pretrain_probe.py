@@ -138,8 +138,9 @@ def write_summary(script: str, argv, args, corpus, windows, fitted: dict, **figu
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_pretrain_arguments(p)
-    p.add_argument("--target", choices=("spectrum", "signal"), default="spectrum",
-                   help="what masked tokens regress: z-scored Fourier amplitudes, or samples z-scored per patch")
+    p.add_argument("--target", choices=("spectrum", "signal", "spectrum_slow"), default="spectrum",
+                   help="what masked tokens regress: z-scored Fourier amplitudes, samples z-scored per patch, or "
+                        "the amplitudes beside each patch's slow signed sub-window means (spectrum_slow)")
     p.add_argument("--strategies", type=parse_strategies, default=STRATEGIES,
                    help="masks trained with, a comma list (default random,channel,temporal: one per sample)")
     p.add_argument("--patch-mean", action="store_true",

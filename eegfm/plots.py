@@ -222,10 +222,10 @@ def masked_accuracy_curves(rows: Sequence[Mapping[str, float]], *, target: str =
     ----------
     rows : sequence of dict
         metrics.csv rows of ``eegfm pretrain``: ``step``, ``accuracy_<strategy>`` (accuracy, or
-        R^2 with ``target="spectrum"`` or ``"signal"``) and ``baseline_accuracy``.
-    target : {"codes", "spectrum", "signal"}
-        Codes: y is the accuracy and the baseline is drawn; spectrum, signal: y is the masked
-        R^2 and 0 (predicting the mean) is the baseline.
+        R^2 with a regression target) and ``baseline_accuracy``.
+    target : {"codes", "spectrum", "signal", "spectrum_slow"}
+        Codes: y is the accuracy and the baseline is drawn; the regression targets: y is the
+        masked R^2 and 0 (predicting the mean) is the baseline.
     evaluation : dict, optional
         The final evaluation (``accuracy`` or ``masked_r2`` ``{strategy: value}``, and
         ``baseline_accuracy``), drawn as markers after the last step.
@@ -236,8 +236,10 @@ def masked_accuracy_curves(rows: Sequence[Mapping[str, float]], *, target: str =
         One axes titled "masked-token accuracy" (y "accuracy") or "masked R^2" (y "R^2"),
         x "step".
     """
-    if target not in ("codes", "spectrum", "signal"):
-        raise ValueError(f"target must be 'codes' or 'spectrum' or 'signal', got {target!r}")
+    from .models.pretrainer import PRETRAIN_TARGETS
+
+    if target not in PRETRAIN_TARGETS:
+        raise ValueError(f"target must be one of {', '.join(map(repr, PRETRAIN_TARGETS))}, got {target!r}")
     spectrum = target != "codes"  # an R^2
     names = [k.removeprefix("accuracy_") for k in _columns(rows) if k.startswith("accuracy_")]
     fig = _figure(6.4, 3.6)

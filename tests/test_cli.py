@@ -229,6 +229,22 @@ def test_pretrain_spectra_are_of_masked_patches(tokenizer_dir):
     assert again["labels"] == spectra["labels"] and (again["predicted"] == spectra["predicted"]).all()
 
 
+def test_pretrain_spectrum_slow_writes_its_model_card_and_spectra(tokenizer_dir, tmp_path, monkeypatch, capsys):
+    from eegfm.models.pretrainer import SLOW_BINS, MaskedPretrainer
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "slow"
+    assert main(["pretrain", "--model.target=spectrum_slow", *DATA, *TRAIN, "--train.steps=2", "--model.embed_dim=32",
+                 "--model.depth=1", "--model.num_heads=2", "--eval_batches=1", "--model.patch_size=50",
+                 f"--data.cache_dir={tokenizer_dir / 'cache'}", f"--train.run_dir={run}"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1].startswith("masked R^2: random ")
+    model = MaskedPretrainer.from_pretrained(run / "model")
+    assert model.target == "spectrum_slow" and model.head.out_features == 26 + SLOW_BINS
+    assert plot_files(run) == {"loss.png", "masked.png", "spectra.png", "montage.png"}
+    assert ("- target: spectrum_slow: the z-scored Fourier amplitudes and slow signed sub-window means of each patch"
+            in (run / "encoder" / "README.md").read_text())
+
+
 def test_health_warning_is_logged_and_summarised(tokenizer_dir, tmp_path, monkeypatch, capsys, caplog):
     from eegfm.cli.pretrain import health_warning
     from eegfm.models.pretrainer import MaskedPretrainer
@@ -264,7 +280,7 @@ def test_pretrain_target_errors_are_one_line(tokenizer_dir, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     cases = [
         (["pretrain", "--model.target=fft", "--data.sources=sample"],
-         "--model.target='fft' is not one of codes, spectrum"),
+         "--model.target='fft' is not one of codes, spectrum, signal, spectrum_slow"),
         (["pretrain", tok, *DATA, "--model.patch_size=50"],
          f"--model.patch_size=50 differs from the tokenizer's patch_size=100 ({tokenizer_dir / 'tok' / 'model'}); "
          "set --model.patch_size=100"),

@@ -237,24 +237,25 @@ def test_encoder_runs_lora_and_frozen_with_the_channel_drop_curve(shared_data, t
     assert "could NOT be checked" in (tmp_path / "again" / "summary.md").read_text()
 
 
-def test_spectrum_pretraining_trains_no_tokenizer(shared_data, tmp_path, capsys):
+@pytest.mark.parametrize("target", ["spectrum", "spectrum_slow"])
+def test_spectrum_pretraining_trains_no_tokenizer(target, shared_data, tmp_path, capsys):
     bench = _load()
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["--data-root", str(shared_data), "--tasks", "ma", "--ma-subjects", "02,03,04,05", "--mi-subjects", "1",
             "--folds", "2", "--seeds", "0", "--extras", "", "--pretrain-eegbci-runs", "4", "--pretrain-target",
-            "spectrum", "--pretrain-steps", "3", "--pretrain-batch-size", "8", "--embed-dim", "16", "--depth", "1",
+            target, "--pretrain-steps", "3", "--pretrain-batch-size", "8", "--embed-dim", "16", "--depth", "1",
             "--heads", "2", "--finetune-epochs", "1", "--patience", "1", "--batch-size", "16", "--channel-drop", "0.5",
             "--models", "eegfm_pretrained,eegfm_linear", "--work-dir", str(work)]
     report = bench.main([*argv, "--out", str(out)])
     saved = json.loads((out / "downstream.json").read_text())
-    assert saved["pretrain_target"] == "spectrum" and saved["config"]["pretrain_target"] == "spectrum"
+    assert saved["pretrain_target"] == target and saved["config"]["pretrain_target"] == target
     pre = saved["pretraining"]["ma"]
-    assert pre["tokenizer"] is None and pre["target"] == "spectrum"
+    assert pre["tokenizer"] is None and pre["target"] == target
     assert not (work / "ma" / "tokenizer").exists()  # no tokenizer folder, no tokenizer summary
     assert not list(work.rglob("codes"))  # no code cache either
     for f in ("0", "1"):
         fold = pre["folds"][f]
-        assert fold["target"] == "spectrum" and "masked_accuracy" not in fold
+        assert fold["target"] == target and "masked_accuracy" not in fold
         assert set(fold["masked_r2"]["masked_r2"]) == {"random", "channel", "temporal"}
         assert not set(fold["excluded_test_subjects"]) & set(fold["subjects"]["eegmat"])
         assert (work / "ma" / f"fold{f}" / "pretrain" / "encoder" / "config.json").is_file()

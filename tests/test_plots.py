@@ -78,7 +78,8 @@ def test_masked_accuracy_curves_codes_and_spectrum():
     [ax] = fig.axes
     assert (ax.get_title(), ax.get_ylabel()) == ("masked R^2", "R^2")
     assert "predicting the mean (0)" in [t.get_text() for t in ax.get_legend().get_texts()]
-    with pytest.raises(ValueError, match="target must be 'codes' or 'spectrum'"):
+    with pytest.raises(ValueError,
+            match=r"^target must be one of 'codes', 'spectrum', 'signal', 'spectrum_slow', got 'fft'$"):
         plots.masked_accuracy_curves(ROWS, target="fft")
 
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from eegfm.data import pad_recordings
-from eegfm.models.pretrainer import MaskedPretrainer, signal_target
+from eegfm.models.pretrainer import SLOW_BINS, MaskedPretrainer, signal_target, slow_target
 
 TINY = dict(patch_size=25, embed_dim=32, depth=1, num_heads=2, num_codes=8)
 
@@ -213,12 +213,17 @@ def _fixed_masks(pre, masks):
     return pre
 
 
-@pytest.mark.parametrize("target", ["spectrum", "signal"])
+@pytest.mark.parametrize("target", ["spectrum", "signal", "spectrum_slow"])
 def test_regression_loss_and_r2_equal_a_reference_computation_and_ignore_padding(target):
-    """Both regression targets: the loss is the sum over strategies of the mean per-token MSE, the
-    score the masked R^2, both against numpy; garbage in the padding changes nothing."""
+    """Every regression target: the loss is the sum over strategies of the mean per-token (weighted)
+    MSE, the score the masked (weighted) R^2, both against numpy; garbage in the padding changes nothing."""
     config, n_out, reference_target = {"spectrum": (SPECTRUM, N_BINS, _reference_target),
-                                       "signal": (SIGNAL, 25, _reference_signal)}[target]
+                                       "signal": (SIGNAL, 25, _reference_signal),
+                                       "spectrum_slow": (SPECTRUM_SLOW, N_BINS + SLOW_BINS, _reference_spectrum_slow),
+                                       }[target]
+    # spectrum_slow: the F amplitudes weigh 1/2 in all, the S slow means 1/2 in all
+    column = (np.r_[np.full(N_BINS, 0.5 / N_BINS), np.full(SLOW_BINS, 0.5 / SLOW_BINS)]
+              if target == "spectrum_slow" else np.full(n_out, 1.0 / n_out))
     batch = batch_of()  # (2, 6, 200): sample 1 has 4 channels and 125 samples (5 of 8 patches)
     bias = np.linspace(-1.0, 1.0, n_out)
     pre = _constant_head(MaskedPretrainer(**config, strategies=["random", "temporal"]), bias)
@@ -235,8 +240,8 @@ def test_regression_loss_and_r2_equal_a_reference_computation_and_ignore_padding
     errors, r2 = [], {}
     for name, mask in (("random", m1.numpy() & token_mask), ("temporal", m2.numpy() & token_mask)):
         truth = truth_all[mask]  # (M, F)
-        errors.append(((bias - truth) ** 2).mean(-1))  # per-token MSE (M,)
-        r2[name] = 1 - ((bias - truth) ** 2).sum() / (truth ** 2).sum()
+        errors.append((column * (bias - truth) ** 2).sum(-1))  # per-token (weighted) MSE (M,)
+        r2[name] = 1 - (column * (bias - truth) ** 2).sum() / (column * truth ** 2).sum()
     reference = np.concatenate(errors).sum() / (sum(map(len, errors)) / 2)  # two strategies: sum of their means
     assert out.loss.item() == pytest.approx(reference, rel=1e-5)
     assert {k: float(v) for k, v in out.accuracy.items()} == pytest.approx(r2, rel=1e-5, abs=1e-6)
@@ -254,6 +259,10 @@ def test_regression_loss_and_r2_equal_a_reference_computation_and_ignore_padding
     assert all(float(v) == 0.0 for v in zero.accuracy.values())
     if target == "signal":  # each patch's target has unit variance: a loss of 1 per strategy
         assert zero.loss.item() == pytest.approx(2.0, rel=1e-5)
+    if target == "spectrum_slow":  # the slow half moves the loss: a head that gets it right scores higher
+        truth = truth_all[m1.numpy() & token_mask]
+        _constant_head(pre, np.r_[np.zeros(N_BINS), truth[:, N_BINS:].mean(0)])
+        assert float(pre(**batch.encoder_inputs()).accuracy["random"]) > 0.0
 
 
 def test_spectrum_r2_of_predicting_zero_is_zero_and_single_pass_splits_it_per_strategy():
@@ -342,7 +351,8 @@ def test_spectrum_target_is_saved_and_old_folders_load_as_codes(tmp_path):
 
 
 def test_spectrum_errors():
-    with pytest.raises(ValueError, match=r"^target must be one of 'codes', 'spectrum', 'signal', got 'fft'$"):
+    with pytest.raises(ValueError,
+            match=r"^target must be one of 'codes', 'spectrum', 'signal', 'spectrum_slow', got 'fft'$"):
         MaskedPretrainer(**{**SPECTRUM, "target": "fft"})
     pre = MaskedPretrainer(**SPECTRUM)
     with pytest.raises(ValueError, match="target='spectrum' needs no tokenizer: attach_tokenizer"):
@@ -409,4 +419,83 @@ def test_signal_errors():
     with pytest.raises(ValueError, match="target='signal' needs no tokenizer: attach_tokenizer"):
         pre.attach_tokenizer(AmplitudeBins())
     with pytest.raises(ValueError, match=r"target='signal' regresses samples computed from x: targets="):
+        pre(**batch_of().encoder_inputs(), targets=torch.zeros(2, 48, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- target="spectrum_slow"
+SPECTRUM_SLOW = {**SPECTRUM, "target": "spectrum_slow"}
+
+
+def _reference_slow(batch, patch_size=25, n_bins=SLOW_BINS) -> np.ndarray:
+    """asinh of each patch's sub-window means (adaptive pooling's windows), z-scored per sample over its
+    valid patches, float64, numpy: (B, C, K, S)."""
+    x = batch.x.double().numpy()
+    n_chans = batch.channel_mask.numpy()
+    b, c, t = x.shape
+    k = t // patch_size
+    patches = x[..., : k * patch_size].reshape(b, c, k, patch_size)
+    edges = [(i * patch_size // n_bins, -(-(i + 1) * patch_size // n_bins)) for i in range(n_bins)]
+    level = np.arcsinh(np.stack([patches[..., lo:hi].mean(-1) for lo, hi in edges], -1))  # (B, C, K, S)
+    out = np.zeros_like(level)
+    for i in range(b):
+        kv = int(batch.n_times[i]) // patch_size
+        valid = level[i][n_chans[i]][:, :kv]
+        out[i][np.ix_(n_chans[i], np.arange(kv))] = (valid - valid.mean()) / valid.std()
+    return out
+
+
+def _reference_spectrum_slow(batch, patch_size=25) -> np.ndarray:
+    return np.concatenate([_reference_target(batch, patch_size), _reference_slow(batch, patch_size)], -1)
+
+
+def test_slow_target_keeps_the_sign_and_the_level_across_channels():
+    # two channels, one 8-sample patch each: a slow positive and a slow negative potential
+    patches = torch.tensor([[[[10.0] * 4 + [30.0] * 4], [[-10.0] * 4 + [-30.0] * 4], [[float("nan")] * 8]]])
+    token_mask = torch.tensor([[[True], [True], [False]]])  # (1, 3, 1): the third channel is padding
+    out = slow_target(patches, token_mask, n_bins=2)
+    assert out.dtype == torch.float32 and out.shape == (1, 3, 1, 2)
+    level = np.arcsinh([10.0, 30.0, -10.0, -30.0])
+    np.testing.assert_allclose(out[0, :2, 0].flatten().numpy(), (level - level.mean()) / level.std(), rtol=1e-5)
+    assert torch.equal(out[0, 2, 0], torch.zeros(2))  # padding, even NaN: 0
+    assert (out[0, 0, 0] > 0).all() and (out[0, 1, 0] < 0).all()  # the sign the amplitude spectrum drops
+    flipped = slow_target(-patches, token_mask, n_bins=2)  # a mirrored potential: a mirrored target
+    np.testing.assert_allclose(flipped.numpy(), -out.numpy(), atol=1e-6)
+    flat = slow_target(torch.full((1, 2, 3, 8), 5.0), torch.ones(1, 2, 3, dtype=torch.bool))
+    assert flat.abs().max() < 1e-4  # nothing varies: ~0, not NaN and not rounding noise / 1e-6
+    with pytest.raises(ValueError, match=r"^n_bins must be >= 1, got 0$"):
+        slow_target(patches, token_mask, n_bins=0)
+
+
+def test_spectrum_slow_target_trains_evaluates_and_is_saved(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**SPECTRUM_SLOW, single_pass=True)
+    assert pre.head.out_features == N_BINS + SLOW_BINS and "target_counts" not in pre.state_dict()
+    batch = batch_of()
+    t = torch.arange(200, dtype=torch.float32)
+    slow = 30 * torch.sin(2 * torch.pi * t / 200) * torch.linspace(-1, 1, 6)[:, None]  # signed, spread over the cap
+    batch.x = (batch.x * 0.1 + slow) * batch.channel_mask[..., None]
+    losses, out = _train(pre, 40, batch)
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+    evaluation = pre.evaluate([batch], seed=0)
+    assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
+    assert all(r2 > 0.2 for r2 in evaluation["accuracy"].values()), evaluation
+
+    pre.save_pretrained(tmp_path / "slow")
+    assert json.loads((tmp_path / "slow" / "config.json").read_text())["target"] == "spectrum_slow"
+    loaded = MaskedPretrainer.from_pretrained(tmp_path / "slow")
+    assert loaded.target == "spectrum_slow" and loaded.head.out_features == N_BINS + SLOW_BINS
+    assert torch.equal(loaded.head.weight, pre.head.weight)
+    again = loaded(**batch.encoder_inputs(), generator=torch.Generator().manual_seed(3))
+    assert again.loss.item() == pytest.approx(pre(**batch.encoder_inputs(),
+                                                  generator=torch.Generator().manual_seed(3)).loss.item(), rel=1e-6)
+
+
+def test_spectrum_slow_errors():
+    pre = MaskedPretrainer(**SPECTRUM_SLOW)
+    with pytest.raises(ValueError, match="target='spectrum_slow' needs no tokenizer: attach_tokenizer"):
+        pre.attach_tokenizer(AmplitudeBins())
+    with pytest.raises(ValueError, match=r"target='spectrum_slow' regresses amplitudes and slow means computed from "
+                                         r"x: targets="):
         pre(**batch_of().encoder_inputs(), targets=torch.zeros(2, 48, dtype=torch.long))

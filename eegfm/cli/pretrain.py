@@ -188,7 +188,9 @@ def card_facts(cfg: PretrainRun, corpus, windows, summary: dict, *, typed: str |
     train, codes = summary["train"], cfg.model.target == "codes"
     what = {"codes": "the codes of a frozen neural tokenizer",
             "spectrum": "the z-scored Fourier amplitudes of each patch",
-            "signal": "the samples of each patch, z-scored per patch"}[cfg.model.target]
+            "signal": "the samples of each patch, z-scored per patch",
+            "spectrum_slow": "the z-scored Fourier amplitudes and slow signed sub-window means of each patch",
+            }[cfg.model.target]
     strategies = ", ".join(f"{name} ({getattr(cfg.model, f'{name}_ratio'):g})" for name in cfg.model.strategies)
     training = {"steps": train.get("steps"), "seed": cfg.train.seed, "target": f"{cfg.model.target}: {what}",
                 "tokenizer (targets)": (cfg.tokenizer or "passed in Python, no folder recorded") if codes else None,
@@ -212,7 +214,7 @@ def card_facts(cfg: PretrainRun, corpus, windows, summary: dict, *, typed: str |
 
 
 def pretrain_spectra(pretrainer, windows, entries, n: int = 4, *, seed: int = 0) -> dict | None:
-    """Predicted vs true amplitudes of ``n`` masked patches of a ``target="spectrum"`` pretrainer.
+    """Predicted vs true amplitudes of ``n`` masked patches of a ``"spectrum"`` or ``"spectrum_slow"`` pretrainer.
 
     Each window is masked with the pretrainer's first strategy (seeded by ``seed``); a masked
     patch of each is shown (:func:`~eegfm.cli.report.patch_spectra`).
@@ -238,8 +240,9 @@ def pretrain_spectra(pretrainer, windows, entries, n: int = 4, *, seed: int = 0)
                 hidden = torch.where(mask[..., None], pretrainer.mask_embedding.to(embeddings.dtype), embeddings)
                 out = enc.encode(hidden, inputs.positions.to(embeddings.dtype), inputs.token_mask,
                                  inputs.valid_patches, padded=inputs.padded)
-                predicted = pretrainer.head(out.tokens).float()  # (B, C*K, F)
-                target = amplitude_target(inputs.patches, inputs.token_mask).flatten(1, 2)
+                target = amplitude_target(inputs.patches, inputs.token_mask).flatten(1, 2)  # (B, C*K, F)
+                # spectrum_slow: the head's first F outputs are the amplitudes, the slow means follow
+                predicted = pretrainer.head(out.tokens).float()[..., :target.shape[-1]]
         finally:
             pretrainer.train(was_training)
         return target, predicted, mask.flatten(1)
@@ -253,7 +256,7 @@ def save_plots(cfg: PretrainRun, pretrainer, corpus, windows, evaluation: dict) 
 
     run_dir = Path(cfg.train.run_dir)
     rows = plots.read_metrics(run_dir / "metrics.csv")
-    spectrum = cfg.model.target == "spectrum"
+    spectrum = cfg.model.target in ("spectrum", "spectrum_slow")
     figures = {
         "loss": lambda: plots.loss_curve(rows, title=f"masked pre-training loss ({cfg.model.target} target)")
         if any("loss" in r for r in rows) else None,

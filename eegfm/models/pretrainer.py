@@ -30,6 +30,14 @@ and the target (``target=``) says what the masked tokens predict:
     pixel loss: :func:`signal_target`, float32), ``W = H = patch_size``; per-token loss =
     mean squared error over the W samples. Scored as ``"spectrum"``: masked-token R^2, every
     target has mean 0, ``baseline_accuracy`` is 0.
+``"spectrum_slow"``
+    ``target (B, C*K, F + S)`` = the ``"spectrum"`` target beside the patch's slow, signed
+    signal: the means of its ``S = SLOW_BINS`` equal sub-windows as ``asinh(µV)``, z-scored per
+    sample (:func:`slow_target`). The amplitude spectrum has no sign and a per-patch z-score
+    has no mean, so neither target asks for the slow potentials that carry, e.g., motor
+    imagery's left/right information across subjects (recipe row 30). Per-token loss = half the
+    mean squared error over the F bins plus half that over the S means; scored as
+    ``"spectrum"`` (R^2 with the same weights).
 
 The loss over strategies is their sum (each strategy's mean per-token loss, summed; computed
 as the number of strategies times the mean over all their masked tokens, which is the same
@@ -62,10 +70,13 @@ from .config import EmbedsEncoderConfig, EncoderConfig
 from .encoder import MAPEEncoder
 from .tokenizer import amplitude_target
 
-__all__ = ["PRETRAIN_TARGETS", "MaskedPretrainer", "PretrainOutput", "signal_target"]
+__all__ = ["PRETRAIN_TARGETS", "MaskedPretrainer", "PretrainOutput", "signal_target", "slow_target"]
 
 #: What the masked tokens predict (``MaskedPretrainer(target=...)``).
-PRETRAIN_TARGETS = ("codes", "spectrum", "signal")
+PRETRAIN_TARGETS = ("codes", "spectrum", "signal", "spectrum_slow")
+
+#: Sub-windows of a patch whose means :func:`slow_target` returns (0.25 s each for a 1-s patch).
+SLOW_BINS = 4
 
 #: ``eps`` of :func:`signal_target` (MAE's; the samples are in µV, so a real patch's variance is far above it).
 SIGNAL_EPS = 1e-6
@@ -90,6 +101,49 @@ def signal_target(patches: torch.Tensor, token_mask: torch.Tensor, eps: float = 
     patches = torch.where(token_mask[..., None], patches.float(), 0.0)  # garbage (even NaN) in padding dropped
     centred = patches - patches.mean(-1, keepdim=True)
     return centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def slow_target(patches: torch.Tensor, token_mask: torch.Tensor, n_bins: int = SLOW_BINS) -> torch.Tensor:
+    """Each patch's slow, signed signal: its sub-window means, ``asinh``-compressed, z-scored per sample.
+
+    Parameters
+    ----------
+    patches : torch.Tensor, shape (B, C, K, W)
+        EEG patches in µV.
+    token_mask : torch.Tensor of bool, shape (B, C, K)
+        True for real patches; the others are left out of the statistics.
+    n_bins : int
+        ``S``: equal sub-windows (adaptive average pooling when ``W`` is not a multiple of ``S``).
+
+    Returns
+    -------
+    torch.Tensor, float32, shape (B, C, K, S)
+        ``(asinh(mean) - m_b) / max(s_b, 1e-6)``, ``m_b`` and ``s_b`` (population standard
+        deviation) taken over sample ``b``'s valid patches and all sub-windows; 0 at padded
+        patches, whatever they hold. Unlike the amplitude spectrum it keeps the sign, and unlike
+        a per-patch z-score it keeps how a patch's level differs from the other channels'.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    valid = token_mask[..., None]  # (B, C, K, 1)
+    patches = torch.where(valid, patches.float(), 0.0)  # garbage (even NaN) in padding dropped
+    means = F.adaptive_avg_pool1d(patches.flatten(0, 2)[:, None], n_bins).view(*patches.shape[:3], n_bins)
+    level = torch.where(valid, torch.asinh(means), 0.0)  # (B, C, K, S)
+    count = (token_mask.sum(dim=(1, 2)) * n_bins).clamp_min(1).to(level.dtype)  # (B,)
+
+    def centre(values):  # minus the sample's mean over its valid patches
+        return torch.where(valid, values - (values.sum(dim=(1, 2, 3)) / count)[:, None, None, None], 0.0)
+
+    # centred twice: the first mean's rounding error (~1e-7 of the level) is removed, so a sample with
+    # no slow variation gives ~0, not rounding noise / 1e-6
+    centred = centre(centre(level))
+    std = (centred.pow(2).sum(dim=(1, 2, 3)) / count).sqrt().clamp_min(1e-6)  # (B,)
+    return centred / std[:, None, None, None]
+
+
+def spectrum_slow_target(patches: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """:func:`~eegfm.models.tokenizer.amplitude_target` and :func:`slow_target` side by side: (B, C, K, F + S)."""
+    return torch.cat([amplitude_target(patches, token_mask), slow_target(patches, token_mask)], dim=-1)
 
 
 @dataclass
@@ -169,13 +223,15 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         masked with strategy ``(i + offset) % len(strategies)``, ``offset`` drawn per step.
         About ``len(strategies)`` times less compute per step; the loss is the mean over the
         masked tokens of that one pass.
-    target : {"codes", "spectrum", "signal"}
+    target : {"codes", "spectrum", "signal", "spectrum_slow"}
         What the masked tokens predict: the frozen tokenizer's codes (cross-entropy; needs
         :meth:`attach_tokenizer` or ``targets=``), their patch's per-sample z-scored Fourier
         amplitudes (:func:`~eegfm.models.tokenizer.amplitude_target`, mean squared error; a
-        head of ``patch_size // 2 + 1`` outputs, no tokenizer), or their patch's samples
+        head of ``patch_size // 2 + 1`` outputs, no tokenizer), their patch's samples
         z-scored per patch (:func:`signal_target`, mean squared error; a head of
-        ``patch_size`` outputs, no tokenizer). Saved in ``config.json``; a folder saved
+        ``patch_size`` outputs, no tokenizer), or the amplitudes and the patch's slow signed
+        sub-window means (:func:`slow_target`; the two halves weigh the same; a head of
+        ``patch_size // 2 + 1 + SLOW_BINS`` outputs, no tokenizer). Saved in ``config.json``; a folder saved
         before this option existed loads as ``"codes"``.
     **encoder_fields
         :class:`~eegfm.EncoderConfig` fields that replace those of ``encoder``
@@ -214,8 +270,15 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         self.encoder = MAPEEncoder(config)
         self.mask_embedding = nn.Parameter(torch.zeros(config.embed_dim))
         nn.init.trunc_normal_(self.mask_embedding, std=0.02)
-        width = {"codes": num_codes, "spectrum": config.patch_size // 2 + 1, "signal": config.patch_size}[target]
+        n_bins = config.patch_size // 2 + 1
+        width = {"codes": num_codes, "spectrum": n_bins, "signal": config.patch_size,
+                 "spectrum_slow": n_bins + SLOW_BINS}[target]
         self.head = nn.Linear(config.embed_dim, width)
+        # weight of each output in the per-token mean squared error (None: a plain mean)
+        self._column_weight = None
+        if target == "spectrum_slow":  # the F amplitudes weigh 1/2 in all, the S slow means 1/2
+            self._column_weight = torch.cat([torch.full((n_bins,), 0.5 / n_bins),
+                                             torch.full((SLOW_BINS,), 0.5 / SLOW_BINS)])
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         if target == "codes":  # the most-frequent-code baseline; nothing to count for regression targets
@@ -308,12 +371,18 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
             with torch.no_grad():
                 score = ((pred.argmax(-1) == target) & chosen).float()  # (B, M)
                 weight = chosen.float()
-        else:
+        elif self._column_weight is None:
             squared_error = (pred - target).pow(2)  # (B, M, F) or (B, M, W)
             loss = squared_error.mean(-1)
             with torch.no_grad():
                 weight = torch.where(chosen, target.pow(2).sum(-1), 0.0)  # (B, M)
                 score = torch.where(chosen, weight - squared_error.sum(-1), 0.0)
+        else:  # spectrum_slow: a weighted mean over the F bins and the S slow means
+            column_weight = self._column_weight.to(pred.device)
+            loss = ((pred - target).pow(2) * column_weight).sum(-1)  # (B, M)
+            with torch.no_grad():
+                weight = torch.where(chosen, (target.pow(2) * column_weight).sum(-1), 0.0)
+                score = torch.where(chosen, weight - loss, 0.0)
         # where, not a product: a non-finite value at a token that does not count stays out
         return torch.where(chosen, loss, 0.0), score, weight
 
@@ -351,7 +420,8 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         enc = self.encoder
         inputs = enc.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times)
         if self.target != "codes" and targets is not None:
-            what = "amplitudes" if self.target == "spectrum" else "samples"
+            what = {"spectrum": "amplitudes", "signal": "samples",
+                    "spectrum_slow": "amplitudes and slow means"}[self.target]
             raise ValueError(f"target={self.target!r} regresses {what} computed from x: targets= (tokenizer codes) "
                              "is for target='codes'")
         if self.target == "codes" and targets is None:
@@ -368,7 +438,8 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
                 self.target_counts.index_add_(0, codes, flat_valid.flatten().to(self.target_counts.dtype))
             most_frequent = self.target_counts.argmax()
         else:
-            regressed = amplitude_target if self.target == "spectrum" else signal_target
+            regressed = {"spectrum": amplitude_target, "signal": signal_target,
+                         "spectrum_slow": spectrum_slow_target}[self.target]
             with torch.no_grad(), torch.autocast(x.device.type, enabled=False):  # float32, as the tokenizer's
                 flat_targets = regressed(patches, token_mask).flatten(1, 2)  # (B, N, F) or (B, N, W)
 
