@@ -389,9 +389,19 @@ def test_signal_target_z_scores_each_patch_on_its_own():
     np.testing.assert_allclose(shifted.numpy(), out.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_signal_target_trains_evaluates_and_is_saved(tmp_path):
+def _assert_round_trip(pre, folder, width: int) -> MaskedPretrainer:
+    """save_pretrained -> from_pretrained keeps the target (in config.json), the head's width and weights."""
     import json
 
+    pre.save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["target"] == pre.target
+    loaded = MaskedPretrainer.from_pretrained(folder)
+    assert loaded.target == pre.target and loaded.head.out_features == width
+    assert torch.equal(loaded.head.weight, pre.head.weight)
+    return loaded
+
+
+def test_signal_target_trains_evaluates_and_is_saved(tmp_path):
     torch.manual_seed(0)
     pre = MaskedPretrainer(**SIGNAL, single_pass=True)
     batch = batch_of()
@@ -407,11 +417,7 @@ def test_signal_target_trains_evaluates_and_is_saved(tmp_path):
     assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
     assert all(r2 > 0.5 for r2 in evaluation["accuracy"].values()), evaluation
 
-    pre.save_pretrained(tmp_path / "signal")
-    assert json.loads((tmp_path / "signal" / "config.json").read_text())["target"] == "signal"
-    loaded = MaskedPretrainer.from_pretrained(tmp_path / "signal")
-    assert loaded.target == "signal" and loaded.head.out_features == 25
-    assert torch.equal(loaded.head.weight, pre.head.weight)
+    _assert_round_trip(pre, tmp_path / "signal", width=25)
 
 
 def test_signal_errors():
@@ -467,8 +473,6 @@ def test_slow_target_keeps_the_sign_and_the_level_across_channels():
 
 
 def test_spectrum_slow_target_trains_evaluates_and_is_saved(tmp_path):
-    import json
-
     torch.manual_seed(0)
     pre = MaskedPretrainer(**SPECTRUM_SLOW, single_pass=True)
     assert pre.head.out_features == N_BINS + SLOW_BINS and "target_counts" not in pre.state_dict()
@@ -482,11 +486,7 @@ def test_spectrum_slow_target_trains_evaluates_and_is_saved(tmp_path):
     assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
     assert all(r2 > 0.2 for r2 in evaluation["accuracy"].values()), evaluation
 
-    pre.save_pretrained(tmp_path / "slow")
-    assert json.loads((tmp_path / "slow" / "config.json").read_text())["target"] == "spectrum_slow"
-    loaded = MaskedPretrainer.from_pretrained(tmp_path / "slow")
-    assert loaded.target == "spectrum_slow" and loaded.head.out_features == N_BINS + SLOW_BINS
-    assert torch.equal(loaded.head.weight, pre.head.weight)
+    loaded = _assert_round_trip(pre, tmp_path / "slow", width=N_BINS + SLOW_BINS)
     again = loaded(**batch.encoder_inputs(), generator=torch.Generator().manual_seed(3))
     assert again.loss.item() == pytest.approx(pre(**batch.encoder_inputs(),
                                                   generator=torch.Generator().manual_seed(3)).loss.item(), rel=1e-6)
