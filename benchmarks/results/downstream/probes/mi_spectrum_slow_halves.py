@@ -1,0 +1,53 @@
+"""Masked R^2 of each half of a ``target="spectrum_slow"`` pre-training run (recipe row 33).
+
+    python benchmarks/results/downstream/probes/mi_spectrum_slow_halves.py /tmp/mi-pre-slow-s0
+
+The run's ``evaluation.json`` gives the R^2 of the weighted target (amplitudes and slow means,
+half each); this splits it: the masked tokens' R^2 on the Fourier amplitudes alone and on the
+slow, signed sub-window means alone, over 10 batches of the run's own corpus (seeded masks,
+every strategy), the model in eval mode.
+"""
+
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[4]
+sys.path.insert(0, str(ROOT))
+
+from eegfm.cli.runs import DataConfig, build_loader  # noqa: E402
+from eegfm.models.pretrainer import MaskedPretrainer  # noqa: E402
+
+
+def main(run: Path) -> dict:
+    torch.set_num_threads(1)
+    pre = MaskedPretrainer.from_pretrained(run / "model").eval()
+    saved = json.loads((run / "run_config.json").read_text())["data"]
+    data = DataConfig(**{k: v for k, v in saved.items() if k in DataConfig.__dataclass_fields__})
+    _, _, loader = build_loader(data, pre.encoder.patch_size, 0, progress=False)
+    n_bins = pre.encoder.patch_size // 2 + 1
+    sums = {"amplitudes": [0.0, 0.0], "slow": [0.0, 0.0]}  # sum of target^2, sum of squared error
+    score = pre._token_loss_and_score
+
+    def split(pred, target, chosen):
+        counts = chosen[..., None].float()
+        for name, part in (("amplitudes", slice(0, n_bins)), ("slow", slice(n_bins, None))):
+            sums[name][0] += float((target[..., part].pow(2) * counts).sum())
+            sums[name][1] += float(((pred[..., part] - target[..., part]).pow(2) * counts).sum())
+        return score(pred, target, chosen)
+
+    pre._token_loss_and_score = split
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for batch in itertools.islice(loader.batches(epoch=10_000), 10):
+            pre(**batch.encoder_inputs(), generator=generator)
+    r2 = {name: round(1 - error / total, 3) for name, (total, error) in sums.items()}
+    print(run, r2)
+    return r2
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
