@@ -274,11 +274,12 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         width = {"codes": num_codes, "spectrum": n_bins, "signal": config.patch_size,
                  "spectrum_slow": n_bins + SLOW_BINS}[target]
         self.head = nn.Linear(config.embed_dim, width)
-        # weight of each output in the per-token mean squared error (None: a plain mean)
-        self._column_weight = None
+        # weight of each output in the per-token squared error (None: a plain mean); a buffer, so it moves
+        # with the module (no copy per step) and is not saved (derived from target)
+        column_weight = None
         if target == "spectrum_slow":  # the F amplitudes weigh 1/2 in all, the S slow means 1/2
-            self._column_weight = torch.cat([torch.full((n_bins,), 0.5 / n_bins),
-                                             torch.full((SLOW_BINS,), 0.5 / SLOW_BINS)])
+            column_weight = torch.cat([torch.full((n_bins,), 0.5 / n_bins), torch.full((SLOW_BINS,), 0.5 / SLOW_BINS)])
+        self.register_buffer("column_weight", column_weight, persistent=False)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         if target == "codes":  # the most-frequent-code baseline; nothing to count for regression targets
@@ -371,17 +372,16 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
             with torch.no_grad():
                 score = ((pred.argmax(-1) == target) & chosen).float()  # (B, M)
                 weight = chosen.float()
-        elif self._column_weight is None:
+        elif self.column_weight is None:
             squared_error = (pred - target).pow(2)  # (B, M, F) or (B, M, W)
             loss = squared_error.mean(-1)
             with torch.no_grad():
                 weight = torch.where(chosen, target.pow(2).sum(-1), 0.0)  # (B, M)
                 score = torch.where(chosen, weight - squared_error.sum(-1), 0.0)
         else:  # spectrum_slow: a weighted mean over the F bins and the S slow means
-            column_weight = self._column_weight.to(pred.device)
-            loss = ((pred - target).pow(2) * column_weight).sum(-1)  # (B, M)
+            loss = ((pred - target).pow(2) * self.column_weight).sum(-1)  # (B, M)
             with torch.no_grad():
-                weight = torch.where(chosen, (target.pow(2) * column_weight).sum(-1), 0.0)
+                weight = torch.where(chosen, (target.pow(2) * self.column_weight).sum(-1), 0.0)
                 score = torch.where(chosen, weight - loss, 0.0)
         # where, not a product: a non-finite value at a token that does not count stays out
         return torch.where(chosen, loss, 0.0), score, weight
