@@ -875,6 +875,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--patch-mean", action="store_true",
       help="eegfm's patch embedder also sees each patch's signed mean (EncoderConfig.patch_mean; scratch and "
            "pre-training)")
+    a("--attention-bias", choices=("none", "distance"), default="none",
+      help="eegfm's attention gets a fixed per-head scalp-distance / patch-lag penalty (EncoderConfig.attention_bias; "
+           "scratch and pre-training)")
     a("--code-dim", type=int, default=16)
     a("--num-codes", type=int, default=256)
     a("--tokenizer-steps", type=int, default=400)
@@ -1018,12 +1021,17 @@ def main(argv=None) -> dict:
         if args.patch_mean:
             print(f"--patch-mean: unused with --encoder (scratch takes the encoder's architecture: "
                   f"patch_mean={given_encoder.config.patch_mean})")
+        if args.attention_bias != "none":
+            print(f"--attention-bias: unused with --encoder (scratch takes the encoder's architecture: "
+                  f"attention_bias={given_encoder.config.attention_bias!r})")
     elif args.encoder is not None:
         print(f"--encoder {args.encoder}: unused (no eegfm model in --models)")
 
     enc_arch = dict(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads)
     if args.patch_mean:  # only when set, so the fingerprints of runs made before the flag still match
         enc_arch["patch_mean"] = True
+    if args.attention_bias != "none":
+        enc_arch["attention_bias"] = args.attention_bias
     encoder_config = {**enc_arch, "sfreq": data_cfg.sfreq, "preprocessing": pre_cfg.to_dict()}
     if given_encoder is not None:  # eegfm_scratch: the given encoder's architecture, random weights
         encoder_config = given_encoder.get_config()
@@ -1116,7 +1124,8 @@ def main(argv=None) -> dict:
                 if k not in ("reuse", "progress", "out", "threads", "seeds", "models", "tasks", "work_dir",
                              "encoder", "lora_lr", "only_folds")
                 and not (k == "pretrain_target" and v == "codes") and not (k == "lr_schedule" and v == "cosine")
-                and not (k == "patch_mean" and not v) and not (k == "pooling" and v == "mean")}
+                and not (k == "patch_mean" and not v) and not (k == "pooling" and v == "mean")
+                and not (k == "attention_bias" and v == "none")}
     n_fold_total = sum(len([f for f in folds[t] if only is None or f["fold"] in only]) for t in tasks)
     fold_seconds: list[float] = []
     for t in tasks:
@@ -1213,7 +1222,7 @@ def main(argv=None) -> dict:
                 else:
                     shutil.rmtree(pre_dir, ignore_errors=True)
                     model_cfg = dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
-                                     patch_mean=bool(args.patch_mean))
+                                     patch_mean=bool(args.patch_mean), attention_bias=args.attention_bias)
                     if "patch_size" in {fl.name for fl in dataclasses.fields(PretrainModelConfig)}:
                         model_cfg["patch_size"] = args.patch_size  # must equal the tokenizer's
                     model_cfg["single_pass"] = bool(args.single_pass)  # recorded as run, never the default's guess

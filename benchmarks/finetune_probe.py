@@ -12,7 +12,7 @@ balanced accuracy of the selected epoch and of the last epoch run. Variant keys:
 - ``init``: ``pretrained`` (the ``--encoder`` folder) or ``scratch`` (same architecture);
 - ``lp_epochs``: linear-probe epochs (frozen encoder, head only) before full fine-tuning;
 - ``pooling``, ``head_dropout``: the classifier's;
-- ``patch_size``, ``embed_dim``, ``depth``, ``num_heads``, ``dropout``, ``patch_mean``: the encoder's
+- ``patch_size``, ``embed_dim``, ``depth``, ``num_heads``, ``dropout``, ``patch_mean``, ``attention_bias``: the encoder's
   (``init=scratch`` only);
 - any :class:`eegfm.finetune.FinetuneConfig` field (``lr``, ``layer_decay``, ``epochs``,
   ``patience``, ``weight_decay``, ``label_smoothing``, ``warmup_epochs``, ``batch_size``...),
@@ -53,7 +53,7 @@ from eegfm import MAPEClassifier, MAPEEncoder  # noqa: E402
 from eegfm.finetune import FinetuneConfig, finetune  # noqa: E402
 
 FIELDS = {f.name: f.type for f in dataclasses.fields(FinetuneConfig)}
-ARCH_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "dropout", "patch_mean")
+ARCH_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "dropout", "patch_mean", "attention_bias")
 DEFAULTS = dict(epochs=15, patience=5, lr=1e-3, layer_decay=0.65, batch_size=32)
 
 

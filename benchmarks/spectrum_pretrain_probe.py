@@ -51,17 +51,18 @@ STRATEGIES = ("random", "channel", "temporal")  # MaskedPretrainer's default, in
 
 def make_model(patch_size: int = 100, embed_dim: int = 64, depth: int = 2, num_heads: int = 4,
                sfreq: float = 200.0, preprocessing: dict | None = None, target: str = "spectrum",
-               strategies=STRATEGIES, patch_mean: bool = False) -> MaskedPretrainer:
+               strategies=STRATEGIES, patch_mean: bool = False, attention_bias: str = "none") -> MaskedPretrainer:
     """The probe's model: a single-pass :class:`MaskedPretrainer` with ``target="spectrum"`` (or ``"signal"``).
 
     Its head has ``patch_size // 2 + 1`` outputs (one per rfft bin; ``patch_size`` with
     ``"signal"``, one per sample); ``accuracy`` is the masked-token R^2 per strategy.
     ``strategies``: the masks trained with (one per sample, in turn). ``patch_mean``: the
     encoder's patch embedder also sees each patch's signed mean (:class:`eegfm.EncoderConfig`).
+    ``attention_bias``: ``"distance"`` adds the fixed scalp-distance / patch-lag attention bias.
     """
     return MaskedPretrainer(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                             sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target=target,
-                            strategies=strategies, patch_mean=patch_mean)
+                            strategies=strategies, patch_mean=patch_mean, attention_bias=attention_bias)
 
 
 def parse_strategies(text: str) -> tuple[str, ...]:
@@ -145,12 +146,15 @@ def main(argv=None) -> dict:
                    help="masks trained with, a comma list (default random,channel,temporal: one per sample)")
     p.add_argument("--patch-mean", action="store_true",
                    help="the patch embedder also sees each patch's signed mean (EncoderConfig.patch_mean)")
+    p.add_argument("--attention-bias", choices=("none", "distance"), default="none",
+                   help="distance: a fixed per-head scalp-distance / patch-lag penalty in attention "
+                        "(EncoderConfig.attention_bias)")
     args = p.parse_args(argv)
     data, corpus, windows, loader = load_corpus(args)
     torch.manual_seed(args.seed)
     model = make_model(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
                        sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict(), target=args.target,
-                       strategies=args.strategies, patch_mean=args.patch_mean)
+                       strategies=args.strategies, patch_mean=args.patch_mean, attention_bias=args.attention_bias)
     fitted = fit(model, args, loader)
     evaluation = evaluate_all_strategies(model, itertools.islice(loader.batches(epoch=10_000), 10), seed=args.seed)
     model.encoder.save_pretrained(args.run_dir / "encoder")

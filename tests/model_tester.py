@@ -464,6 +464,9 @@ CASES = [
     # the 1-D baseline numbers tokens by their flat index: not channel-permutation equivariant by design
     eeg_case("MAPEEncoder-sincos1d", lambda: MAPEEncoder(**ENC, position_embedding="sincos1d"), run_encoder,
              permute=None, unknown_key=(lambda: MAPEEncoder(**ENC, embed_dimm=8), *UNKNOWN_ENCODER_FIELD)),
+    # the scalp-distance / patch-lag attention bias: padding, permutation, save/load, bf16 as plain MAPE
+    eeg_case("MAPEEncoder-distance-bias", lambda: MAPEEncoder(**ENC, attention_bias="distance"), run_encoder,
+             unknown_key=(lambda: MAPEEncoder(**ENC, embed_dimm=8), *UNKNOWN_ENCODER_FIELD)),
     eeg_case("NeuralTokenizer", lambda: NeuralTokenizer(encoder=ENC, code_dim=8, num_codes=16, decoder_depth=1),
              run_tokenizer,
              unknown_key=(lambda: NeuralTokenizer(encoder={**ENC, "embed_dimm": 8}), *UNKNOWN_ENCODER_FIELD)),

@@ -323,7 +323,8 @@ def test_in_domain_pretraining_reads_the_fold_s_training_subjects_only(shared_da
         assert not set(subjects["eegmat"]) & set(fold["val"] + fold["test"])
 
 
-def test_patch_mean_and_pooling_reach_the_pre_trained_and_the_scratch_models(shared_data, tmp_path, capsys, monkeypatch):
+def test_patch_mean_attention_bias_and_pooling_reach_the_pre_trained_and_the_scratch_models(shared_data, tmp_path,
+                                                                                               capsys, monkeypatch):
     bench = _load()
     work = tmp_path / "work"
     argv = ["--data-root", str(shared_data), "--tasks", "ma", "--ma-subjects", "02,03,04,05", "--folds", "2",
@@ -332,28 +333,30 @@ def test_patch_mean_and_pooling_reach_the_pre_trained_and_the_scratch_models(sha
             "--embed-dim", "16", "--depth", "1", "--heads", "2", "--finetune-epochs", "1", "--patience", "1",
             "--batch-size", "16", "--channel-drop", "", "--models", "eegfm_pretrained,eegfm_scratch",
             "--work-dir", str(work)]
-    report = bench.main([*argv, "--patch-mean", "--out", str(tmp_path / "mean")])
+    arch = ["--patch-mean", "--attention-bias", "distance"]
+    report = bench.main([*argv, *arch, "--out", str(tmp_path / "mean")])
     encoder = json.loads((work / "ma" / "fold0" / "pretrain" / "encoder" / "config.json").read_text())
-    assert encoder["patch_mean"] is True
-    assert report["config"]["patch_mean"] is True
-    # scratch is built from the same architecture, patch mean included
+    assert encoder["patch_mean"] is True and encoder["attention_bias"] == "distance"
+    assert report["config"]["patch_mean"] is True and report["config"]["attention_bias"] == "distance"
+    # scratch is built from the same architecture, patch mean and attention bias included
     built = []
     real = bench.MAPEClassifier
 
     def spy(*args, **kwargs):
         model = real(*args, **kwargs)
-        built.append((model.encoder.config.patch_mean, model.pooling))
+        built.append((model.encoder.config.patch_mean, model.encoder.config.attention_bias, model.pooling))
         return model
 
     spy.from_encoder = lambda encoder, **kwargs: (built.append(("pre-trained", kwargs["pooling"])),
                                                   real.from_encoder(encoder, **kwargs))[1]
     with monkeypatch.context() as m:
         m.setattr(bench, "MAPEClassifier", spy)
-        bench.main([*argv, "--patch-mean", "--pooling", "moments", "--reuse", "--out", str(tmp_path / "moments")])
-    assert sorted(built, key=str) == [("pre-trained", "moments"), (True, "moments")]
-    # without the flag the recipe differs: the patch-mean encoder is not reused
+        bench.main([*argv, *arch, "--pooling", "moments", "--reuse", "--out", str(tmp_path / "moments")])
+    assert "reusing the pre-trained encoder" in capsys.readouterr().out
+    assert sorted(built, key=str) == [("pre-trained", "moments"), (True, "distance", "moments")]
+    # without the flags the recipe differs: the patch-mean, distance-bias encoder is not reused
     capsys.readouterr()
     bench.main([*argv, "--reuse", "--out", str(tmp_path / "plain")])
     assert "reusing the pre-trained encoder" not in capsys.readouterr().out
     encoder = json.loads((work / "ma" / "fold0" / "pretrain" / "encoder" / "config.json").read_text())
-    assert encoder["patch_mean"] is False
+    assert encoder["patch_mean"] is False and encoder["attention_bias"] == "none"

@@ -136,6 +136,14 @@ def test_spectrum_pretrainer_regresses_masked_amplitudes_and_learns():
     assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
 
 
+def test_spectrum_probe_builds_the_distance_biased_encoder():
+    sp = _load("spectrum_pretrain_probe")
+    model = sp.make_model(patch_size=50, embed_dim=16, depth=1, num_heads=2, target="spectrum_slow", patch_mean=True,
+                          attention_bias="distance")
+    assert model.encoder.config.attention_bias == "distance" and model.encoder.config.patch_mean
+    assert sp.make_model(patch_size=50, embed_dim=16, depth=1, num_heads=2).encoder.config.attention_bias == "none"
+
+
 def test_spectrum_probe_strategies_flag_trains_channel_masks_only_and_scores_all():
     sp = _load("spectrum_pretrain_probe")
     from eegfm.data.collate import pad_into

@@ -59,6 +59,11 @@ class EncoderConfig:
         amplitude (:class:`~eegfm.modules.patch_embed.NeuralPatchEmbedder` ``mean_feature``):
         keeps the slow potentials that a per-patch z-score erases. False (the default and every
         model saved before it existed): the reference embedder.
+    attention_bias : {"none", "distance"}
+        ``"distance"``: a fixed per-head penalty on scalp distance and patch lag added to the
+        attention scores (:mod:`eegfm.modules.attention_bias`), so attention can tell a
+        neighbouring channel from a distant one; nothing learned, any montage. ``"none"`` (the
+        default and every model saved before it existed): MAPE alone.
     layer_norm_eps : float
         Epsilon of every LayerNorm.
     sfreq : float
@@ -90,6 +95,7 @@ class EncoderConfig:
     conv_channels: tuple[int, ...] = (8, 8, 16)  # channels of the patch embedder's convolutions
     pool_bins: int = 4  # time bins the patch embedder pools each patch into
     patch_mean: bool = False  # feed each patch's signed mean (asinh µV) to the patch embedder
+    attention_bias: str = "none"  # "none" | "distance" (fixed per-head scalp-distance and patch-lag penalties)
     layer_norm_eps: float = 1e-6  # epsilon of every LayerNorm
     sfreq: float = 200.0  # sampling rate (Hz) the model expects
     preprocessing: dict | None = None  # preprocessing contract (PreprocessConfig as a dict); None: PreprocessConfig(sfreq)

@@ -30,6 +30,7 @@ from torch import nn
 from ..data.preprocessing import PreprocessConfig
 from ..hub import HubMixin, hub_card
 from ..modules import input_stage
+from ..modules.attention_bias import ATTENTION_BIASES, distance_bias
 from ..modules.input_stage import EncoderInputs, check_finite_inputs
 from ..modules.patch_embed import NeuralPatchEmbedder
 from ..modules.position import build_position_embedding
@@ -111,6 +112,9 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         config = EncoderConfig.build(config, **fields)
         if config.embed_dim % config.num_heads:
             raise ValueError(f"embed_dim={config.embed_dim} must be divisible by num_heads={config.num_heads}")
+        if config.attention_bias not in ATTENTION_BIASES:
+            raise ValueError(f"attention_bias={config.attention_bias!r} is not one of {list(ATTENTION_BIASES)}; use "
+                             "'none' (MAPE alone, the default) or 'distance' (scalp-distance and patch-lag penalties)")
         self.preprocessing = config.contract()
         self.config = dataclasses.replace(config, preprocessing=self.preprocessing.to_dict())  # saved resolved
         self.patch_size = patch_size = config.patch_size
@@ -239,8 +243,13 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         tokens = torch.where(token_mask[..., None], embeddings, torch.zeros((), dtype=embeddings.dtype)) + position
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens.flatten(1, 2)), dim=1)
         flat_mask = token_mask.flatten(1)  # (B, C*K)
-        keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K)
-        attn_mask = None if padded is False else keep[:, None, None, :]  # (B, 1, 1, 1 + C*K)
+        if self.config.attention_bias == "distance":  # additive, (B, H, 1 + C*K, 1 + C*K), -inf at padded keys
+            attn_mask = distance_bias(positions.float(), token_mask, self.config.num_heads, padded).to(tokens.dtype)
+        elif padded is False:
+            attn_mask = None
+        else:
+            keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K)
+            attn_mask = keep[:, None, None, :]  # (B, 1, 1, 1 + C*K)
         for block in self.blocks:
             tokens = block(tokens, attn_mask)
         if remove_position:

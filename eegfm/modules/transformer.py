@@ -46,8 +46,9 @@ def sdpa_padded_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_ma
     ----------
     q : torch.Tensor, shape (B, H, Nq, d)
     k, v : torch.Tensor, shape (B, H, Nk, d)
-    attn_mask : torch.Tensor of bool, broadcastable to (B, H, Nq, Nk), optional
-        True where a query may attend to a key.
+    attn_mask : torch.Tensor, broadcastable to (B, H, Nq, Nk), optional
+        Bool: True where a query may attend to a key. Float: added to the scores (``-inf``
+        where it may not).
     dropout_p : float
         Attention dropout (pass 0 at evaluation).
     pad : bool, optional
@@ -106,8 +107,10 @@ class MultiHeadSelfAttention(nn.Module):
         Parameters
         ----------
         x : torch.Tensor, shape (B, N, D)
-        attn_mask : torch.Tensor of bool, shape (B, 1, 1, N), optional
-            True for keys that may be attended to (valid tokens); None attends to all.
+        attn_mask : torch.Tensor, optional
+            Bool (B, 1, 1, N): True for keys that may be attended to (valid tokens). Float
+            (B, H, N, N): an additive bias (``-inf`` at keys not to attend to;
+            :mod:`eegfm.modules.attention_bias`). None attends to all.
 
         Returns
         -------
@@ -158,6 +161,6 @@ class TransformerBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Apply the block. ``x``: (B, N, D); ``attn_mask``: (B, 1, 1, N) bool. Returns (B, N, D)."""
+        """Apply the block. ``x``: (B, N, D); ``attn_mask``: (B, 1, 1, N) bool or (B, H, N, N) float. Returns (B, N, D)."""
         x = x + self.drop(self.attn(self.norm1(x), attn_mask))
         return x + self.mlp(self.norm2(x))
