@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+sys.path.insert(0, str(Path(__file__).parent))
 import spectrum_pretrain_probe as spp  # noqa: E402
 from eegfm.models.pretrainer import SLOW_BINS  # noqa: E402
+from mi_spectrum_slow_halves import halves_r2  # noqa: E402
 
 
 def scale_positions(model, factor: float) -> None:
@@ -34,31 +36,6 @@ def scale_positions(model, factor: float) -> None:
     embedding = model.encoder.pos_embed
     forward = embedding.forward
     embedding.forward = lambda *args, **kwargs: forward(*args, **kwargs) * factor
-
-
-def halves_r2(model, batches, n_bins: int) -> dict:
-    """R^2 of the amplitudes and of the slow means separately, per strategy (``spectrum_slow`` only)."""
-    score = model._token_loss_and_score
-    out = {}
-    for strategy in ("random", "channel", "temporal"):
-        sums = {"amplitudes": [0.0, 0.0], "slow": [0.0, 0.0]}
-
-        def split(pred, target, chosen):
-            counts = chosen[..., None].float()
-            for name, part in (("amplitudes", slice(0, n_bins)), ("slow", slice(n_bins, None))):
-                sums[name][0] += float((target[..., part].pow(2) * counts).sum())
-                sums[name][1] += float(((pred[..., part] - target[..., part]).pow(2) * counts).sum())
-            return score(pred, target, chosen)
-
-        model._token_loss_and_score, trained = split, model.strategies
-        model.strategies = [strategy]
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for batch in batches:
-                model(**batch.encoder_inputs(), generator=generator)
-        model._token_loss_and_score, model.strategies = score, trained
-        out[strategy] = {name: round(1 - error / total, 3) for name, (total, error) in sums.items()}
-    return out
 
 
 def main(argv=None) -> dict:
@@ -89,7 +66,7 @@ def main(argv=None) -> dict:
     out = {"command": "python " + " ".join(sys.argv), "cpu_s": round(time.process_time() - start),
            "masked_r2": spp.evaluate_all_strategies(model, batches, seed=0)["accuracy"]}
     if args.target == "spectrum_slow":
-        out["halves_r2"] = halves_r2(model, batches, n_bins)
+        out["halves_r2"] = {strategy: halves_r2(model, batches, [strategy]) for strategy in spp.STRATEGIES}
     (args.run_dir / "probe.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))
     return out

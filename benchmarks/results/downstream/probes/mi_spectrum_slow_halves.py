@@ -22,15 +22,14 @@ from eegfm.cli.runs import DataConfig, build_loader  # noqa: E402
 from eegfm.models.pretrainer import MaskedPretrainer  # noqa: E402
 
 
-def main(run: Path) -> dict:
-    torch.set_num_threads(1)
-    pre = MaskedPretrainer.from_pretrained(run / "model").eval()
-    saved = json.loads((run / "run_config.json").read_text())["data"]
-    data = DataConfig(**{k: v for k, v in saved.items() if k in DataConfig.__dataclass_fields__})
-    _, _, loader = build_loader(data, pre.encoder.patch_size, 0, progress=False)
+def halves_r2(pre: MaskedPretrainer, batches, strategies=None) -> dict:
+    """Masked R^2 of the amplitudes and of the slow means separately, over ``batches`` (seeded masks).
+
+    ``strategies``: the masks to draw (default: the model's own); the model is left as it was.
+    """
     n_bins = pre.encoder.patch_size // 2 + 1
     sums = {"amplitudes": [0.0, 0.0], "slow": [0.0, 0.0]}  # sum of target^2, sum of squared error
-    score = pre._token_loss_and_score
+    score, trained = pre._token_loss_and_score, pre.strategies
 
     def split(pred, target, chosen):
         counts = chosen[..., None].float()
@@ -40,11 +39,25 @@ def main(run: Path) -> dict:
         return score(pred, target, chosen)
 
     pre._token_loss_and_score = split
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for batch in itertools.islice(loader.batches(epoch=10_000), 10):
-            pre(**batch.encoder_inputs(), generator=generator)
-    r2 = {name: round(1 - error / total, 3) for name, (total, error) in sums.items()}
+    pre.strategies = list(strategies or trained)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for batch in batches:
+                pre(**batch.encoder_inputs(), generator=generator)
+    finally:
+        del pre._token_loss_and_score  # the class's method again
+        pre.strategies = trained
+    return {name: round(1 - error / total, 3) for name, (total, error) in sums.items()}
+
+
+def main(run: Path) -> dict:
+    torch.set_num_threads(1)
+    pre = MaskedPretrainer.from_pretrained(run / "model").eval()
+    saved = json.loads((run / "run_config.json").read_text())["data"]
+    data = DataConfig(**{k: v for k, v in saved.items() if k in DataConfig.__dataclass_fields__})
+    _, _, loader = build_loader(data, pre.encoder.patch_size, 0, progress=False)
+    r2 = halves_r2(pre, itertools.islice(loader.batches(epoch=10_000), 10))
     print(run, r2)
     return r2
 
