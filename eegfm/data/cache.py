@@ -2,8 +2,9 @@
 
 Layout: one directory per entry, ``root/<id>/`` holding
 
-- ``data.npy``: float32 array of shape (C, T) in µV (``np.save``; read with
-  ``np.load(mmap_mode="r")``, so a training loader touches only the windows it reads);
+- ``data.npy``: float32 array of shape (C, T) in µV (``np.save``; memory-mapped by
+  :func:`~eegfm.data.npy_map.open_npy_map`, a thread-safe ``np.load(mmap_mode="r")``, so a
+  training loader touches only the windows it reads);
 - ``meta.json``: ``ch_names``, ``positions``, ``sfreq``, ``n_times``, ``n_channels``,
   ``source``, ``preprocess_hash``, ``preprocess`` (the config), ``metadata``, and the key
   (``key_source``, ``fingerprint``) the id was computed from.
@@ -50,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .npy_map import open_npy_map
 from .preprocessing import PreprocessConfig, preprocess
 from .recording import Recording
 from .._fsutil import HOST_TAG, clean_stale_tmp, disk_full_error, out_of_space
@@ -305,7 +307,7 @@ class CacheEntry:
         """
         data = self._data  # local: another thread may drop self._data meanwhile
         if data is None:
-            data = self._data = np.load(self.path / _DATA, mmap_mode="r")
+            data = self._data = open_npy_map(self.path / _DATA)
         _open_maps.touch(self)
         return data
 

@@ -36,6 +36,7 @@ from ..progress import progress_bar
 
 from .._fsutil import ATOMIC_TMP, atomic_write, clean_stale_tmp
 from .collate import EEGBatch
+from .npy_map import open_npy_map
 from .windows import WindowDataset
 
 __all__ = ["CodedWindows", "cache_codes", "tokenizer_fingerprint"]
@@ -174,7 +175,7 @@ def cache_codes(windows: WindowDataset, tokenizer: torch.nn.Module, cache_dir, *
 
     def valid(e: int) -> bool:
         try:
-            return np.load(paths[e], mmap_mode="r").shape == expected[e]
+            return open_npy_map(paths[e]).shape == expected[e]
         except (OSError, ValueError):
             return False
 
@@ -194,7 +195,7 @@ def cache_codes(windows: WindowDataset, tokenizer: torch.nn.Module, cache_dir, *
     if distributed:
         dist.barrier()
     logger.info("tokenizer codes: %d of %d recordings computed, the rest read from %s", len(todo), n_entries, folder)
-    codes = [np.load(paths[e], mmap_mode="r") if counts[e] else np.zeros((0, expected[e][1]), dtype)
+    codes = [open_npy_map(paths[e]) if counts[e] else np.zeros((0, expected[e][1]), dtype)
              for e in range(n_entries)]
     bad = [str(paths[e]) for e in range(n_entries) if codes[e].shape != expected[e]]
     if bad:

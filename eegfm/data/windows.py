@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from .cache import CacheEntry, max_open_maps
 from .collate import EEGBatch, pad_into
+from .npy_map import open_npy_map
 
 __all__ = ["WindowDataset", "collate_windows"]
 
@@ -92,7 +93,7 @@ class WindowDataset(Dataset):
             if arr is not None:
                 self._arrays.move_to_end(entry)
                 return arr
-        arr = np.load(self._paths[entry], mmap_mode="r")
+        arr = open_npy_map(self._paths[entry])
         with self._arrays_lock:
             self._arrays[entry] = arr
             while len(self._arrays) > max_open_maps():  # least recently read first; closed once unreferenced
