@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eegfm.cli.runs import DataConfig, build_loader, check_loader  # noqa: E402
-from eegfm.models.pretrainer import MaskedPretrainer  # noqa: E402
+from eegfm.models.pretrainer import SLOW_BINS, MaskedPretrainer  # noqa: E402
 from eegfm.training import TrainConfig, Trainer  # noqa: E402
 
 STRATEGIES = ("random", "channel", "temporal")  # MaskedPretrainer's default, in its order
@@ -63,6 +63,20 @@ def make_model(patch_size: int = 100, embed_dim: int = 64, depth: int = 2, num_h
     return MaskedPretrainer(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                             sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target=target,
                             strategies=strategies, patch_mean=patch_mean, attention_bias=attention_bias)
+
+
+def set_slow_weight(model: MaskedPretrainer, weight: float) -> None:
+    """Give the slow means ``weight`` of a ``target="spectrum_slow"`` model's loss, the amplitudes the rest.
+
+    A probe-only change of the library's fixed half-and-half split (``model.column_weight``,
+    F amplitude columns then ``SLOW_BINS`` slow-mean columns, each half's columns equal).
+    """
+    if model.target != "spectrum_slow" or not 0.0 < weight < 1.0:
+        raise ValueError(f"a slow weight needs target='spectrum_slow' and a value in (0, 1), got "
+                         f"target={model.target!r}, weight={weight}")
+    n_bins = model.head.out_features - SLOW_BINS
+    model.column_weight = torch.cat([torch.full((n_bins,), (1 - weight) / n_bins),
+                                     torch.full((SLOW_BINS,), weight / SLOW_BINS)]).to(model.column_weight)
 
 
 def parse_strategies(text: str) -> tuple[str, ...]:
@@ -149,17 +163,25 @@ def main(argv=None) -> dict:
     p.add_argument("--attention-bias", choices=("none", "distance"), default="none",
                    help="distance: a fixed per-head scalp-distance / patch-lag penalty in attention "
                         "(EncoderConfig.attention_bias)")
+    p.add_argument("--slow-weight", type=float, default=None,
+                   help="target=spectrum_slow only: the share of the loss on the slow means (the library's 0.5 "
+                        "when not given; the amplitudes get the rest)")
     args = p.parse_args(argv)
+    if args.slow_weight is not None and (args.target != "spectrum_slow" or not 0.0 < args.slow_weight < 1.0):
+        p.error(f"--slow-weight {args.slow_weight} needs --target spectrum_slow and a value in (0, 1)")
     data, corpus, windows, loader = load_corpus(args)
     torch.manual_seed(args.seed)
     model = make_model(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
                        sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict(), target=args.target,
                        strategies=args.strategies, patch_mean=args.patch_mean, attention_bias=args.attention_bias)
+    if args.slow_weight is not None:
+        set_slow_weight(model, args.slow_weight)
     fitted = fit(model, args, loader)
     evaluation = evaluate_all_strategies(model, itertools.islice(loader.batches(epoch=10_000), 10), seed=args.seed)
     model.encoder.save_pretrained(args.run_dir / "encoder")
     return write_summary("spectrum_pretrain_probe.py", argv, args, corpus, windows, fitted,
-                         target=args.target, strategies=list(args.strategies), masked_r2=evaluation["accuracy"])
+                         target=args.target, strategies=list(args.strategies), masked_r2=evaluation["accuracy"],
+                         **({} if args.slow_weight is None else {"slow_weight": args.slow_weight}))
 
 
 if __name__ == "__main__":

@@ -271,3 +271,22 @@ def test_probe_run_folder_names_its_corpus_for_the_harness_check(shared_data, tm
     assert json.loads(run_config.read_text())["data"]["sources"] == spec
     subjects, _ = ds.corpus_subjects(spec, [tmp_path])
     assert subjects == {"ma": ["02"], "mi": []}
+
+
+def test_spectrum_probe_slow_weight_reweights_the_two_halves_of_the_loss():
+    sp = _load("spectrum_pretrain_probe")
+    from eegfm.models.pretrainer import SLOW_BINS
+
+    model = sp.make_model(patch_size=50, embed_dim=16, depth=1, num_heads=2, target="spectrum_slow")
+    halves = model.column_weight[:26].sum(), model.column_weight[26:].sum()
+    assert torch.allclose(torch.stack(halves), torch.tensor([0.5, 0.5]))  # the library's split
+    sp.set_slow_weight(model, 0.9)
+    assert model.column_weight.shape == (26 + SLOW_BINS,)
+    assert torch.allclose(model.column_weight[:26], torch.full((26,), 0.1 / 26))
+    assert torch.allclose(model.column_weight[26:], torch.full((SLOW_BINS,), 0.9 / SLOW_BINS))
+    with pytest.raises(ValueError, match="needs target='spectrum_slow'"):
+        sp.set_slow_weight(sp.make_model(patch_size=50, embed_dim=16, depth=1, num_heads=2), 0.9)
+    with pytest.raises(ValueError, match=r"a value in \(0, 1\)"):
+        sp.set_slow_weight(model, 1.0)
+    with pytest.raises(SystemExit):  # the flag is refused before any data is read
+        sp.main(["--sources", "unused", "--run-dir", "/nonexistent", "--slow-weight", "0.9"])

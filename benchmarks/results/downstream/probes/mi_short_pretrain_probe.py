@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 sys.path.insert(0, str(Path(__file__).parent))
 import spectrum_pretrain_probe as spp  # noqa: E402
-from eegfm.models.pretrainer import SLOW_BINS  # noqa: E402
 from mi_spectrum_slow_halves import halves_r2  # noqa: E402
 
 
@@ -54,11 +53,8 @@ def main(argv=None) -> dict:
                            target=args.target, patch_mean=True, attention_bias=args.attention_bias)
     if args.pos_scale != 1.0:
         scale_positions(model, args.pos_scale)
-    n_bins = args.patch_size // 2 + 1
     if args.target == "spectrum_slow":
-        w = args.slow_weight
-        model.column_weight = torch.cat([torch.full((n_bins,), (1 - w) / n_bins),
-                                         torch.full((SLOW_BINS,), w / SLOW_BINS)])
+        spp.set_slow_weight(model, args.slow_weight)
     start = time.process_time()
     spp.fit(model, args, loader)
     model.eval()
