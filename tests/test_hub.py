@@ -148,10 +148,10 @@ def test_a_huge_config_fails_before_the_model_is_built(tmp_path, model):
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "depth": 2000, "embed_dim": 1024, "num_heads": 8}))
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust to other load on the machine
     with pytest.raises(ModelLoadError, match=r"do not fit MAPEEncoder built from its config"):
         MAPEEncoder.from_pretrained(tmp_path)
-    assert time.perf_counter() - start < 20  # 25 G parameters were never allocated
+    assert time.process_time() - start < 20  # 25 G parameters were never allocated
 
 
 def test_corrupt_weights_name_the_file(tmp_path, model):
