@@ -3,7 +3,7 @@
 ``np.load(path, mmap_mode="r")`` parses the file's header with :func:`ast.literal_eval`. On
 CPython 3.11 the AST constructor keeps its recursion depth in state shared by all threads,
 so two threads parsing at once can fail with ``SystemError: AST constructor recursion depth
-mismatch``. The window loader opens recordings from reading threads while the main thread
+mismatch`` (python/cpython#106905; seen in this project's CI). The window loader opens recordings from reading threads while the main thread
 opens others (code caches, recordings), so it hit exactly that. :func:`open_npy_map` reads
 the simple headers ``np.save`` writes for plain arrays (``descr``, ``fortran_order``,
 ``shape``) with a regular expression instead, and falls back to ``np.load`` under one
