@@ -5,10 +5,15 @@
 The run's ``evaluation.json`` gives the R^2 of the weighted target (amplitudes and slow means,
 half each); this splits it: the masked tokens' R^2 on the Fourier amplitudes alone and on the
 slow, signed sub-window means alone, over 10 batches of the run's own corpus (seeded masks,
-every strategy), the model in eval mode.
+every strategy), the model in eval mode. A second argument scores it on another corpus (an eegfm
+source spec) instead of its own (recipe row 37: encoders pre-trained on other data, scored on
+the MI corpus)::
+
+    python benchmarks/results/downstream/probes/mi_spectrum_slow_halves.py /tmp/mi-pre-xma-s0 "$(cat mi_spec.txt)"
 """
 
 import itertools
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -51,11 +56,13 @@ def halves_r2(pre: MaskedPretrainer, batches, strategies=None) -> dict:
     return {name: round(1 - error / total, 3) for name, (total, error) in sums.items()}
 
 
-def main(run: Path) -> dict:
+def main(run: Path, sources: str | None = None) -> dict:
     torch.set_num_threads(1)
     pre = MaskedPretrainer.from_pretrained(run / "model").eval()
     saved = json.loads((run / "run_config.json").read_text())["data"]
     data = DataConfig(**{k: v for k, v in saved.items() if k in DataConfig.__dataclass_fields__})
+    if sources:
+        data = dataclasses.replace(data, sources=sources)
     _, _, loader = build_loader(data, pre.encoder.patch_size, 0, progress=False)
     r2 = halves_r2(pre, itertools.islice(loader.batches(epoch=10_000), 10))
     print(run, r2)
@@ -63,4 +70,4 @@ def main(run: Path) -> dict:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)
