@@ -91,7 +91,7 @@ def pool_arm(name: str, calls: list[tuple[str, str]], task: str, reference_folds
     """Per-seed figures of one arm, from its calls (see the module docstring for the checks)."""
     pooled = {"balanced_accuracy": {}, "auroc": {}, "fold_mean_balanced_accuracy": {}, "validation": {}}
     drops: dict[str, dict] = {}
-    per_fold: dict[int, list[float]] = {}
+    fold_rows: dict[str, float] = {}  # "fold/seed" -> test balanced accuracy (a seed in two calls counts once)
     encoders = set()
     for path, model in calls:
         call = load_call(path, task)
@@ -115,8 +115,9 @@ def pool_arm(name: str, calls: list[tuple[str, str]], task: str, reference_folds
             if str(row["seed"]) not in agg["balanced_accuracy"]["per_seed"]:
                 continue  # a seed that did not finish every fold in this call
             validation.setdefault(str(row["seed"]), []).append(row["valid"]["balanced_accuracy"])
-            per_fold.setdefault(int(row["fold"]), []).append(row["test"]["balanced_accuracy"])
         _merge(pooled["validation"], {s: float(np.mean(v)) for s, v in validation.items()}, name, path)
+        _merge(fold_rows, {f"{row['fold']}/{row['seed']}": row["test"]["balanced_accuracy"] for row in result["rows"]
+                           if str(row["seed"]) in agg["balanced_accuracy"]["per_seed"]}, name, path)
     if len(encoders) > 1:
         raise SystemExit(f"arm {name}: its calls used {len(encoders)} different pre-trained encoders "
                          f"({sorted(map(str, encoders))}); another pre-training run is another arm")
@@ -125,6 +126,9 @@ def pool_arm(name: str, calls: list[tuple[str, str]], task: str, reference_folds
         ordered = dict(sorted(values.items(), key=lambda kv: int(kv[0])))
         return {**summarize(list(ordered.values())), "per_seed": ordered}
 
+    per_fold: dict[int, list[float]] = {}
+    for key, value in fold_rows.items():
+        per_fold.setdefault(int(key.split("/")[0]), []).append(value)
     return {
         "calls": [f"{p}:{m}" for p, m in calls],
         "encoder": next(iter(encoders), None),

@@ -66,6 +66,7 @@ def test_a_seed_reported_twice_is_kept_once_when_equal_and_refused_when_not(tmp_
     other = _call(tmp_path / "other", "eegfm_scratch", {0: 0.7})
     report = pool.main(["--task", "mi", "--arm", f"s={a1}:eegfm_scratch,{same}:eegfm_scratch"])
     assert report["arms"]["s"]["balanced_accuracy"]["per_seed"] == {"0": 0.8, "1": 0.6}
+    assert report["arms"]["s"]["per_fold_mean_over_seeds"] == {"0": pytest.approx(0.7), "1": pytest.approx(0.71)}
     with pytest.raises(SystemExit, match="seed 0 appears twice with different figures"):
         pool.main(["--task", "mi", "--arm", f"s={a1}:eegfm_scratch,{other}:eegfm_scratch"])
 
