@@ -87,8 +87,8 @@ def _merge(target: dict, values: dict, what: str, path: str) -> None:
         target[seed] = value
 
 
-def pool_arm(name: str, calls: list[tuple[str, str]], task: str, reference_folds: list | None) -> dict:
-    """Per-seed figures of one arm, from its calls (see the module docstring for the checks)."""
+def pool_arm(name: str, calls: list[tuple[str, str]], task: str, reference_folds: list | None) -> tuple[dict, list]:
+    """``(per-seed figures of one arm, its folds)`` from its calls (see the module docstring for the checks)."""
     pooled = {"balanced_accuracy": {}, "auroc": {}, "fold_mean_balanced_accuracy": {}, "validation": {}}
     drops: dict[str, dict] = {}
     fold_rows: dict[str, float] = {}  # "fold/seed" -> test balanced accuracy (a seed in two calls counts once)
@@ -129,14 +129,14 @@ def pool_arm(name: str, calls: list[tuple[str, str]], task: str, reference_folds
     per_fold: dict[int, list[float]] = {}
     for key, value in fold_rows.items():
         per_fold.setdefault(int(key.split("/")[0]), []).append(value)
-    return {
+    arm = {
         "calls": [f"{p}:{m}" for p, m in calls],
         "encoder": next(iter(encoders), None),
         **{key: stat(values) for key, values in pooled.items()},
         "channel_drop": {level: stat(values) for level, values in sorted(drops.items())},
         "per_fold_mean_over_seeds": {str(f): float(np.mean(v)) for f, v in sorted(per_fold.items())},
-        "_folds": reference_folds,
     }
+    return arm, reference_folds
 
 
 def compare(a: dict, b: dict) -> dict:
@@ -160,8 +160,7 @@ def main(argv=None) -> dict:
         name, calls = parse_arm(text)
         if name in arms:
             raise SystemExit(f"--arm {name} is given twice")
-        arms[name] = pool_arm(name, calls, args.task, folds)
-        folds = arms[name].pop("_folds")
+        arms[name], folds = pool_arm(name, calls, args.task, folds)
     pairs = {}
     for text in args.pair:
         a, sep, b = text.partition("-")
