@@ -18,10 +18,17 @@ calls' seeds. This script:
   arms have (differences, t-test and Wilcoxon p), for balanced accuracy, AUROC and each
   channel-drop level.
 
+A recipe is judged over several pre-training runs, not one: ``--runs NAME=A+B+C`` makes an arm
+whose figure per seed is the mean over the pre-training runs A, B, C (arms given by ``--arm``) on
+the seeds every run has. Paired with another arm it also reports every run x seed pair.
+
     python benchmarks/pool_downstream.py --task mi \\
         --arm pretrained=runA:eegfm_pretrained,runB:eegfm_pretrained \\
         --arm scratch=runC:eegfm_scratch,runD:eegfm_scratch \\
         --pair pretrained-scratch --out pooled.json
+    # three pre-training runs of one recipe, each its own arm, judged together:
+    python benchmarks/pool_downstream.py --task mi --arm run0=... --arm run1=... --arm run2=... \
+        --arm scratch=... --runs recipe=run0+run1+run2 --pair recipe-scratch --out pooled.json
 
 ``runA`` etc. are folders holding a ``downstream.json`` (or the JSON files themselves).
 """
@@ -122,29 +129,74 @@ def pool_arm(name: str, calls: list[tuple[str, str]], task: str, reference_folds
         raise SystemExit(f"arm {name}: its calls used {len(encoders)} different pre-trained encoders "
                          f"({sorted(map(str, encoders))}); another pre-training run is another arm")
 
-    def stat(values: dict) -> dict:
-        ordered = dict(sorted(values.items(), key=lambda kv: int(kv[0])))
-        return {**summarize(list(ordered.values())), "per_seed": ordered}
-
     per_fold: dict[int, list[float]] = {}
     for key, value in fold_rows.items():
         per_fold.setdefault(int(key.split("/")[0]), []).append(value)
     arm = {
         "calls": [f"{p}:{m}" for p, m in calls],
         "encoder": next(iter(encoders), None),
-        **{key: stat(values) for key, values in pooled.items()},
-        "channel_drop": {level: stat(values) for level, values in sorted(drops.items())},
+        **{key: _stat(values) for key, values in pooled.items()},
+        "channel_drop": {level: _stat(values) for level, values in sorted(drops.items())},
         "per_fold_mean_over_seeds": {str(f): float(np.mean(v)) for f, v in sorted(per_fold.items())},
     }
     return arm, reference_folds
 
 
+def _stat(values: dict) -> dict:
+    ordered = dict(sorted(values.items(), key=lambda kv: int(kv[0])))
+    return {**summarize(list(ordered.values())), "per_seed": ordered}
+
+
+def pool_runs(name: str, members: list[str], arms: dict) -> dict:
+    """An arm whose per-seed figures are the mean over pre-training runs ``members`` (arms of ``arms``).
+
+    Only seeds every run has count. Raises ``SystemExit`` for an unknown run, a run named twice,
+    fewer than two runs, or runs that share no seed.
+    """
+    if len(members) < 2 or len(set(members)) != len(members):
+        raise SystemExit(f"--runs {name}: name two or more different arms, got {members}")
+    unknown = [m for m in members if m not in arms]
+    if unknown:
+        raise SystemExit(f"--runs {name}: {unknown} are not arms (the arms are {sorted(arms)}); give each run "
+                         "with --arm first")
+    runs = [arms[m] for m in members]
+    seeds = set.intersection(*(set(r["balanced_accuracy"]["per_seed"]) for r in runs))
+    if not seeds:
+        raise SystemExit(f"--runs {name}: the runs {members} share no seed")
+
+    def mean_over_runs(get) -> dict:
+        return _stat({s: float(np.mean([get(r)["per_seed"][s] for r in runs])) for s in seeds})
+
+    levels = set.intersection(*(set(r["channel_drop"]) for r in runs))
+    return {
+        "runs": list(members),
+        "encoders": [r["encoder"] for r in runs],
+        **{metric: mean_over_runs(lambda r, m=metric: r[m]) for metric in ("balanced_accuracy", "auroc", "validation")},
+        "channel_drop": {lv: mean_over_runs(lambda r, lv=lv: r["channel_drop"][lv]) for lv in sorted(levels)},
+        "per_run": {m: arms[m]["balanced_accuracy"]["mean"] for m in members},
+        "per_run_per_seed": {m: arms[m]["balanced_accuracy"]["per_seed"] for m in members},
+    }
+
+
+def run_seed_pairs(a: dict, b: dict) -> dict:
+    """Every (pre-training run of ``a``, seed) against ``b``'s same seed: balanced accuracy differences."""
+    diffs = [value - b["balanced_accuracy"]["per_seed"][seed]
+             for run in a["per_run_per_seed"].values() for seed, value in run.items()
+             if seed in b["balanced_accuracy"]["per_seed"]]
+    return {**summarize(diffs), "n_better": int(sum(d > 0 for d in diffs)), "differences": diffs}
+
+
 def compare(a: dict, b: dict) -> dict:
-    """Paired a - b over the seeds both have: balanced accuracy, AUROC, validation, each channel-drop level."""
+    """Paired a - b over the seeds both have: balanced accuracy, AUROC, validation, each channel-drop level.
+
+    When ``a`` pools pre-training runs (``--runs``) it also gives every run x seed pair (``run_seed_pairs``).
+    """
     out = {metric: paired(a[metric]["per_seed"], b[metric]["per_seed"])
            for metric in ("balanced_accuracy", "auroc", "validation")}
     out["channel_drop"] = {level: paired(a["channel_drop"][level]["per_seed"], b["channel_drop"][level]["per_seed"])
                            for level in a["channel_drop"] if level in b["channel_drop"]}
+    if "per_run_per_seed" in a:
+        out["run_seed_pairs"] = run_seed_pairs(a, b)
     return out
 
 
@@ -152,6 +204,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", required=True, help="the harness task, e.g. mi or ma")
     p.add_argument("--arm", action="append", required=True, help="NAME=PATH:MODEL[,PATH:MODEL...] (repeat)")
+    p.add_argument("--runs", action="append", default=[],
+                   help="NAME=A+B[+C...]: an arm averaging pre-training runs A, B, ... (arms) per seed (repeat)")
     p.add_argument("--pair", action="append", default=[], help="A-B: compare arm A with arm B per seed (repeat)")
     p.add_argument("--out", help="write the pooled JSON here (default: print only)")
     args = p.parse_args(argv)
@@ -161,6 +215,13 @@ def main(argv=None) -> dict:
         if name in arms:
             raise SystemExit(f"--arm {name} is given twice")
         arms[name], folds = pool_arm(name, calls, args.task, folds)
+    for text in args.runs:
+        name, sep, members = text.partition("=")
+        if not sep or not name or not members:
+            raise SystemExit(f"--runs {text!r}: expected NAME=ARM+ARM[+ARM...]")
+        if name in arms:
+            raise SystemExit(f"--runs {name}: the name is already an arm")
+        arms[name] = pool_runs(name, members.split("+"), arms)
     pairs = {}
     for text in args.pair:
         a, sep, b = text.partition("-")
@@ -180,6 +241,9 @@ def main(argv=None) -> dict:
         print(f"{text}: paired {d['mean']:+.3f} ± {d['std']:.3f} over seeds {d['seeds']} "
               f"({d['n_better']}/{d['n_seeds']} better, t-test p {d['t_test_p']}); AUROC "
               f"{cmp['auroc']['mean']:+.3f}; validation {cmp['validation']['mean']:+.3f}")
+        if "run_seed_pairs" in cmp:
+            rs = cmp["run_seed_pairs"]
+            print(f"{text}: run x seed pairs {rs['mean']:+.3f} ± {rs['std']:.3f} ({rs['n_better']}/{rs['n']} better)")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -97,3 +97,34 @@ def test_calls_that_cannot_be_pooled_are_refused_with_the_reason(tmp_path):
         pool.main(["--task", "mi", "--arm", "a"])
     with pytest.raises(SystemExit, match="expected A-B with A and B among the arms"):
         pool.main(["--task", "mi", "--arm", f"a={ok}:eegfm_pretrained", "--pair", "a-b"])
+
+
+def test_pre_training_runs_pool_into_one_arm_by_seed_and_pair_run_by_seed(tmp_path, capsys):
+    pool = _load()
+    r0 = _call(tmp_path / "r0", "eegfm_pretrained", {0: 0.80, 1: 0.70, 2: 0.90}, encoder="e0")
+    r1 = _call(tmp_path / "r1", "eegfm_pretrained", {0: 0.70, 1: 0.80}, encoder="e1")
+    b = _call(tmp_path / "b", "eegfm_scratch", {0: 0.70, 1: 0.80, 2: 0.50})
+    arms = ["--arm", f"r0={r0}:eegfm_pretrained", "--arm", f"r1={r1}:eegfm_pretrained", "--arm", f"s={b}:eegfm_scratch"]
+    report = pool.main(["--task", "mi", *arms, "--runs", "both=r0+r1", "--pair", "both-s"])
+    both = report["arms"]["both"]
+    assert both["runs"] == ["r0", "r1"] and both["encoders"] == ["e0", "e1"]
+    # seed 2 is r0's only: not pooled
+    assert both["balanced_accuracy"]["per_seed"] == {"0": pytest.approx(0.75), "1": pytest.approx(0.75)}
+    assert both["auroc"]["per_seed"]["0"] == pytest.approx(0.85)
+    assert both["channel_drop"]["0.5"]["per_seed"]["1"] == pytest.approx(0.70)
+    assert both["per_run"] == {"r0": pytest.approx(0.80), "r1": pytest.approx(0.75)}
+    pair = report["pairs"]["both-s"]
+    assert pair["balanced_accuracy"]["differences"] == pytest.approx([0.05, -0.05])
+    runs = pair["run_seed_pairs"]  # r0: +0.1, -0.1, +0.4; r1: 0, 0
+    assert runs["differences"] == pytest.approx([0.10, -0.10, 0.40, 0.0, 0.0]) and runs["n"] == 5
+    assert runs["n_better"] == 2 and runs["mean"] == pytest.approx(0.08)
+    assert "run x seed pairs +0.080" in capsys.readouterr().out
+    for spec, message in {"x=r0": "name two or more different arms", "x=r0+r0": "name two or more different arms",
+                          "x=r0+zz": r"\['zz'\] are not arms", "s=r0+r1": "the name is already an arm",
+                          "x": "expected NAME=ARM\\+ARM"}.items():
+        with pytest.raises(SystemExit, match=message):
+            pool.main(["--task", "mi", *arms, "--runs", spec])
+    r2 = _call(tmp_path / "r2", "eegfm_pretrained", {5: 0.7}, encoder="e2")
+    with pytest.raises(SystemExit, match="share no seed"):
+        pool.main(["--task", "mi", "--arm", f"r0={r0}:eegfm_pretrained", "--arm", f"r2={r2}:eegfm_pretrained",
+                   "--runs", "x=r0+r2"])
