@@ -93,3 +93,29 @@ def test_saved_with_the_model_and_older_configs_load_without_it(tmp_path):
 def test_an_unknown_bias_is_a_one_line_error():
     with pytest.raises(ValueError, match=r"attention_bias='alibi' is not one of \['none', 'distance'\]; use 'none'"):
         MAPEEncoder(**TINY, attention_bias="alibi")
+
+
+def _bias_by_repeats(positions, token_mask, num_heads, padded=None):
+    """The bias built the plain way (distance and lag repeated to (CK, CK), CLS padded on): the reference."""
+    batch, n_chans, n_patches = token_mask.shape
+    space, time = (s[None, :, None, None] for s in head_slopes(num_heads))
+    distance = torch.cdist(positions, positions) / 10.0
+    distance = distance.repeat_interleave(n_patches, 1).repeat_interleave(n_patches, 2)
+    index = torch.arange(n_patches, dtype=positions.dtype)
+    lag = (index[:, None] - index[None, :]).abs().repeat(n_chans, n_chans)
+    bias = torch.nn.functional.pad(-(space * distance[:, None] + time * lag), (1, 0, 1, 0))
+    if padded is not False:
+        keep = torch.nn.functional.pad(token_mask.flatten(1), (1, 0), value=True)
+        bias = bias.masked_fill(~keep[:, None, None, :], float("-inf"))
+    return bias
+
+
+@pytest.mark.parametrize("batch,n_chans,n_patches,num_heads,padded",
+                         [(3, 5, 2, 10, None), (2, 19, 4, 3, True), (2, 7, 3, 4, False), (1, 1, 1, 1, None)])
+def test_bias_equals_the_plain_construction_bit_for_bit(batch, n_chans, n_patches, num_heads, padded):
+    torch.manual_seed(batch + n_chans)
+    positions = torch.rand(batch, n_chans, 2) * 100
+    token_mask = torch.rand(batch, n_chans, 1).expand(-1, -1, n_patches) > 0.3
+    fast = distance_bias(positions, token_mask, num_heads, padded)
+    assert fast.is_contiguous() and fast.shape == (batch, num_heads, 1 + n_chans * n_patches, 1 + n_chans * n_patches)
+    assert torch.equal(fast, _bias_by_repeats(positions, token_mask, num_heads, padded))

@@ -69,14 +69,24 @@ def distance_bias(positions: torch.Tensor, token_mask: torch.Tensor, num_heads: 
     """
     batch, n_chans, n_patches = token_mask.shape
     dtype, device = positions.dtype, positions.device
-    space, time = (s.to(device=device, dtype=dtype)[None, :, None, None] for s in head_slopes(num_heads))
+    space, time = (s.to(device=device, dtype=dtype) for s in head_slopes(num_heads))
     distance = torch.cdist(positions, positions) / NEIGHBOUR_SPACING  # (B, C, C)
-    distance = distance.repeat_interleave(n_patches, 1).repeat_interleave(n_patches, 2)  # (B, CK, CK)
     index = torch.arange(n_patches, device=device, dtype=dtype)
-    lag = (index[:, None] - index[None, :]).abs().repeat(n_chans, n_chans)  # (CK, CK)
-    bias = -(space * distance[:, None] + time * lag)  # (B, H, CK, CK)
-    bias = F.pad(bias, (1, 0, 1, 0))  # the CLS row and column: 0
+    lag = (index[:, None] - index[None, :]).abs()  # (K, K)
+    # The (B, H, CK, CK) bias is a sum of a (B, H, C, 1, C, 1) and a (1, H, 1, K, 1, K) term: it is written
+    # once, by broadcasting, straight into the token grid of the output (no (CK, CK) repeats, no pad copy).
+    n_tokens = 1 + n_chans * n_patches
+    bias = torch.empty(batch, num_heads, n_tokens, n_tokens, device=device, dtype=dtype)
+    bias[:, :, 0].zero_()  # the CLS row and column: 0
+    bias[:, :, 1:, 0].zero_()
+    grid = bias[:, :, 1:, 1:].unflatten(3, (n_chans, n_patches)).unflatten(2, (n_chans, n_patches))  # (B,H,C,K,C,K)
+    by_space = -(space[None, :, None, None, None, None] * distance[:, None, :, None, :, None])  # (B, H, C, 1, C, 1)
+    by_time = -(time[None, :, None, None, None, None] * lag[None, None, None, :, None, :])  # (1, H, 1, K, 1, K)
+    if torch.compiler.is_compiling():  # dynamo takes no non-contiguous out=: one temporary more
+        grid.copy_(by_space + by_time)
+    else:
+        torch.add(by_space, by_time, out=grid)
     if padded is not False:
         keep = F.pad(token_mask.flatten(1), (1, 0), value=True)  # (B, 1 + CK)
-        bias = bias.masked_fill(~keep[:, None, None, :], float("-inf"))
+        bias.masked_fill_(~keep[:, None, None, :], float("-inf"))
     return bias
