@@ -3,8 +3,10 @@
 Padding, channel permutation, save/load and bf16 are checked with every model in
 tests/test_models_common.py (case ``MAPEEncoder-distance-bias``)."""
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ import torch
 from eegfm import MAPEEncoder
 from eegfm.modules.attention_bias import HEAD_KINDS, distance_bias, head_slopes
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(patch_size=25, embed_dim=32, depth=2, num_heads=4)
 
 
@@ -95,19 +98,14 @@ def test_an_unknown_bias_is_a_one_line_error():
         MAPEEncoder(**TINY, attention_bias="alibi")
 
 
-def _bias_by_repeats(positions, token_mask, num_heads, padded=None):
-    """The bias built the plain way (distance and lag repeated to (CK, CK), CLS padded on): the reference."""
-    batch, n_chans, n_patches = token_mask.shape
-    space, time = (s[None, :, None, None] for s in head_slopes(num_heads))
-    distance = torch.cdist(positions, positions) / 10.0
-    distance = distance.repeat_interleave(n_patches, 1).repeat_interleave(n_patches, 2)
-    index = torch.arange(n_patches, dtype=positions.dtype)
-    lag = (index[:, None] - index[None, :]).abs().repeat(n_chans, n_chans)
-    bias = torch.nn.functional.pad(-(space * distance[:, None] + time * lag), (1, 0, 1, 0))
-    if padded is not False:
-        keep = torch.nn.functional.pad(token_mask.flatten(1), (1, 0), value=True)
-        bias = bias.masked_fill(~keep[:, None, None, :], float("-inf"))
-    return bias
+
+def _plain_bias():
+    """The plain construction (distance and lag repeated to (CK, CK), CLS padded on), kept in the benchmark
+    that times it against ``distance_bias``: the reference here."""
+    spec = importlib.util.spec_from_file_location("attention_bias_step", ROOT / "benchmarks" / "attention_bias_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.plain_bias
 
 
 @pytest.mark.parametrize("batch,n_chans,n_patches,num_heads,padded",
@@ -118,4 +116,4 @@ def test_bias_equals_the_plain_construction_bit_for_bit(batch, n_chans, n_patche
     token_mask = torch.rand(batch, n_chans, 1).expand(-1, -1, n_patches) > 0.3
     fast = distance_bias(positions, token_mask, num_heads, padded)
     assert fast.is_contiguous() and fast.shape == (batch, num_heads, 1 + n_chans * n_patches, 1 + n_chans * n_patches)
-    assert torch.equal(fast, _bias_by_repeats(positions, token_mask, num_heads, padded))
+    assert torch.equal(fast, _plain_bias()(positions, token_mask, num_heads, padded))

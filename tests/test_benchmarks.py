@@ -202,3 +202,15 @@ def test_gpu_check_tiny_runs_every_step_on_cpu(gpu_check_tiny):
     assert len(list(tmp_path.glob("*_throughput_cpu_tiny_b3_bf16.json"))) == 4
     assert (tmp_path / "vq_lookup_memory_cpu.json").exists() and (tmp_path / "video_unet_step_cpu_tiny_fp32.json").exists()
     assert "test_attention_kernels.py::test_cuda_masked_bf16_base_heads_run_on_a_fused_kernel" in out
+
+
+def test_attention_bias_step_times_both_constructions_and_restores_the_library(capsys):
+    import eegfm.models.encoder as encoder_module
+
+    before = encoder_module.distance_bias
+    report = _load("attention_bias_step").main(["--rounds", "1", "--steps", "1", "--batch-size", "1"])
+    assert set(report["median_step_ms"]) == {"plain", "distance_bias"}
+    assert all(ms > 0 for ms in report["median_step_ms"].values())
+    assert report["ratio_plain_over_distance_bias"] > 0
+    assert encoder_module.distance_bias is before
+    assert '"ratio_plain_over_distance_bias"' in capsys.readouterr().out
