@@ -27,7 +27,7 @@ the seeds every run has. Paired with another arm it also reports every run x see
         --arm scratch=runC:eegfm_scratch,runD:eegfm_scratch \\
         --pair pretrained-scratch --out pooled.json
     # three pre-training runs of one recipe, each its own arm, judged together:
-    python benchmarks/pool_downstream.py --task mi --arm run0=... --arm run1=... --arm run2=... \
+    python benchmarks/pool_downstream.py --task mi --arm run0=... --arm run1=... --arm run2=... \\
         --arm scratch=... --runs recipe=run0+run1+run2 --pair recipe-scratch --out pooled.json
 
 ``runA`` etc. are folders holding a ``downstream.json`` (or the JSON files themselves).
