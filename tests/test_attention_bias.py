@@ -98,7 +98,6 @@ def test_an_unknown_bias_is_a_one_line_error():
         MAPEEncoder(**TINY, attention_bias="alibi")
 
 
-
 def _plain_bias():
     """The plain construction (distance and lag repeated to (CK, CK), CLS padded on), kept in the benchmark
     that times it against ``distance_bias``: the reference here."""
