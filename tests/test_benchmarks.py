@@ -214,3 +214,22 @@ def test_attention_bias_step_times_both_constructions_and_restores_the_library(c
     assert report["ratio_plain_over_distance_bias"] > 0
     assert encoder_module.distance_bias is before
     assert '"ratio_plain_over_distance_bias"' in capsys.readouterr().out
+
+
+def test_patch_embed_chunks_times_both_arms_gives_equal_outputs_and_restores_the_library(tmp_path, capsys):
+    import eegfm.modules.patch_embed as patch_embed
+
+    before = patch_embed.CPU_CHUNK_PATCHES
+    out = tmp_path / "chunks.json"
+    report = _load("patch_embed_chunks").main(["--rounds", "1", "--batch-size", "5", "--base-batch-size", "1",
+                                               "--out", str(out)])
+    assert set(report["models"]) == {"mi", "base"}
+    mi = report["models"]["mi"]
+    assert mi["patches"] == 5 * 64 * 8 > before  # the mi batch is chunked
+    for figures in report["models"].values():
+        assert set(figures["median_ms_per_window"]) == {"chunked", "one_call"}
+        assert all(ms > 0 for ms in figures["median_ms_per_window"].values())
+        assert figures["max_abs_difference"] == 0.0
+    assert patch_embed.CPU_CHUNK_PATCHES == before
+    assert json.loads(out.read_text()) == report
+    assert '"ratio_one_call_over_chunked"' in capsys.readouterr().out

@@ -45,3 +45,32 @@ def test_the_reference_embedder_is_blind_to_a_patch_offset_and_mean_feature_sees
         with_mean.proj.bias.copy_(reference.proj.bias)
         with_mean.convs.load_state_dict(reference.convs.state_dict())
     assert torch.allclose(with_mean(patch + 40.0), reference(patch), atol=1e-5)
+
+
+
+@pytest.mark.parametrize("chunk", [7, 16])
+def test_cpu_chunks_without_grad_give_the_same_embeddings_bit_for_bit(monkeypatch, chunk):
+    import eegfm.modules.patch_embed as patch_embed
+
+    torch.manual_seed(0)
+    embed = NeuralPatchEmbedder(patch_size=32, embed_dim=16, mean_feature=True).eval()
+    patches = torch.randn(2, 5, 3, 32) * 20  # 30 patches: several chunks and a remainder
+    calls = []
+    embed.convs.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    with torch.no_grad():
+        one_call = embed(patches)
+        monkeypatch.setattr(patch_embed, "CPU_CHUNK_PATCHES", chunk)
+        chunked = embed(patches)
+    assert torch.equal(one_call, chunked)
+    assert calls == [30] + [chunk] * (30 // chunk) + [30 % chunk]
+
+
+def test_a_training_step_embeds_in_one_call_so_gradients_keep_their_summation_order(monkeypatch):
+    import eegfm.modules.patch_embed as patch_embed
+
+    monkeypatch.setattr(patch_embed, "CPU_CHUNK_PATCHES", 4)
+    embed = NeuralPatchEmbedder(patch_size=32, embed_dim=16)
+    calls = []
+    embed.convs.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    embed(torch.randn(3, 5, 32)).sum().backward()
+    assert calls == [15]
