@@ -18,6 +18,7 @@ deselected at collection (reported as deselected, never as skipped), so a CPU ru
 no skipped test for them.
 """
 
+import importlib.util
 import inspect
 import os
 import signal
@@ -45,6 +46,22 @@ DATASETS = {
     "openbci_sample": "OpenBCI GUI v6 sample recording",
     "uci_eeg_eye_state": "UCI EEG Eye State (ARFF)",
 }
+
+
+def load_script(relative_path: str):
+    """Import one of the repository's scripts (``"benchmarks/downstream.py"``) as a module and return it.
+
+    Its folder goes on ``sys.path`` (scripts import their neighbours) and the module into
+    ``sys.modules`` under its file name (dataclasses look their module up there).
+    """
+    path = REPO / relative_path
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def in_ci() -> bool:

@@ -3,10 +3,8 @@
 Padding, channel permutation, save/load and bf16 are checked with every model in
 tests/test_models_common.py (case ``MAPEEncoder-distance-bias``)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +12,8 @@ import torch
 from eegfm import MAPEEncoder
 from eegfm.modules.attention_bias import HEAD_KINDS, distance_bias, head_slopes
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
+
 TINY = dict(patch_size=25, embed_dim=32, depth=2, num_heads=4)
 
 
@@ -101,10 +100,7 @@ def test_an_unknown_bias_is_a_one_line_error():
 def _plain_bias():
     """The plain construction (distance and lag repeated to (CK, CK), CLS padded on), kept in the benchmark
     that times it against ``distance_bias``: the reference here."""
-    spec = importlib.util.spec_from_file_location("attention_bias_step", ROOT / "benchmarks" / "attention_bias_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.plain_bias
+    return load_script("benchmarks/attention_bias_step.py").plain_bias
 
 
 @pytest.mark.parametrize("batch,n_chans,n_patches,num_heads,padded",

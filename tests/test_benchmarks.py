@@ -1,6 +1,5 @@
 """The benchmark scripts must keep working (tiny sizes here; real sizes run on a GPU)."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -10,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"benchmarks/{name}.py")
 
 
 @pytest.fixture(scope="module", autouse=True)

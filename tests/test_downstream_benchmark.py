@@ -1,22 +1,18 @@
 """benchmarks/downstream.py end to end at tiny size, on both tasks (real EEG from ../shared/data)."""
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
+
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("downstream", ROOT / "benchmarks" / "downstream.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/downstream.py")
 
 
 TINY = ["--ma-subjects", "02,03,04,05", "--mi-subjects", "1,2,3,4", "--folds", "2", "--seeds", "0,1",

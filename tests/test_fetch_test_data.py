@@ -3,22 +3,14 @@ from the local copy stand in for the public ones) and the eegmat BIDS conversion
 
 import csv
 import hashlib
-import importlib.util
 import shutil
 
 import pytest
 
-from conftest import CHECKSUMS, DATASETS, REPO, SHARED_DATA, expected_files, missing_data_message
+from conftest import CHECKSUMS, DATASETS, REPO, SHARED_DATA, expected_files, load_script, missing_data_message
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("fetch_test_data", REPO / "scripts" / "fetch_test_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fetch = _load()
+fetch = load_script("scripts/fetch_test_data.py")
 SUMS = fetch.read_checksums()
 SMALL = ["eegmat_bids/participants.tsv", "eegmat_bids/sub-02/eeg/sub-02_task-rest_channels.tsv",
          "eegmat_bids/sub-02/eeg/sub-02_task-rest_eeg.json"]

@@ -4,22 +4,16 @@ Also the offline PhysioNet MI helper it shares with benchmarks/moabb_physionet.p
 examples/finetune_moabb.py (eegfm.finetune.moabb).
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from conftest import load_script
 
 pytest.importorskip("moabb")
 pytestmark = [pytest.mark.real_data, pytest.mark.usefixtures("one_torch_thread")]
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _example():
-    spec = importlib.util.spec_from_file_location("moabb_cross_subject", ROOT / "examples" / "moabb_cross_subject.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/moabb_cross_subject.py")
 
 
 def test_offline_physionet_keeps_only_local_runs(shared_data, monkeypatch):

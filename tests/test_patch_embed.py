@@ -47,7 +47,6 @@ def test_the_reference_embedder_is_blind_to_a_patch_offset_and_mean_feature_sees
     assert torch.allclose(with_mean(patch + 40.0), reference(patch), atol=1e-5)
 
 
-
 @pytest.mark.parametrize("chunk", [7, 16])
 def test_cpu_chunks_without_grad_give_the_same_embeddings_bit_for_bit(monkeypatch, chunk):
     import eegfm.modules.patch_embed as patch_embed

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATASETS, REPO, SHARED_DATA
+from conftest import DATASETS, REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 import pip_walkthrough  # noqa: E402

@@ -1,23 +1,18 @@
 """benchmarks/pool_downstream.py: pooling finished harness calls by seed, from their JSON alone."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
+
 FOLDS = [{"fold": 0, "test": ["S001"], "val": ["S002"], "train": ["S003", "S004"], "n_examples": {"test": 45}},
          {"fold": 1, "test": ["S002"], "val": ["S003"], "train": ["S001", "S004"], "n_examples": {"test": 45}}]
 
 
 def _load():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("pool_downstream", ROOT / "benchmarks" / "pool_downstream.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/pool_downstream.py")
 
 
 def _call(folder: Path, model: str, figures: dict, encoder=None, folds=FOLDS, partial=False) -> str:

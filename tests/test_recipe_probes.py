@@ -1,9 +1,5 @@
 """The recipe probes of benchmarks/ (finetune_probe.py, feature_probe.py) at tiny size."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,17 +7,14 @@ import torch
 from eegfm import MAPEEncoder
 from eegfm.finetune import LabeledEEG
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 NAMES = ["Fz", "Cz", "Pz", "C3"]
 
 
 def _load(name):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"benchmarks/{name}.py")
 
 
 def _data(n=16, seed=0):

@@ -1,22 +1,15 @@
 """benchmarks/robustness.py: the battery of bad inputs and faults runs, classifies every case,
 and finds nothing silent beyond the failures it lists as known and open."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("robustness", ROOT / "benchmarks" / "robustness.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["robustness"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/robustness.py")
 
 
 @pytest.mark.slow

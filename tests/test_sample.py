@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 from importlib import resources
@@ -16,7 +15,7 @@ import pytest
 from eegfm.datasets import list_sample_recordings, load_sample
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-from conftest import SHARED_DATA  # noqa: E402
+from conftest import SHARED_DATA, load_script  # noqa: E402
 NAMES = ["eegbci_S001R04", "eegmat_sub-02_rest", "eegmat_sub-02_arithmetic"]
 # name -> (n_channels, sfreq, duration in s)
 EXPECTED = {
@@ -196,10 +195,7 @@ def test_default_verbose_loads_without_warnings():
 
 @pytest.mark.real_data
 def test_regenerating_gives_the_same_sample(tmp_path):
-    script = REPO_ROOT / "scripts" / "make_sample.py"
-    spec = importlib.util.spec_from_file_location("make_sample", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("scripts/make_sample.py")
     assert module.main(["--shared-data", str(_shared_data()), "--out", str(tmp_path)]) == 0
     shipped = _manifest()
     fresh_list = json.loads((tmp_path / "manifest.json").read_text())["recordings"]

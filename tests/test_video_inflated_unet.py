@@ -2,9 +2,7 @@
 trainable subset, save/load, errors, and the benchmark script (tiny, CPU)."""
 
 import copy
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +14,8 @@ from eegfm_video.models.attention_processors import FrameProcessor, SparseCausal
 from eegfm_video.models.inflated_unet import SD15_MODEL_ID, InflatedTransformerBlock, InflatedUNet, InflatedUNetOutput
 from eegfm_video.models.temporal_attention import TemporalAttention
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
+
 
 TINY = dict(
     sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
@@ -469,9 +468,7 @@ def test_layer_errors_name_the_argument():
 
 # --------------------------------------------------------------------------- benchmark script
 def test_video_unet_step_benchmark_runs_tiny_on_cpu(tmp_path):
-    spec = importlib.util.spec_from_file_location("video_unet_step", ROOT / "benchmarks" / "video_unet_step.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/video_unet_step.py")
     report = bench.main(["--device", "cpu", "--size", "tiny", "--height", "8", "--width", "16", "--warmup", "1",
                          "--steps", "2", "--rounds", "1", "--inference-steps", "2", "--out", str(tmp_path)])
     saved = json.loads(next(tmp_path.glob("video_unet_step_*.json")).read_text())

@@ -2,10 +2,7 @@
 powers), the on-disk format round-trips, the caption stand-ins, and a seconds-long run of the
 end-to-end benchmark chain (benchmarks/video_e2e_synthetic.py)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +22,7 @@ from eegfm_video.synthetic import (
     synthetic_eeg,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only cost here
@@ -125,10 +122,7 @@ def test_caption_stand_ins():
 
 
 def test_end_to_end_chain_runs_in_seconds(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("video_e2e_synthetic", ROOT / "benchmarks" / "video_e2e_synthetic.py")
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, bench)  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/video_e2e_synthetic.py")
     cfg = bench.E2EConfig(n_train_per_class=2, n_test_per_class=1, size=16, n_frames=3, vae_steps=3, vae_batch=4,
                           cotrain_steps=2, batch_size=4, inference_steps=2, classifier_steps=2, embed_dim=16)
     lines = []
