@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from eegfm import MAPEEncoder
+from eegfm import MAPEEncoder, proportion_coordinates
 from eegfm.data import EEGCorpus, Recording
 from eegfm.data.specs import sources_from_spec
 from eegfm.training import TrainConfig, Trainer
@@ -140,3 +140,27 @@ def test_nan_or_inf_in_a_real_channel_is_named(encoder):
     out = encoder(x, pos, channel_mask=mask, n_times=torch.tensor([200, 150]))
     assert torch.isfinite(out.tokens[out.token_mask]).all()
     encoder(x, pos, check_finite=False)  # opted out: no error (the output is the caller's business)
+
+
+def test_positions_in_metres_or_on_a_unit_sphere_are_refused_naming_the_recording(encoder):
+    import mne
+
+    names = ["Fz", "Cz", "Pz"]
+    metres = mne.channels.make_standard_montage("colin27_1020").get_positions()["ch_pos"]
+    head = torch.tensor(np.array([metres[n][:2] for n in names]), dtype=torch.float32)  # MNE head frame, |p| < 0.1
+    proportion = torch.tensor(proportion_coordinates(names), dtype=torch.float32)
+    x = torch.randn(2, 3, 200)
+    with pytest.raises(ValueError, match=r"positions of recording 0 of the batch are not proportion coordinates: "
+                                         r"every real channel lies within 10 of \(0, 0\) \(largest \|coordinate\| "
+                                         r"0\.0[0-9]+\).*Pass eegfm\.proportion_coordinates"):
+        encoder(x, head)
+    unit_sphere = torch.stack([proportion, head / head.norm(dim=-1, keepdim=True)])  # recording 1 only
+    with pytest.raises(ValueError, match=r"positions of recording 1 of the batch .*largest \|coordinate\| 1\b"):
+        encoder(x, unit_sphere)
+    # only real channels count: a padded channel at (0, 0) beside real ones is fine, and so is a real channel
+    # near the corner of the grid beside others (F9, the 10-05 electrode nearest to (0, 0), is at (11.7, 16.8))
+    padded = torch.stack([proportion, proportion])
+    padded[1, 2] = 0.0
+    encoder(x, padded, channel_mask=torch.tensor([[True, True, True], [True, True, False]]))
+    encoder(x[:, :1], torch.tensor(proportion_coordinates(["F9"]), dtype=torch.float32))
+    encoder(x, head, check_finite=False)  # opted out, as for NaN/Inf

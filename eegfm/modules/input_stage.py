@@ -135,13 +135,23 @@ def check_inputs(x, positions, channel_mask, n_times, *, patch_size: int, sfreq:
     return positions, channel_mask, n_times
 
 
+#: A recording whose real channels all lie within this of (0, 0) is not in proportion coordinates
+#: (:func:`check_finite_inputs`).
+POSITION_UNIT_LIMIT = 10.0
+
+
 def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor,
                         n_times: torch.Tensor, patch_size: int | None = None) -> None:
     """Raise ``ValueError`` naming the first (sample, channel) with a NaN/Inf sample or position.
 
     Only real channels and samples are checked (padding may hold anything). With
     ``patch_size``, also raise for a recording with no token at all (every channel masked, or
-    fewer valid samples than one patch): its outputs would be built from nothing.
+    fewer valid samples than one patch): its outputs would be built from nothing. Also raise for
+    a recording whose real channels all sit within :data:`POSITION_UNIT_LIMIT` of ``(0, 0)``:
+    proportion coordinates run from 0 to 100 across the head (Cz at (50, 50); no electrode of the
+    10-05 system is that close to the corner, F9 is the nearest at (11.7, 16.8)), so such positions
+    are in another unit, e.g. metres (MNE head coordinates) or a unit sphere, and every channel
+    would look like the same place to MAPE.
 
     Parameters
     ----------
@@ -158,19 +168,29 @@ def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: 
     bad_signal = (~torch.isfinite(x) & valid_time[:, None, :]).any(-1)  # (B, C)
     bad_position = ~torch.isfinite(positions).all(-1)  # (B, C)
     bad = (bad_signal | bad_position) & channel_mask
-    if bool(bad.any() | empty.any()):  # the one host sync
+    farthest = torch.where(channel_mask, positions.abs().amax(-1), 0.0).amax(-1)  # (B,): NaN compares False
+    other_unit = (farthest < POSITION_UNIT_LIMIT) & ~empty
+    if bool(bad.any() | empty.any() | other_unit.any()):  # the one host sync
         if bool(empty.any()):
             sample = int(empty.nonzero()[0])
             why = ("every channel is masked (channel_mask all False)" if not bool(channel_mask[sample].any()) else
                    f"n_times={int(n_times[sample])} valid samples, fewer than one patch ({patch_size})")
             raise ValueError(f"recording {sample} of the batch has no token: {why}; drop it or give it at least "
                              "one real channel and one patch of samples")
-        sample, channel = (int(v) for v in bad.nonzero()[0])
-        what = "a NaN/Inf sample" if bool(bad_signal[sample, channel]) else "a NaN/Inf position"
+        if bool(bad.any()):
+            sample, channel = (int(v) for v in bad.nonzero()[0])
+            what = "a NaN/Inf sample" if bool(bad_signal[sample, channel]) else "a NaN/Inf position"
+            raise ValueError(
+                f"x[{sample}, {channel}] (sample {sample}, channel {channel}) has {what}; {int(bad.sum())} channel(s) "
+                "in the batch do. Fix or drop them (e.g. raw.interpolate_bads(), np.nan_to_num), mark padded "
+                "channels with channel_mask, or pass check_finite=False to skip this check"
+            )
+        sample = int(other_unit.nonzero()[0])
         raise ValueError(
-            f"x[{sample}, {channel}] (sample {sample}, channel {channel}) has {what}; {int(bad.sum())} channel(s) "
-            "in the batch do. Fix or drop them (e.g. raw.interpolate_bads(), np.nan_to_num), mark padded "
-            "channels with channel_mask, or pass check_finite=False to skip this check"
+            f"positions of recording {sample} of the batch are not proportion coordinates: every real channel lies "
+            f"within {POSITION_UNIT_LIMIT:g} of (0, 0) (largest |coordinate| {float(farthest[sample]):.3g}), where "
+            "proportion coordinates run 0-100 across the head (Cz at (50, 50)). Metres (MNE head coordinates) or a "
+            "unit sphere? Pass eegfm.proportion_coordinates(ch_names or raw.info) as positions"
         )
 
 
