@@ -543,6 +543,19 @@ def positions_metres(ctx):
                                    lambda out: "accepted: every channel lands within 0.1 of (0, 0) on the 0-100 grid")
 
 
+@case("encoder/positions-in-millimetres", "positions in millimetres (EEGLAB, BIDS electrodes.tsv) instead of 0-100",
+      "error naming the channel off the head", issue=False)
+def positions_millimetres(ctx):
+    import torch
+
+    enc = ctx.encoder()
+    x, _ = _x_pos()
+    pos = (torch.rand(3, 2) - 0.5) * 160  # a head of +-80 mm
+    pos[0] = torch.tensor([0.0, -100.0])  # one channel at the back, as Oz
+    return _expect_error_or_silent(lambda: enc(x, pos), ["positions[", "off the head"],
+                                   lambda out: "accepted: a channel 150 behind Cz on the 0-100 grid")
+
+
 def _expect_error_or_silent(call, names, describe) -> dict:
     try:
         out = call()

@@ -163,4 +163,11 @@ def test_positions_in_metres_or_on_a_unit_sphere_are_refused_naming_the_recordin
     padded[1, 2] = 0.0
     encoder(x, padded, channel_mask=torch.tensor([[True, True, True], [True, True, False]]))
     encoder(x[:, :1], torch.tensor(proportion_coordinates(["F9"]), dtype=torch.float32))
+    # millimetres (EEGLAB, BIDS electrodes.tsv): Pz lies 81 mm behind the origin, far off the head
+    with pytest.raises(ValueError, match=r"positions\[0, 2\] = \(-?[0-9.]+, -8[0-9.]+\) \(sample 0, channel 2\) is "
+                                         r"off the head: more than 100 from Cz \(50, 50\).*; 1 channel\(s\) in the "
+                                         r"batch are\. Millimetres .*Pass eegfm\.proportion_coordinates"):
+        encoder(x, torch.stack([head * 1000, proportion]))
+    # the edge of the 10-05 system is not off the head (A1 at x = -3.3, A2 at 103.8)
+    encoder(x[:, :2], torch.tensor(proportion_coordinates(["A1", "A2"]), dtype=torch.float32))
     encoder(x, head, check_finite=False)  # opted out, as for NaN/Inf

@@ -139,6 +139,10 @@ def check_inputs(x, positions, channel_mask, n_times, *, patch_size: int, sfreq:
 #: (:func:`check_finite_inputs`).
 POSITION_UNIT_LIMIT = 10.0
 
+#: A real channel farther than this from Cz (50, 50) on either axis is off the head in proportion
+#: coordinates (the 10-05 electrodes span -3.3 to 103.8; :func:`check_finite_inputs`).
+POSITION_OFF_HEAD = 100.0
+
 
 def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor,
                         n_times: torch.Tensor, patch_size: int | None = None) -> None:
@@ -151,7 +155,9 @@ def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: 
     proportion coordinates run from 0 to 100 across the head (Cz at (50, 50); no electrode of the
     10-05 system is that close to the corner, F9 is the nearest at (11.7, 16.8)), so such positions
     are in another unit, e.g. metres (MNE head coordinates) or a unit sphere, and every channel
-    would look like the same place to MAPE.
+    would look like the same place to MAPE. And raise for a real channel more than
+    :data:`POSITION_OFF_HEAD` from Cz on either axis: off the head, e.g. millimetres (EEGLAB,
+    BIDS ``electrodes.tsv``).
 
     Parameters
     ----------
@@ -170,7 +176,8 @@ def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: 
     bad = (bad_signal | bad_position) & channel_mask
     farthest = torch.where(channel_mask, positions.abs().amax(-1), 0.0).amax(-1)  # (B,): NaN compares False
     other_unit = (farthest < POSITION_UNIT_LIMIT) & ~empty
-    if bool(bad.any() | empty.any() | other_unit.any()):  # the one host sync
+    off_head = ((positions - 50.0).abs().amax(-1) > POSITION_OFF_HEAD) & channel_mask  # (B, C)
+    if bool(bad.any() | empty.any() | other_unit.any() | off_head.any()):  # the one host sync
         if bool(empty.any()):
             sample = int(empty.nonzero()[0])
             why = ("every channel is masked (channel_mask all False)" if not bool(channel_mask[sample].any()) else
@@ -185,12 +192,22 @@ def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: 
                 "in the batch do. Fix or drop them (e.g. raw.interpolate_bads(), np.nan_to_num), mark padded "
                 "channels with channel_mask, or pass check_finite=False to skip this check"
             )
-        sample = int(other_unit.nonzero()[0])
+        fix = "Pass eegfm.proportion_coordinates(ch_names or raw.info) as positions"
+        if bool(other_unit.any()):
+            sample = int(other_unit.nonzero()[0])
+            raise ValueError(
+                f"positions of recording {sample} of the batch are not proportion coordinates: every real channel "
+                f"lies within {POSITION_UNIT_LIMIT:g} of (0, 0) (largest |coordinate| {float(farthest[sample]):.3g}), "
+                "where proportion coordinates run 0-100 across the head (Cz at (50, 50)). Metres (MNE head "
+                f"coordinates) or a unit sphere? {fix}"
+            )
+        sample, channel = (int(v) for v in off_head.nonzero()[0])
+        x_p, y_p = (float(v) for v in positions[sample, channel])
         raise ValueError(
-            f"positions of recording {sample} of the batch are not proportion coordinates: every real channel lies "
-            f"within {POSITION_UNIT_LIMIT:g} of (0, 0) (largest |coordinate| {float(farthest[sample]):.3g}), where "
-            "proportion coordinates run 0-100 across the head (Cz at (50, 50)). Metres (MNE head coordinates) or a "
-            "unit sphere? Pass eegfm.proportion_coordinates(ch_names or raw.info) as positions"
+            f"positions[{sample}, {channel}] = ({x_p:.4g}, {y_p:.4g}) (sample {sample}, channel {channel}) is off the "
+            f"head: more than {POSITION_OFF_HEAD:g} from Cz (50, 50), where proportion coordinates run 0-100 across "
+            f"the head; {int(off_head.sum())} channel(s) in the batch are. Millimetres (EEGLAB, BIDS electrodes.tsv)? "
+            f"{fix}"
         )
 
 
