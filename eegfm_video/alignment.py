@@ -104,7 +104,7 @@ class EEGAlignment(StrictDiffusersLoadingMixin, ModelMixin, ConfigMixin):  # str
     ...     SemanticDecoder(encoder_dim=16, hidden_dim=32, seq_len=4, width=8),
     ...     Seq2SeqLatentDecoder(encoder_dim=16, d_model=16, num_layers=1, num_heads=2,
     ...                          latent_height=2, latent_width=2, num_frames=3))
-    >>> out = model(torch.randn(2, 3, 200), torch.rand(3, 2))
+    >>> out = model(torch.randn(2, 3, 200), torch.rand(3, 2) * 100)
     >>> out.text_embeddings.shape, out.latents.shape
     (torch.Size([2, 4, 8]), torch.Size([2, 3, 4, 2, 2]))
     """

@@ -46,7 +46,7 @@ def scheduler():
 
 def data(seed=0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    return {"eeg": torch.randn(N, C, T, generator=g) * 20, "positions": torch.rand(C, 2, generator=g),
+    return {"eeg": torch.randn(N, C, T, generator=g) * 20, "positions": torch.rand(C, 2, generator=g) * 100,
             "text_embeddings": torch.randn(N, 4, WIDTH, generator=g),
             "latents": torch.randn(N, F, 4, LAT, LAT, generator=g)}
 

@@ -52,7 +52,7 @@ def pipe():
 
 def eeg_inputs(seed=1):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(B, C, T, generator=g) * 20, torch.rand(C, 2, generator=g)
+    return torch.randn(B, C, T, generator=g) * 20, torch.rand(C, 2, generator=g) * 100
 
 
 def gen(seed=0):
