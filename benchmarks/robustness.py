@@ -556,6 +556,15 @@ def positions_millimetres(ctx):
                                    lambda out: "accepted: a channel 150 behind Cz on the 0-100 grid")
 
 
+@case("encoder/x-in-volts", "x in volts (raw.get_data(), 1e6 too small) straight into the encoder",
+      "error naming the recording and the factor", issue=False)
+def x_in_volts(ctx):
+    enc = ctx.encoder()
+    x, pos = _x_pos()
+    return _expect_error_or_silent(lambda: enc(x * 20e-6, pos), ["x[0]", "volts", "1e6"],
+                                   lambda out: "accepted: every sample within 1e-4 of 0 taken as µV")
+
+
 def _expect_error_or_silent(call, names, describe) -> dict:
     try:
         out = call()

@@ -171,3 +171,24 @@ def test_positions_in_metres_or_on_a_unit_sphere_are_refused_naming_the_recordin
     # the edge of the 10-05 system is not off the head (A1 at x = -3.3, A2 at 103.8)
     encoder(x[:, :2], torch.tensor(proportion_coordinates(["A1", "A2"]), dtype=torch.float32))
     encoder(x, head, check_finite=False)  # opted out, as for NaN/Inf
+
+
+def test_volts_are_refused_naming_the_recording_and_the_fix(encoder):
+    pos = torch.tensor(proportion_coordinates(["Fz", "Cz", "Pz"]), dtype=torch.float32)
+    uv = torch.randn(2, 3, 200) * 20
+    x = torch.stack([uv[0], uv[1] * 1e-6])  # recording 1 as raw.get_data() gives it
+    with pytest.raises(ValueError, match=r"x\[1\] \(recording 1 of the batch\) looks like volts: its largest "
+                                         r"\|sample\| is [0-9.]+e-05, where the encoder takes µV .*Multiply it by "
+                                         r"1e6 .*input_scale=1e6"):
+        encoder(x, pos)
+    # only real samples count: a loud padded channel or loud samples past n_times do not hide volts ...
+    x = uv * 1e-6
+    x[0, 2] = 500.0
+    x[1, :, 150:] = 500.0
+    with pytest.raises(ValueError, match=r"x\[0\] .* looks like volts"):
+        encoder(x, pos, channel_mask=torch.tensor([[True, True, False], [True, True, True]]),
+                n_times=torch.tensor([200, 150]))
+    # ... an all-zero recording (flat, not volts) and quiet µV are accepted
+    encoder(torch.stack([torch.zeros(3, 200), uv[1]]), pos)
+    encoder(uv * 0.01, pos)
+    encoder(uv * 1e-6, pos, check_finite=False)  # opted out

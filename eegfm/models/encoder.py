@@ -289,8 +289,8 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             Raise, naming the sample and channel, if a real channel holds a NaN/Inf sample or
             position (one would turn every token of its recording into NaN), and naming the
             recording or channel if positions are in another unit (all within 10 of (0, 0):
-            metres, a unit sphere; more than 100 from Cz: millimetres;
-            :func:`eegfm.modules.input_stage.check_finite_inputs`). Costs one
+            metres, a unit sphere; more than 100 from Cz: millimetres) or ``x`` is in volts
+            (:func:`eegfm.modules.input_stage.check_finite_inputs`). Costs one
             device-to-host sync; pass False in a hot loop over data already checked (the
             training pipelines' cached data is). Skipped inside ``torch.compile``/export.
 

@@ -143,21 +143,30 @@ POSITION_UNIT_LIMIT = 10.0
 #: coordinates (the 10-05 electrodes span -3.3 to 103.8; :func:`check_finite_inputs`).
 POSITION_OFF_HEAD = 100.0
 
+#: A recording whose real samples are not all 0 but all smaller than this (µV) is in volts
+#: (:func:`check_finite_inputs`).
+VOLTS_LIMIT = 0.01
+
 
 def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor,
                         n_times: torch.Tensor, patch_size: int | None = None) -> None:
-    """Raise ``ValueError`` naming the first (sample, channel) with a NaN/Inf sample or position.
+    """Raise ``ValueError`` for inputs that would give garbage without an error, naming where.
 
-    Only real channels and samples are checked (padding may hold anything). With
-    ``patch_size``, also raise for a recording with no token at all (every channel masked, or
-    fewer valid samples than one patch): its outputs would be built from nothing. Also raise for
-    a recording whose real channels all sit within :data:`POSITION_UNIT_LIMIT` of ``(0, 0)``:
-    proportion coordinates run from 0 to 100 across the head (Cz at (50, 50); no electrode of the
-    10-05 system is that close to the corner, F9 is the nearest at (11.7, 16.8)), so such positions
-    are in another unit, e.g. metres (MNE head coordinates) or a unit sphere, and every channel
-    would look like the same place to MAPE. And raise for a real channel more than
-    :data:`POSITION_OFF_HEAD` from Cz on either axis: off the head, e.g. millimetres (EEGLAB,
-    BIDS ``electrodes.tsv``).
+    Only real channels and samples are checked (padding may hold anything), in this order:
+
+    - a recording with no token at all (every channel masked, or, with ``patch_size``, fewer
+      valid samples than one patch): its outputs would be built from nothing;
+    - a NaN/Inf sample or position (named by sample and channel): it would turn every token of
+      its recording into NaN;
+    - positions in another unit: a recording whose real channels all sit within
+      :data:`POSITION_UNIT_LIMIT` of ``(0, 0)``. Proportion coordinates run from 0 to 100 across
+      the head (Cz at (50, 50); F9, the 10-05 electrode nearest to the corner, is at (11.7,
+      16.8)), so these are metres (MNE head coordinates) or a unit sphere, and every channel
+      would look like the same place to MAPE;
+    - volts: a recording whose real samples are not all 0 but all within :data:`VOLTS_LIMIT`
+      of 0 (``raw.get_data()`` gives volts; the encoder takes µV);
+    - a real channel more than :data:`POSITION_OFF_HEAD` from Cz on either axis: off the head,
+      e.g. millimetres (EEGLAB, BIDS ``electrodes.tsv``).
 
     Parameters
     ----------
@@ -177,7 +186,10 @@ def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: 
     farthest = torch.where(channel_mask, positions.abs().amax(-1), 0.0).amax(-1)  # (B,): NaN compares False
     other_unit = (farthest < POSITION_UNIT_LIMIT) & ~empty
     off_head = ((positions - 50.0).abs().amax(-1) > POSITION_OFF_HEAD) & channel_mask  # (B, C)
-    if bool(bad.any() | empty.any() | other_unit.any() | off_head.any()):  # the one host sync
+    real = channel_mask[:, :, None] & valid_time[:, None, :]  # (B, C, T)
+    loudest = torch.where(real, x.abs(), 0.0).amax(dim=(1, 2))  # (B,); NaN compares False
+    volts = (loudest > 0) & (loudest < VOLTS_LIMIT) & ~empty
+    if bool(bad.any() | empty.any() | other_unit.any() | off_head.any() | volts.any()):  # the one host sync
         if bool(empty.any()):
             sample = int(empty.nonzero()[0])
             why = ("every channel is masked (channel_mask all False)" if not bool(channel_mask[sample].any()) else
@@ -200,6 +212,13 @@ def check_finite_inputs(x: torch.Tensor, positions: torch.Tensor, channel_mask: 
                 f"lies within {POSITION_UNIT_LIMIT:g} of (0, 0) (largest |coordinate| {float(farthest[sample]):.3g}), "
                 "where proportion coordinates run 0-100 across the head (Cz at (50, 50)). Metres (MNE head "
                 f"coordinates) or a unit sphere? {fix}"
+            )
+        if bool(volts.any()):
+            sample = int(volts.nonzero()[0])
+            raise ValueError(
+                f"x[{sample}] (recording {sample} of the batch) looks like volts: its largest |sample| is "
+                f"{float(loudest[sample]):.3g}, where the encoder takes µV (scalp EEG: tens of µV). Multiply it by 1e6 "
+                "(raw.get_data() gives volts; the braindecode and OpenEEGBench wrappers take input_scale=1e6)"
             )
         sample, channel = (int(v) for v in off_head.nonzero()[0])
         x_p, y_p = (float(v) for v in positions[sample, channel])
