@@ -1,7 +1,7 @@
 """Inference time of the patch embedder in CPU chunks vs in one call, side by side in one process.
 
 Without gradients, :class:`eegfm.modules.patch_embed.NeuralPatchEmbedder` runs its convolutions
-over at most ``CPU_CHUNK_PATCHES`` patches at a time on the CPU (their intermediates are 8-16
+over at most ``CPU_CHUNK_PATCHES`` patches at a time on the CPU (their intermediates are 4-8
 times the input; in one call a large batch pays for fresh memory and cache misses in every
 layer). This times two forwards under ``torch.no_grad``, each with the library's chunks and with
 one call (``CPU_CHUNK_PATCHES`` set above the batch), alternating rounds, process CPU time:

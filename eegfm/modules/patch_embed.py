@@ -17,8 +17,8 @@ trained from there learns codes that say where a patch is rather than what it co
 
 On the CPU, where nothing needs gradients (inference, validation, frozen features, the frozen
 tokenizer's codes), the convolutions run over at most :data:`CPU_CHUNK_PATCHES` patches at a time.
-Their intermediates are 8-16 times the size of the input (a batch of 128 motor-imagery windows,
-65,536 patches of 100 samples, makes 210 MB per convolution), and at that size every layer pays
+Their intermediates are 4-8 times the size of the input (a batch of 128 motor-imagery windows,
+65,536 patches of 100 samples, makes up to 210 MB per convolution), and at that size every layer pays
 for fresh memory and cache misses: chunked, its convolutions run 4.5x faster and the whole
 forward 1.7x (``benchmarks/patch_embed_chunks.py``). Each patch is embedded
 on its own, so the embeddings are the same bit for bit (``tests/test_patch_embed.py``). A training
