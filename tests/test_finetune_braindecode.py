@@ -80,6 +80,15 @@ def test_input_scale_turns_volts_into_microvolts():
     torch.testing.assert_close(model(x * 1e-6), ref(x), atol=1e-4, rtol=1e-4)
 
 
+
+def test_volts_without_input_scale_are_one_error_that_names_input_scale():
+    model = EEGMirror(n_outputs=2, chs_info=_info()["chs"], sfreq=200.0, encoder=ENC).eval()
+    x = torch.randn(2, 4, 400) * 10e-6  # volts, as braindecode and MOABB datasets give EEG unless scaled
+    with pytest.raises(ValueError, match=r"x\[0\] \(recording 0 of the batch\) looks like volts: .*Multiply it by "
+                                         r"1e6 .*input_scale=1e6"):
+        model(x)
+
+
 def test_from_encoder_and_from_pretrained_with_a_new_head(tmp_path):
     encoder = MAPEEncoder(**ENC).eval()
     model = EEGMirror.from_encoder(encoder, n_outputs=2, chs_info=_info()["chs"], n_times=400).eval()
