@@ -202,6 +202,7 @@ def test_cuda_base_encoder_step_under_bf16_autocast_needs_no_math_kernel():
 
 
 @pytest.mark.cuda
+@pytest.mark.filterwarnings("ignore:Synchronization debug mode is a prototype:UserWarning")
 def test_cuda_masks_and_pretraining_step_make_no_host_sync():
     """Masks drawn on the GPU, and the whole pre-training step (codes target), without a sync."""
     batch = padded_batch(caps=((8, 200), (5, 125), (6, 200))).to("cuda")

@@ -231,3 +231,23 @@ def test_patch_embed_chunks_times_both_arms_gives_equal_outputs_and_restores_the
     assert patch_embed.CPU_CHUNK_PATCHES == before
     assert json.loads(out.read_text()) == report
     assert '"ratio_one_call_over_chunked"' in capsys.readouterr().out
+
+
+def test_gpu_profile_times_both_cudnn_settings_and_writes_one_table_per_arm(tmp_path, capsys):
+    import torch
+
+    report = _load("gpu_profile").main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--seconds", "2",
+                                        "--warmup", "1", "--steps", "1", "--rounds", "1", "--profile-steps", "1",
+                                        "--top", "5", "--unet", "--out", str(tmp_path)])
+    arms = {"eegfm.MAPEEncoder", "braindecode.Labram", "eegfm patch embedder (fwd+bwd)", "embedder convs (fwd+bwd)",
+            "embedder convs as matmuls (fwd+bwd)"}
+    assert set(report["encoder"]["step_ms"]) == set(report["encoder"]["tables"]) == arms
+    for ms in report["encoder"]["step_ms"].values():
+        assert set(ms) == {"cudnn_benchmark_off", "cudnn_benchmark_on"} and all(v > 0 for v in ms.values())
+    assert report["encoder"]["matmul_convs_max_abs_difference"] < 1e-4
+    assert all("Self CPU" in table for table in report["encoder"]["tables"].values())
+    assert set(report["unet"]["tables"]) == {"unet2d", "inflated"}
+    assert torch.backends.cudnn.benchmark is False  # the setting is restored
+    saved = json.loads((tmp_path / "gpu_profile_cpu_tiny_b2.json").read_text())
+    assert saved["encoder"]["step_ms"] == report["encoder"]["step_ms"]
+    assert "== encoder: braindecode.Labram" in capsys.readouterr().out
