@@ -251,3 +251,19 @@ def test_gpu_profile_times_both_cudnn_settings_and_writes_one_table_per_arm(tmp_
     saved = json.loads((tmp_path / "gpu_profile_cpu_tiny_b2.json").read_text())
     assert saved["encoder"]["step_ms"] == report["encoder"]["step_ms"]
     assert "== encoder: braindecode.Labram" in capsys.readouterr().out
+
+
+def test_padding_packing_times_both_arms_with_the_same_loss_and_restores_the_library(tmp_path, capsys):
+    import eegfm.modules.packing as packing
+
+    out = tmp_path / "packing.json"
+    report = _load("padding_packing").main(["--size", "tiny", "--batch-size", "3", "--seconds", "2", "--rounds", "1",
+                                            "--out", str(out)])
+    assert set(report["steps"]) == {"encoder", "pretrain"}
+    assert report["real_token_share"] == round((19 + 32 + 64) / (3 * 64), 3)
+    for figures in report["steps"].values():
+        assert set(figures["median_ms"]) == {"packed", "unpacked"} and all(ms > 0 for ms in figures["median_ms"].values())
+        assert figures["loss_difference"] < 1e-5
+    assert packing.PACK_ON_CPU is True
+    assert json.loads(out.read_text()) == report
+    assert '"ratio_unpacked_over_packed"' in capsys.readouterr().out

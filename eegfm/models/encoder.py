@@ -32,6 +32,7 @@ from ..hub import HubMixin, hub_card
 from ..modules import input_stage
 from ..modules.attention_bias import ATTENTION_BIASES, distance_bias
 from ..modules.input_stage import EncoderInputs, check_finite_inputs
+from ..modules.packing import TokenPacking
 from ..modules.patch_embed import NeuralPatchEmbedder
 from ..modules.position import build_position_embedding
 from ..modules.transformer import TransformerBlock
@@ -47,7 +48,7 @@ class EncoderOutput:
     Attributes
     ----------
     tokens : torch.Tensor, shape (B, C*K, D)
-        One vector per (channel, patch), channel-major (index ``c * K + k``).
+        One vector per (channel, patch), channel-major (index ``c * K + k``); zeros at padding.
     cls : torch.Tensor, shape (B, D)
         The CLS token, a summary of the whole recording.
     token_mask : torch.Tensor of bool, shape (B, C*K)
@@ -243,20 +244,28 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         tokens = torch.where(token_mask[..., None], embeddings, torch.zeros((), dtype=embeddings.dtype)) + position
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens.flatten(1, 2)), dim=1)
         flat_mask = token_mask.flatten(1)  # (B, C*K)
+        keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K), CLS kept
         if self.config.attention_bias == "distance":  # additive, (B, H, 1 + C*K, 1 + C*K), -inf at padded keys
             attn_mask = distance_bias(positions.float(), token_mask, self.config.num_heads, padded).to(tokens.dtype)
         elif padded is False:
             attn_mask = None
         else:
-            keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K)
             attn_mask = keep[:, None, None, :]  # (B, 1, 1, 1 + C*K)
+        # on the CPU the blocks' per-token work skips the padding (eegfm.modules.packing)
+        packing = None if padded is False else TokenPacking.of(keep)
+        if packing is not None:
+            tokens = packing.pack(tokens)  # (T, D)
         for block in self.blocks:
-            tokens = block(tokens, attn_mask)
+            tokens = block(tokens, attn_mask, packing)
+        if packing is not None:
+            tokens = packing.unpack(tokens)  # (B, 1 + C*K, D)
         if remove_position:
             tokens = torch.cat((tokens[:, :1], tokens[:, 1:] - position.flatten(1, 2)), dim=1)
         tokens = self.norm(tokens)
+        # padded tokens come out as zeros, packed or not (eegfm.modules.packing), compiled or eager
+        patch_tokens = torch.where(flat_mask[..., None], tokens[:, 1:], torch.zeros((), dtype=tokens.dtype))
         return EncoderOutput(
-            tokens=tokens[:, 1:], cls=tokens[:, 0], token_mask=flat_mask,
+            tokens=patch_tokens, cls=tokens[:, 0], token_mask=flat_mask,
             n_channels=n_chans, n_patches=n_patches,
         )
 
@@ -297,7 +306,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         Returns
         -------
         EncoderOutput
-            ``tokens`` (B, C*K, D), ``cls`` (B, D), ``token_mask`` (B, C*K).
+            ``tokens`` (B, C*K, D) (zeros at padding), ``cls`` (B, D), ``token_mask`` (B, C*K).
         """
         inputs = self.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq,
                                      check_finite=check_finite)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .packing import TokenPacking
+
 __all__ = ["EncoderInputs", "check_finite_inputs", "check_inputs", "embed_patches", "padding_given", "patchify",
            "prepare_inputs", "token_mask"]
 
@@ -263,10 +265,18 @@ def embed_patches(embedder: nn.Module, patches: torch.Tensor, mask: torch.Tensor
     """Patch embeddings with padding zeroed first: patches (B, C, K, W), mask (B, C, K) -> (B, C, K, D).
 
     Padded samples may hold anything (NaN included); they are replaced by zeros before
-    ``embedder`` so that they can reach neither the outputs nor the gradients.
+    ``embedder`` so that they can reach neither the outputs nor the gradients. On the CPU only the
+    real patches are embedded and the padded ones get the embedding of a zero patch, the same
+    output without the work (:mod:`eegfm.modules.packing`).
     """
-    patches = torch.where(mask[..., None], patches, torch.zeros((), dtype=patches.dtype))
-    return embedder(patches)
+    packing = TokenPacking.of(mask.flatten(1))
+    if packing is None:
+        patches = torch.where(mask[..., None], patches, torch.zeros((), dtype=patches.dtype))
+        return embedder(patches)
+    real = embedder(packing.pack(patches.flatten(1, 2)))  # (T, D)
+    zero = embedder(patches.new_zeros(1, patches.shape[-1]))  # (1, D)
+    full = zero.expand(packing.batch * packing.n_tokens, -1).index_copy(0, packing.index, real)
+    return full.view(*mask.shape, -1)
 
 
 def prepare_inputs(x: torch.Tensor, positions: torch.Tensor, *, channel_mask=None, n_times=None,

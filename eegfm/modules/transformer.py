@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .packing import TokenPacking
+
 __all__ = ["MultiHeadSelfAttention", "TransformerBlock", "pads_head_size", "sdpa_padded_heads"]
 
 HEAD_SIZE_MULTIPLE = 8  # what the fused fp16/bf16 SDPA kernels with a mask need
@@ -101,27 +103,36 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=qkv_bias)
         self.proj = nn.Linear(embed_dim, embed_dim)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                packing: TokenPacking | None = None) -> torch.Tensor:
         """Attend.
 
         Parameters
         ----------
-        x : torch.Tensor, shape (B, N, D)
+        x : torch.Tensor, shape (B, N, D), or (T, D): the real tokens only, with ``packing``
         attn_mask : torch.Tensor, optional
             Bool (B, 1, 1, N): True for keys that may be attended to (valid tokens). Float
             (B, H, N, N): an additive bias (``-inf`` at keys not to attend to;
             :mod:`eegfm.modules.attention_bias`). None attends to all.
+        packing : TokenPacking, optional
+            Where ``x``'s rows sit in the padded (B, N) batch: the projections run on the real
+            tokens, the attention on the padded layout (:mod:`eegfm.modules.packing`).
 
         Returns
         -------
-        torch.Tensor, shape (B, N, D)
+        torch.Tensor, shape (B, N, D), or (T, D) with ``packing``
         """
-        batch, n_tokens, dim = x.shape
+        dim = x.shape[-1]
         head_dim = dim // self.num_heads
-        q, k, v = self.qkv(x).view(batch, n_tokens, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(x)
+        if packing is not None:
+            qkv = packing.unpack(qkv)  # (B, N, 3D), zeros at the padding (masked keys)
+        batch, n_tokens = qkv.shape[:2]
+        q, k, v = qkv.view(batch, n_tokens, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         dropout = self.attn_dropout if self.training else 0.0
         out = sdpa_padded_heads(q, k, v, attn_mask, dropout, pad=self.pad_heads)  # (B, H, N, d)
-        return self.proj(out.transpose(1, 2).reshape(batch, n_tokens, dim))
+        out = out.transpose(1, 2).reshape(batch, n_tokens, dim)
+        return self.proj(out if packing is None else packing.pack(out))
 
 
 class TransformerBlock(nn.Module):
@@ -160,7 +171,10 @@ class TransformerBlock(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Apply the block. ``x``: (B, N, D); ``attn_mask``: (B, 1, 1, N) bool or (B, H, N, N) float. Returns (B, N, D)."""
-        x = x + self.drop(self.attn(self.norm1(x), attn_mask))
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                packing: TokenPacking | None = None) -> torch.Tensor:
+        """Apply the block. ``x``: (B, N, D), or (T, D) real tokens with ``packing``
+        (:class:`MultiHeadSelfAttention`); ``attn_mask``: (B, 1, 1, N) bool or (B, H, N, N) float.
+        Returns ``x``'s shape."""
+        x = x + self.drop(self.attn(self.norm1(x), attn_mask, packing))
         return x + self.mlp(self.norm2(x))
