@@ -119,3 +119,19 @@ def test_padded_tokens_come_out_as_zeros_packed_or_not(packing_off):
     for out in (packed, plain):
         assert not out.tokens[~out.token_mask].any()
     torch.testing.assert_close(packed.tokens, plain.tokens, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_tokenizer_gives_the_same_codes_and_loss(packing_off):
+    from eegfm.models.tokenizer import NeuralTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = NeuralTokenizer(embed_dim=32, depth=1, num_heads=4, patch_size=50, num_codes=16, decoder_depth=2).eval()
+    x, positions, channel_mask, n_times = padded_batch(seed=2)
+    rows = []
+    tokenizer.decoder[0].mlp.register_forward_hook(lambda m, args, out: rows.append(tuple(args[0].shape[:-1])))
+    packed = tokenizer(x, positions, channel_mask=channel_mask, n_times=n_times)
+    packing_off()
+    plain = tokenizer(x, positions, channel_mask=channel_mask, n_times=n_times)
+    assert rows == [(154,), (4, 64)]  # the decoder's real tokens, then every token
+    assert torch.equal(packed.codes, plain.codes)
+    torch.testing.assert_close(packed.loss, plain.loss, rtol=1e-5, atol=1e-6)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hub import HubMixin, hub_card
+from ..modules.packing import TokenPacking
 from ..modules.quantizer import EMAVectorQuantizer, code_usage
 from .config import EmbedsEncoderConfig, EncoderConfig
 from .encoder import MAPEEncoder, transformer_blocks
@@ -215,9 +216,13 @@ class NeuralTokenizer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         # A sample without any real token attends to all (its outputs are ignored) to avoid NaN.
         keep = flat_mask | ~flat_mask.any(dim=1, keepdim=True)
         attn_mask = None if bool(keep.all()) else keep[:, None, None, :]  # (B, 1, 1, N)
+        packing = TokenPacking.of(keep)  # the CPU skips the padding's per-token work (eegfm.modules.packing)
+        if packing is not None:
+            h = packing.pack(h)  # (T, D)
         for block in self.decoder:
-            h = block(h, attn_mask)
-        return self.head(self.decoder_norm(h))  # (B, N, F)
+            h = block(h, attn_mask, packing)
+        out = self.head(self.decoder_norm(h))
+        return out if packing is None else packing.unpack(out)  # (B, N, F), zeros at padding when packed
 
     # ------------------------------------------------------------------ API
     def forward(
