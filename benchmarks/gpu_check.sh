@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU check (issue 17): the CUDA-marked tests and every GPU benchmark, on one GPU
-# (planned for an H200 in under 8 minutes), each step with its own time limit, JSON under OUT.
+# (planned for an H200 in under 8 minutes; steps 1-7 took 134 s on one, 2026-12-04), each step with
+# its own time limit, JSON under OUT.
 #
 #   benchmarks/gpu_check.sh                   # on the GPU machine: OUT = benchmarks/results/gpu
 #   benchmarks/gpu_check.sh --tiny [OUT]      # CPU, tiny sizes: every command path in about a minute
@@ -13,6 +14,10 @@
 #   5. the same, padded
 #   6. VQ codebook lookup memory (chunked vs torch.cdist)
 #   7. inflated UNet step at fp16 vs the 2-D UNet (SD-1.5 architecture, random weights)
+#   8. where the time goes: kernel tables of the encoder step, Labram and the UNets (gpu_profile.py)
+#   9. the encoder step with both models compiled (torch.compile, compile time outside the timing)
+# The machine needs torch with CUDA, and mne, braindecode and diffusers importable (PYTHON names
+# the interpreter; benchmarks/results/README.md, "The GPU check", says how they were carried).
 # OUT/gpu_check_summary.json lists each step's command, exit status and seconds.
 # In --tiny mode step 1 only collects the CUDA tests (there is no GPU to run them on).
 set -uo pipefail
@@ -33,13 +38,20 @@ if [ "$TINY" = 1 ]; then
   UNET=(--device cpu --size tiny --dtype fp32 --frames 2 --height 8 --width 8 --warmup 1 --steps 1 --rounds 1
         --inference-steps 1)
   TESTS=(--collect-only)
-  T_TESTS=60 T_STEP=60 T_VQ=60 T_UNET=60
+  PROFILE=(--device cpu --size tiny --batch-size 2 --n-chans 4 --seconds 2 --warmup 1 --steps 1 --rounds 1
+            --profile-steps 1 --top 5)
+  COMPILED=(--device cpu --size tiny --batch-size 2 --n-chans 4 --seconds 1 --patch-size 50 --dtype fp32
+            --warmup 1 --steps 1 --rounds 1)
+  T_TESTS=60 T_STEP=60 T_VQ=60 T_UNET=60 T_PROFILE=60 T_COMPILED=240
 else
   ENC=(--device cuda --size base --batch-size 128 --dtype bf16 --warmup 5 --steps 10 --rounds 3)
   VQ=(--device cuda)
   UNET=(--device cuda --dtype fp16 --warmup 3 --steps 10 --rounds 3 --inference-steps 50)
   TESTS=()
-  T_TESTS=120 T_STEP=50 T_VQ=40 T_UNET=110  # 470 s at most: under 8 minutes
+  PROFILE=(--device cuda --unet --compile-embedder)
+  COMPILED=("${ENC[@]}")
+  # took 12, 21, 20, 20, 22, 16 and 23 s on an H200 (steps 1-7), and 100 s for step 9; 500 s at most
+  T_TESTS=60 T_STEP=40 T_VQ=30 T_UNET=60 T_PROFILE=90 T_COMPILED=100
 fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, record status and duration
@@ -62,6 +74,9 @@ step pretrain_step_padded "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${EN
   --single-pass --cached-codes --padded --out "$OUT"
 step vq_lookup_memory "$T_VQ" "$PY" benchmarks/vq_lookup_memory.py "${VQ[@]}" --out "$OUT"
 step video_unet_step "$T_UNET" "$PY" benchmarks/video_unet_step.py "${UNET[@]}" --out "$OUT"
+step profile "$T_PROFILE" "$PY" benchmarks/gpu_profile.py "${PROFILE[@]}" --out "$OUT"
+step encoder_step_compiled "$T_COMPILED" "$PY" benchmarks/encoder_throughput.py "${COMPILED[@]}" --compile \
+  --compile-labram --out "$OUT"
 
 "$PY" - "$SUMMARY" "$OUT/gpu_check_summary.json" <<'EOF'
 import json, sys

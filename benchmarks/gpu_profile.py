@@ -92,9 +92,7 @@ def conv_features_as_matmuls(embedder, normalised: torch.Tensor) -> torch.Tensor
         var, mean = torch.var_mean(grouped, dim=(1, 3), unbiased=False, keepdim=True)
         h = ((grouped - mean) * torch.rsqrt(var + norm.eps)).reshape(n, length, channels) * norm.weight + norm.bias
         h = torch.nn.functional.gelu(h)
-    bins = embedder.pool.output_size
-    pooled = h.reshape(h.shape[0], bins, h.shape[1] // bins, h.shape[2]).mean(2)  # (N, bins, C) (L % bins == 0)
-    return pooled.transpose(1, 2).flatten(1)
+    return embedder.pool(h.transpose(1, 2)).flatten(1)  # (N, C, bins) -> (N, C * bins)
 
 
 def matmul_embed_step(model, inputs, args, device):

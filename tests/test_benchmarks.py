@@ -196,8 +196,10 @@ def test_gpu_check_tiny_runs_every_step_on_cpu(gpu_check_tiny):
     summary = json.loads((tmp_path / "gpu_check_summary.json").read_text())
     assert summary["passed"] and [s["step"] for s in summary["steps"]] == [
         "cuda_tests", "encoder_step", "encoder_step_padded", "pretrain_step", "pretrain_step_padded",
-        "vq_lookup_memory", "video_unet_step"]
+        "vq_lookup_memory", "video_unet_step", "profile", "encoder_step_compiled"]
     assert len(list(tmp_path.glob("*_throughput_cpu_tiny_b3_bf16.json"))) == 4
+    assert (tmp_path / "gpu_profile_cpu_tiny_b2.json").exists()
+    assert (tmp_path / "encoder_compiled_labramcompiled_throughput_cpu_tiny_b2_fp32.json").exists()
     assert (tmp_path / "vq_lookup_memory_cpu.json").exists() and (tmp_path / "video_unet_step_cpu_tiny_fp32.json").exists()
     assert "test_attention_kernels.py::test_cuda_masked_bf16_base_heads_run_on_a_fused_kernel" in out
 
