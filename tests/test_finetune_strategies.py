@@ -310,3 +310,34 @@ def test_cli_finetune_rejects_lora_fields_in_other_modes(tmp_path, capsys):
 
     assert main(["finetune", "--pretrained=", "--finetune.lora_rank=4", f"--data.cache_dir={tmp_path}"]) == 2
     assert "lora_rank=4 applies to mode='lora' only, got mode='full'" in capsys.readouterr().err
+
+
+def test_training_checks_every_example_once_before_and_no_batch_in_its_steps(split, encoder, tmp_path, monkeypatch):
+    """finetune() checks each training example up front, so its steps run the encoder without the
+    per-batch input check (a device-to-host sync per step on a GPU)."""
+    from eegfm.modules import input_stage
+
+    checked_batches = []
+    original = input_stage.check_finite_inputs
+
+    def counting(x, *args, **kwargs):
+        checked_batches.append(x.shape[0])
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(input_stage, "check_finite_inputs", counting)
+    train, _ = split
+    model = MAPEClassifier.from_encoder(encoder, n_outputs=2)
+    summary = finetune(model, train, _config(tmp_path, "full", epochs=2))
+    assert summary["steps"] == 2 * (len(train) // 16)
+    assert checked_batches == [1] * len(train)  # one check per example, none per training batch
+
+
+def test_a_nan_training_example_is_named_before_training(split, encoder, tmp_path):
+    train, _ = split
+    signals = [np.array(s) for s in train.signals]
+    signals[5][2, 17] = np.nan
+    bad = LabeledEEG(signals, train.positions, train.labels, sfreq=train.sfreq, groups=train.groups)
+    model = MAPEClassifier.from_encoder(encoder, n_outputs=2)
+    with pytest.raises(ValueError, match=r"^training example 5: x\[0, 2\] .* has a NaN/Inf sample"):
+        finetune(model, bad, _config(tmp_path, "full", epochs=1))
+    assert not (tmp_path / "full").exists() or not any((tmp_path / "full").rglob("*.pt"))  # nothing trained

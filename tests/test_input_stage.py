@@ -50,3 +50,19 @@ def test_padding_is_zeroed_before_the_embedder():
     clean = encoder.prepare_inputs(batch.x, batch.positions, channel_mask=batch.channel_mask, n_times=batch.n_times)
     dirty = encoder.prepare_inputs(garbage, batch.positions, channel_mask=batch.channel_mask, n_times=batch.n_times)
     assert torch.equal(clean.embeddings, dirty.embeddings)
+
+
+def test_inputs_checked_skips_the_check_inside_the_block_only_and_nests():
+    from eegfm import MAPEEncoder
+    from eegfm.modules.input_stage import inputs_checked
+
+    encoder = MAPEEncoder(embed_dim=16, depth=1, num_heads=2, patch_size=50)
+    x = torch.randn(1, 3, 100) * 20
+    x[0, 1, 7] = float("nan")
+    positions = torch.rand(3, 2) * 80 + 10
+    with inputs_checked():
+        with inputs_checked():
+            encoder(x, positions)
+        encoder(x, positions)  # still inside the outer block
+    with pytest.raises(ValueError, match=r"x\[0, 1\] .* NaN/Inf sample"):
+        encoder(x, positions)

@@ -178,6 +178,27 @@ class LabeledEEG(torch.utils.data.Dataset):
         return {"x": np.asarray(self.signals[index], dtype=np.float32), "positions": self.positions[index],
                 "label": self.labels[index], "group": self.groups[index]}
 
+    def check_inputs(self, patch_size: int | None = None, *, name: str = "example") -> None:
+        """Raise for an example the encoder would turn into garbage, naming it: what
+        :func:`eegfm.modules.input_stage.check_finite_inputs` refuses (NaN/Inf samples or
+        positions, volts, positions in another unit, fewer samples than one ``patch_size``), run on
+        the CPU once per example (about 0.2 ms for 64 channels x 800 samples).
+
+        ``eegfm.finetune`` calls it before training, so that its training steps need no check of
+        their own (no device-to-host sync per step).
+        """
+        from ..modules.input_stage import check_finite_inputs
+
+        for index in range(len(self)):
+            item = self[index]
+            x = torch.tensor(item["x"])[None]  # (1, C, T), a copy: signals may be read-only memory maps
+            positions = torch.tensor(item["positions"])[None]  # (1, C, 2)
+            try:
+                check_finite_inputs(x, positions, torch.ones(x.shape[:2], dtype=torch.bool),
+                                    torch.tensor([x.shape[-1]]), patch_size)
+            except ValueError as err:
+                raise ValueError(f"{name} {index}: {err}") from None
+
     @property
     def n_classes(self) -> int:
         """Number of classes (``max label + 1``; integer labels only)."""

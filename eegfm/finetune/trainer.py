@@ -31,6 +31,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -42,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.encoder import MAPEEncoder
+from ..modules.input_stage import inputs_checked
 from ..training import TrainConfig, Trainer, is_main_process
 from ..training import distributed as D
 from ..training.checkpoint import capture_rng_state, restore_rng_state
@@ -170,12 +173,17 @@ class FinetuneTask(nn.Module):
         ``encoder`` and a ``head`` (e.g. :class:`eegfm.MAPEClassifier`).
     config : FinetuneConfig
     class_weights : torch.Tensor, shape (n_classes,), optional
+    checked : bool
+        Every training example was checked beforehand (:meth:`LabeledEEG.check_inputs`), so the
+        steps skip the encoder's own input check and its device-to-host sync.
     """
 
-    def __init__(self, model: nn.Module, config: FinetuneConfig, class_weights: torch.Tensor | None = None):
+    def __init__(self, model: nn.Module, config: FinetuneConfig, class_weights: torch.Tensor | None = None,
+                 checked: bool = False):
         super().__init__()
         self.model = model
         self.config = config
+        self.checked = checked
         self.register_buffer("class_weights", class_weights, persistent=False)
 
     def train(self, mode: bool = True):
@@ -205,7 +213,8 @@ class FinetuneTask(nn.Module):
             eeg = augment_batch(eeg, sfreq=float(getattr(self.model.encoder, "sfreq", 200.0)),
                                 channel_dropout=cfg.channel_dropout, time_shift_seconds=cfg.time_shift_seconds,
                                 amplitude_scale=cfg.amplitude_scale)
-        out = self.model(eeg.x, eeg.positions, channel_mask=eeg.channel_mask, n_times=eeg.n_times)
+        with inputs_checked() if self.checked else contextlib.nullcontext():  # no sync per step for checked data
+            out = self.model(eeg.x, eeg.positions, channel_mask=eeg.channel_mask, n_times=eeg.n_times)
         if self.config.task == "classification":
             losses = F.cross_entropy(out.float(), labels, weight=self.class_weights, reduction="none",
                                      label_smoothing=self.config.label_smoothing)
@@ -448,7 +457,9 @@ def _finetune_frozen(model: nn.Module, train: LabeledEEG, config: FinetuneConfig
 def _finetune_gradient(model: nn.Module, train: LabeledEEG, config: FinetuneConfig, valid: LabeledEEG | None) -> dict:
     """The gradient modes ("full", "linear", "lora" once its adapters are in): the engine's loop."""
     weights = _class_weights(train) if config.task == "classification" and config.balance_classes else None
-    task = FinetuneTask(model, config, weights)
+    encoder = next((m for m in model.modules() if isinstance(m, MAPEEncoder)), None)
+    train.check_inputs(None if encoder is None else encoder.patch_size, name="training example")
+    task = FinetuneTask(model, config, weights, checked=True)
     batch_size = min(config.batch_size, len(train))
     drop_last = len(train) >= 2 * batch_size
     per_epoch = len(train) // batch_size if drop_last else math.ceil(len(train) / batch_size)

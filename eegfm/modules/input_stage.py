@@ -19,6 +19,8 @@ so the stage is ``torch.compile(fullgraph=True)``- and ``torch.export``-able.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +28,26 @@ from torch import nn
 
 from .packing import TokenPacking
 
-__all__ = ["EncoderInputs", "check_finite_inputs", "check_inputs", "embed_patches", "padding_given", "patchify",
-           "prepare_inputs", "token_mask"]
+__all__ = ["EncoderInputs", "check_finite_inputs", "check_inputs", "embed_patches", "inputs_checked", "padding_given",
+           "patchify", "prepare_inputs", "token_mask"]
+
+_ALREADY_CHECKED = threading.local()
+
+
+@contextlib.contextmanager
+def inputs_checked():
+    """Within this block, ``check_finite=True`` skips :func:`check_finite_inputs` (this thread only).
+
+    For a loop over data checked once beforehand: ``eegfm.finetune`` checks every example before
+    training and runs its training steps inside this block, so a step makes no device-to-host sync
+    for the check. Blocks nest; the previous setting comes back on exit.
+    """
+    previous = getattr(_ALREADY_CHECKED, "on", False)
+    _ALREADY_CHECKED.on = True
+    try:
+        yield
+    finally:
+        _ALREADY_CHECKED.on = previous
 
 
 @dataclass
@@ -298,7 +318,8 @@ def prepare_inputs(x: torch.Tensor, positions: torch.Tensor, *, channel_mask=Non
     sfreq, model_sfreq : float, optional
         See :func:`check_inputs`.
     check_finite : bool
-        Also run :func:`check_finite_inputs` (one host sync; skipped while compiling).
+        Also run :func:`check_finite_inputs` (one host sync; skipped while compiling and inside
+        :func:`inputs_checked`).
 
     Returns
     -------
@@ -307,7 +328,7 @@ def prepare_inputs(x: torch.Tensor, positions: torch.Tensor, *, channel_mask=Non
     padded = padding_given(x, channel_mask, n_times, patch_size)  # from Python alone: no host sync
     positions, channel_mask, n_times = check_inputs(x, positions, channel_mask, n_times, patch_size=patch_size,
                                                     sfreq=sfreq, model_sfreq=model_sfreq)
-    if check_finite and not torch.compiler.is_compiling():
+    if check_finite and not torch.compiler.is_compiling() and not getattr(_ALREADY_CHECKED, "on", False):
         check_finite_inputs(x, positions, channel_mask, n_times, patch_size)
     patches = patchify(x, patch_size)  # (B, C, K, W)
     valid_patches = torch.div(n_times, patch_size, rounding_mode="floor")  # (B,)
