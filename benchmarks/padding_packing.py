@@ -35,9 +35,7 @@ import eegfm.modules.packing as packing
 from eegfm import MAPEEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from encoder_throughput import build_pretrainer  # noqa: E402
-
-SIZES = {"base": (200, 12, 10), "tiny": (32, 2, 4)}  # D, layers, heads
+from encoder_throughput import SIZES, build_pretrainer  # noqa: E402  (SIZES: D, layers, heads)
 
 
 def batch(args) -> dict:

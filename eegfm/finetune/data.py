@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..data.collate import EEGBatch, pad_into
+from ..modules import input_stage
 from ..montage import proportion_coordinates
 
 __all__ = ["LabeledBatch", "LabeledEEG"]
@@ -187,15 +188,13 @@ class LabeledEEG(torch.utils.data.Dataset):
         ``eegfm.finetune`` calls it before training, so that its training steps need no check of
         their own (no device-to-host sync per step).
         """
-        from ..modules.input_stage import check_finite_inputs
-
         for index in range(len(self)):
             item = self[index]
             x = torch.tensor(item["x"])[None]  # (1, C, T), a copy: signals may be read-only memory maps
             positions = torch.tensor(item["positions"])[None]  # (1, C, 2)
             try:
-                check_finite_inputs(x, positions, torch.ones(x.shape[:2], dtype=torch.bool),
-                                    torch.tensor([x.shape[-1]]), patch_size)
+                input_stage.check_finite_inputs(x, positions, torch.ones(x.shape[:2], dtype=torch.bool),
+                                                torch.tensor([x.shape[-1]]), patch_size)
             except ValueError as err:
                 raise ValueError(f"{name} {index}: {err}") from None
 
