@@ -71,6 +71,7 @@ from torch import nn
 
 from eegfm import MAPEEncoder
 from eegfm.modules.masking import random_mask
+from eegfm.modules.patch_embed import CONV_IMPLS, NeuralPatchEmbedder
 
 SIZES = {"tiny": (64, 2, 4), "small": (128, 6, 8), "base": (200, 12, 10)}  # D, layers, heads
 LABRAM = "braindecode.Labram"
@@ -140,6 +141,9 @@ def build_models(args, n_chans, n_times, device):
             patch_size=args.patch_size, embed_dim=dim, num_layers=depth, num_heads=heads,
         )
     labram = (LabramMasked(labram, args.num_codes) if masked else labram).to(device)
+    for module in ours.modules():  # --embedder, --checkpoint-embedder
+        if isinstance(module, NeuralPatchEmbedder):
+            module.conv_impl, module.checkpoint_convs = args.embedder, args.checkpoint_embedder
     return ours, labram
 
 
@@ -295,6 +299,11 @@ def parse_args(argv):
                         help="torch.compile mode for --compile / --compile-labram")
     parser.add_argument("--compile-backend", default="inductor",
                         help="torch.compile backend (inductor; aot_eager only checks that it compiles)")
+    parser.add_argument("--embedder", default=None, choices=CONV_IMPLS,
+                        help="how eegfm's patch embedder runs its convolutions (conv_impl; default: the device's)")
+    parser.add_argument("--checkpoint-embedder", action="store_true",
+                        help="recompute eegfm's patch-embedder convolutions in the backward (checkpoint_convs)")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     parser.add_argument("--tag", default="", help="appended to the JSON file name (e.g. run1)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return parser.parse_args(argv)
@@ -308,6 +317,9 @@ def out_path(args, device) -> Path:
     prefix += "_padded" if args.padded else ""
     prefix += "_fwdbwd" if args.no_optimizer else ""
     prefix += ("_compiled" if args.compile else "") + ("_labramcompiled" if args.compile_labram else "")
+    prefix += f"_{args.embedder}embedder" if args.embedder else ""
+    prefix += "_ckptembedder" if args.checkpoint_embedder else ""
+    prefix += "_cudnnbench" if args.cudnn_benchmark else ""
     tag = f"_{args.tag}" if args.tag else ""
     return args.out / f"{prefix}_throughput_{device.type}_{args.size}_b{args.batch_size}_{args.dtype}{tag}.json"
 
@@ -324,6 +336,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
 
     inputs = make_inputs(args, device)
     ours, labram = build_models(args, len(inputs.ch_names), inputs.n_times, device)

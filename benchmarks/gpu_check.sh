@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU check (issue 17): the CUDA-marked tests and every GPU benchmark, on one GPU
-# (planned for an H200 in under 8 minutes; steps 1-7 took 134 s on one, 2026-12-04), each step with
-# its own time limit, JSON under OUT.
+# (planned for an H200 in under 8 minutes; steps 1-7 took 134 s on one, step 8 113 s and step 9 115 s),
+# each step with its own time limit, JSON under OUT.
 #
 #   benchmarks/gpu_check.sh                   # on the GPU machine: OUT = benchmarks/results/gpu
 #   benchmarks/gpu_check.sh --tiny [OUT]      # CPU, tiny sizes: every command path in about a minute
@@ -14,7 +14,8 @@
 #   5. the same, padded
 #   6. VQ codebook lookup memory (chunked vs torch.cdist)
 #   7. inflated UNet step at fp16 vs the 2-D UNet (SD-1.5 architecture, random weights)
-#   8. where the time goes: kernel tables of the encoder step, Labram and the UNets (gpu_profile.py)
+#   8. where the time goes: kernel tables of the encoder step, Labram and the UNets, the step with each
+#      patch-embedder variant (conv_impl conv/matmul, checkpoint_convs) and the embedder alone (gpu_profile.py)
 #   9. the encoder step with both models compiled (torch.compile, compile time outside the timing)
 # The machine needs torch with CUDA, and mne, braindecode and diffusers importable (PYTHON names
 # the interpreter; benchmarks/results/README.md, "The GPU check", says how they were carried).
@@ -50,8 +51,8 @@ else
   TESTS=()
   PROFILE=(--device cuda --unet --compile-embedder)
   COMPILED=("${ENC[@]}")
-  # took 12, 21, 20, 20, 22, 16 and 23 s on an H200 (steps 1-7), and 100 s for step 9; 500 s at most
-  T_TESTS=60 T_STEP=40 T_VQ=30 T_UNET=60 T_PROFILE=90 T_COMPILED=100
+  # took 12, 21, 20, 20, 22, 16 and 23 s on an H200 (steps 1-7), 113 s for step 8 and 100-150 s for step 9
+  T_TESTS=60 T_STEP=40 T_VQ=30 T_UNET=60 T_PROFILE=180 T_COMPILED=200
 fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, record status and duration

@@ -8,9 +8,12 @@ and reports:
   (side by side, alternating rounds): cuDNN's default algorithm for the patch convolutions' tiny
   channel counts may not be its fastest;
 - the share of the step spent in eegfm's patch embedder (its forward + backward alone on the
-  same patches, timed the same way), and in its convolution stack alone, as the module runs it
-  and with each convolution as one matrix product over unfolded windows (a candidate; its largest
-  difference from the module is reported), and with ``--compile-embedder`` under ``torch.compile``;
+  same patches, timed the same way), with its convolutions run either way the library offers
+  (``conv_impl`` ``"conv"``: ``nn.Conv1d``; ``"matmul"``: one matrix product per convolution over
+  unfolded windows; their largest difference is reported), and with ``--compile-embedder`` under
+  ``torch.compile``;
+- eegfm's step with the ``matmul`` embedder, and with the embedder's intermediates recomputed in the
+  backward (``checkpoint_convs``), each way;
 - peak memory of each arm's warm-up (CUDA);
 - the top ``--top`` operators by self device time over ``--profile-steps`` profiled steps
   (``torch.profiler``), as a text table per model.
@@ -29,6 +32,7 @@ Writes ``gpu_profile_<device>_<size>_b<B>.json`` (timings + tables) under ``--ou
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shlex
 import statistics
@@ -60,9 +64,11 @@ def kernel_table(step, n: int, device: torch.device, top: int) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=70)
 
 
-def patch_embed_step(model, inputs, args, device):
-    """eegfm's patch embedder alone: forward + backward on the step's patches, under the same autocast."""
-    embedder = model.encoder.patch_embed
+def patch_embed_step(model, inputs, args, device, conv_impl: str):
+    """eegfm's patch embedder alone (a copy), its convolutions run as ``conv_impl``: forward + backward on the
+    step's patches, under the same autocast."""
+    embedder = copy.deepcopy(model.encoder.patch_embed)
+    embedder.conv_impl = conv_impl
     patches = inputs.x.reshape(*inputs.x.shape[:2], inputs.n_patches, args.patch_size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
@@ -74,51 +80,32 @@ def patch_embed_step(model, inputs, args, device):
     return step
 
 
-def conv_features_as_matmuls(embedder, normalised: torch.Tensor) -> torch.Tensor:
-    """The patch embedder's convolutions, GroupNorms, GELUs and pooling with each convolution as one
-    matrix product over unfolded windows, in (N, L, C) layout: (N, 1, W) -> (N, C_last * bins).
-
-    A candidate for the GPU, where cuDNN's kernels for 1-16 channels are far from the memory
-    bound; it takes the module's own weights (``max_abs_difference`` checks it against them).
-    """
-    h = normalised.transpose(1, 2)  # (N, W, 1)
-    for block in embedder.convs:
-        conv, norm = block[0], block[1]
-        k, stride, pad = conv.kernel_size[0], conv.stride[0], conv.padding[0]
-        windows = torch.nn.functional.pad(h, (0, 0, pad, pad)).unfold(1, k, stride)  # (N, L', C_in, k)
-        h = windows.flatten(2) @ conv.weight.flatten(1).t() + conv.bias  # (N, L', C_out)
-        n, length, channels = h.shape
-        grouped = h.float().reshape(n, length, norm.num_groups, channels // norm.num_groups)
-        var, mean = torch.var_mean(grouped, dim=(1, 3), unbiased=False, keepdim=True)
-        h = ((grouped - mean) * torch.rsqrt(var + norm.eps)).reshape(n, length, channels) * norm.weight + norm.bias
-        h = torch.nn.functional.gelu(h)
-    return embedder.pool(h.transpose(1, 2)).flatten(1)  # (N, C, bins) -> (N, C * bins)
-
-
-def matmul_embed_step(model, inputs, args, device):
-    """Forward + backward of the convolutions-as-matmuls candidate on the step's patches, and its
-    largest difference from the module's convolutions (fp32, no autocast)."""
+def with_embedder(step, model, conv_impl: str | None = None, checkpoint: bool = False):
+    """``step`` with eegfm's patch embedder set to ``conv_impl`` / ``checkpoint_convs`` while it runs."""
     embedder = model.encoder.patch_embed
-    flat = inputs.x.reshape(-1, 1, args.patch_size)
-    std, mean = torch.std_mean(flat, dim=-1, keepdim=True)
-    normalised = (flat - mean) / (std + embedder.eps)
+
+    def wrapped():
+        embedder.conv_impl, embedder.checkpoint_convs = conv_impl, checkpoint
+        try:
+            step()
+        finally:
+            embedder.conv_impl, embedder.checkpoint_convs = None, False
+
+    return wrapped
+
+
+def embedder_max_difference(model, inputs, args) -> float:
+    """Largest difference between the embedder's ``conv`` and ``matmul`` outputs on the step's first 4,096
+    patches (fp32)."""
+    embedder = model.encoder.patch_embed
+    patches = inputs.x.reshape(-1, args.patch_size)[:4096]
     with torch.no_grad():
-        first = normalised[:4096]
-        diff = (conv_features_as_matmuls(embedder, first) - embedder.pool(embedder.convs(first)).flatten(1))
-        max_diff = diff.abs().max().item()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
-
-    def step():
-        with autocast:
-            out = conv_features_as_matmuls(embedder, normalised)
-        out.float().square().mean().backward()
-
-    def reference():
-        with autocast:
-            out = embedder.pool(embedder.convs(normalised)).flatten(1)
-        out.float().square().mean().backward()
-
-    return step, reference, max_diff
+        embedder.conv_impl = "conv"
+        conv = embedder(patches)
+        embedder.conv_impl = "matmul"
+        matmul = embedder(patches)
+        embedder.conv_impl = None
+    return (conv - matmul).abs().max().item()
 
 
 def encoder_report(args, device) -> dict:
@@ -127,12 +114,17 @@ def encoder_report(args, device) -> dict:
     ours, labram = et.build_models(args, inputs.x.shape[1], inputs.n_times, device)
     arms = {name: et.make_step(model, loss_of, device, args.dtype, fused=device.type == "cuda")
             for name, (model, loss_of) in et.contenders(args, ours, labram, inputs).items()}
-    arms["eegfm patch embedder (fwd+bwd)"] = patch_embed_step(ours, inputs, args, device)
-    matmul_step, conv_step, max_diff = matmul_embed_step(ours, inputs, args, device)
-    arms["embedder convs (fwd+bwd)"] = conv_step
-    arms["embedder convs as matmuls (fwd+bwd)"] = matmul_step
+    ours_step = arms[next(iter(arms))]
+    arms["eegfm step, matmul embedder"] = with_embedder(ours_step, ours, conv_impl="matmul")
+    arms["eegfm step, checkpointed embedder"] = with_embedder(ours_step, ours, checkpoint=True)
+    arms["eegfm step, matmul embedder checkpointed"] = with_embedder(ours_step, ours, "matmul", checkpoint=True)
+    for impl in ("conv", "matmul"):
+        arms[f"patch embedder, {impl} (fwd+bwd)"] = patch_embed_step(ours, inputs, args, device, impl)
     if args.compile_embedder:
-        arms["embedder convs compiled (fwd+bwd)"] = torch.compile(conv_step)
+        for impl in ("conv", "matmul"):
+            arms[f"patch embedder, {impl}, compiled (fwd+bwd)"] = torch.compile(
+                patch_embed_step(ours, inputs, args, device, impl))
+    max_diff = embedder_max_difference(ours, inputs, args)
     peak = {}
     for name, step in arms.items():
         if device.type == "cuda":
@@ -155,7 +147,7 @@ def encoder_report(args, device) -> dict:
                       for bench in (False, True)} for name in arms}
     tables = {name: kernel_table(step, args.profile_steps, device, args.top) for name, step in arms.items()}
     return {"tokens_per_step": inputs.tokens, "step_ms": step_ms, "peak_memory_GiB": peak,
-            "matmul_convs_max_abs_difference": max_diff, "tables": tables}
+            "embedder_conv_vs_matmul_max_abs_difference": max_diff, "tables": tables}
 
 
 def unet_report(args, device) -> dict:
@@ -209,6 +201,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     # the rest of encoder_throughput's options, at its defaults (a classification step, unpadded)
     args.padded, args.caps, args.task, args.labram_step, args.num_codes = False, "19,32,64", "classify", "masked", 2048
+    args.embedder, args.checkpoint_embedder = None, False
     device = torch.device(args.device)
 
     report = {

@@ -202,9 +202,11 @@ def test_cuda_base_encoder_step_under_bf16_autocast_needs_no_math_kernel():
 
 
 @pytest.mark.cuda
-@pytest.mark.filterwarnings("ignore:Synchronization debug mode is a prototype:UserWarning")
 def test_cuda_masks_and_pretraining_step_make_no_host_sync():
-    """Masks drawn on the GPU, and the whole pre-training step (codes target), without a sync."""
+    """Masks drawn on the GPU, and the whole pre-training step (codes target), without a sync: every
+    synchronizing call is recorded (sync debug mode "warn") and named by file and line."""
+    import warnings
+
     batch = padded_batch(caps=((8, 200), (5, 125), (6, 200))).to("cuda")
     n_patches = batch.x.shape[-1] // 25
     batch.targets = torch.randint(0, 8, (3, batch.x.shape[1] * n_patches), device="cuda")
@@ -212,14 +214,19 @@ def test_cuda_masks_and_pretraining_step_make_no_host_sync():
     token_mask = torch.ones(3, 8, n_patches, dtype=torch.bool, device="cuda")
     generator = torch.Generator(device="cuda").manual_seed(0)
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        masks = [make_mask(s, token_mask, 0.5, generator) for s in ("random", "channel", "temporal")]
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = pre.training_step(batch)
-        (out["loss_sum"] / out["count"]).backward()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            masks = [make_mask(s, token_mask, 0.5, generator) for s in ("random", "channel", "temporal")]
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = pre.training_step(batch)
+            (out["loss_sum"] / out["count"]).backward()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sorted({f"{w.filename}:{w.lineno}" for w in caught
+                    if "called a synchronizing CUDA operation" in str(w.message)})
+    assert not syncs, f"host syncs at {syncs}"
     assert all(m.device.type == "cuda" for m in masks) and torch.isfinite(out["loss_sum"])
 
 

@@ -56,6 +56,22 @@ def test_encoder_throughput_runs_and_writes_a_report(tmp_path):
     assert saved["tokens_per_step"] == 2 * 8 * 4
 
 
+def test_encoder_throughput_sets_every_patch_embedder_of_the_pretrainer(tmp_path, monkeypatch):
+    """--embedder / --checkpoint-embedder reach each NeuralPatchEmbedder of eegfm's model (named in the file)."""
+    bench = _load("encoder_throughput")
+    built = []
+    build = bench.build_models
+    monkeypatch.setattr(bench, "build_models", lambda *a: built.append(build(*a)) or built[-1])
+    bench.main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--n-chans", "4", "--task", "pretrain",
+                "--single-pass", "--cached-codes", "--num-codes", "16", "--warmup", "1", "--steps", "1", "--rounds",
+                "1", "--embedder", "matmul", "--checkpoint-embedder", "--out", str(tmp_path)])
+    ours = built[0][0]
+    embedders = [m for m in ours.modules() if isinstance(m, bench.NeuralPatchEmbedder)]
+    assert embedders and all(m.conv_impl == "matmul" and m.checkpoint_convs for m in embedders)
+    name = "pretrain_step_single_cached_vs_labram_masked_matmulembedder_ckptembedder_throughput_cpu_tiny_b2_fp32.json"
+    assert (tmp_path / name).exists()
+
+
 def test_data_throughput_runs_and_writes_a_report(tmp_path, shared_data):
     bench = _load("data_throughput")
     report = bench.main(["--shared-data", str(shared_data), "--runs", "1", "--epochs", "1", "--repeats", "1",
@@ -241,12 +257,14 @@ def test_gpu_profile_times_both_cudnn_settings_and_writes_one_table_per_arm(tmp_
     report = _load("gpu_profile").main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--seconds", "2",
                                         "--warmup", "1", "--steps", "1", "--rounds", "1", "--profile-steps", "1",
                                         "--top", "5", "--unet", "--out", str(tmp_path)])
-    arms = {"eegfm.MAPEEncoder", "braindecode.Labram", "eegfm patch embedder (fwd+bwd)", "embedder convs (fwd+bwd)",
-            "embedder convs as matmuls (fwd+bwd)"}
+    arms = {"eegfm.MAPEEncoder", "braindecode.Labram", "eegfm step, matmul embedder", "eegfm step, checkpointed embedder",
+            "eegfm step, matmul embedder checkpointed", "patch embedder, conv (fwd+bwd)",
+            "patch embedder, matmul (fwd+bwd)"}
     assert set(report["encoder"]["step_ms"]) == set(report["encoder"]["tables"]) == arms
     for ms in report["encoder"]["step_ms"].values():
         assert set(ms) == {"cudnn_benchmark_off", "cudnn_benchmark_on"} and all(v > 0 for v in ms.values())
-    assert report["encoder"]["matmul_convs_max_abs_difference"] < 1e-4
+    assert report["encoder"]["embedder_conv_vs_matmul_max_abs_difference"] < 1e-4
+    assert set(report["encoder"]["peak_memory_GiB"]) == set()  # CUDA only
     assert all("Self CPU" in table for table in report["encoder"]["tables"].values())
     assert set(report["unet"]["tables"]) == {"unet2d", "inflated"}
     assert torch.backends.cudnn.benchmark is False  # the setting is restored

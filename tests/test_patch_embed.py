@@ -73,3 +73,90 @@ def test_a_training_step_embeds_in_one_call_so_gradients_keep_their_summation_or
     embed.convs.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
     embed(torch.randn(3, 5, 32)).sum().backward()
     assert calls == [15]
+
+
+def _embedders_each_way(**kwargs):
+    torch.manual_seed(0)
+    conv = NeuralPatchEmbedder(**kwargs)
+    matmul = NeuralPatchEmbedder(**kwargs)
+    matmul.load_state_dict(conv.state_dict())
+    conv.conv_impl, matmul.conv_impl = "conv", "matmul"
+    return conv, matmul
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(patch_size=200, embed_dim=24),  # base layout: 100 steps pooled into 4 even bins
+    dict(patch_size=50, embed_dim=16, conv_channels=(4, 8), pool_bins=3, mean_feature=True),  # uneven bins
+    dict(patch_size=25, embed_dim=8, conv_channels=(6,), pool_bins=2),  # one conv, GroupNorm of 1 group
+])
+def test_convolutions_as_matmuls_give_the_modules_embeddings_and_gradients(kwargs):
+    conv, matmul = _embedders_each_way(**kwargs)
+    patches = torch.randn(3, 4, 2, kwargs["patch_size"]) * 20
+    assert torch.allclose(conv(patches), matmul(patches), atol=1e-5)
+    # the same maths: in float64 the stacks' outputs and every gradient agree to rounding
+    conv, matmul = conv.double(), matmul.double()
+    normalised = torch.randn(24, 1, kwargs["patch_size"], dtype=torch.float64)
+    weights = torch.randn(24, conv.proj.in_features - 1 - conv.mean_feature, dtype=torch.float64)
+    out_conv, out_matmul = conv._pooled_convs(normalised), matmul._pooled_matmuls(normalised)
+    assert torch.allclose(out_conv, out_matmul, rtol=0, atol=1e-12)
+    (out_conv * weights).sum().backward()
+    (out_matmul * weights).sum().backward()
+    for (name, a), b in zip(conv.convs.named_parameters(), matmul.convs.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-9, atol=1e-12), name
+
+
+def test_convolutions_as_matmuls_follow_autocast_like_the_modules():
+    conv, matmul = _embedders_each_way(patch_size=64, embed_dim=16)
+    patches = torch.randn(5, 64) * 20
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_conv, out_matmul = conv(patches), matmul(patches)
+    assert out_conv.dtype == out_matmul.dtype
+    assert (out_conv.float() - out_matmul.float()).abs().max() < 0.05  # LayerNorm output, bf16 rounding
+
+
+def test_checkpointed_convolutions_give_the_same_gradients():
+    torch.manual_seed(0)
+    embed = NeuralPatchEmbedder(patch_size=32, embed_dim=16)
+    patches = torch.randn(6, 32) * 20
+    grads = []
+    for checkpointed in (False, True):
+        embed.zero_grad()
+        embed.checkpoint_convs = checkpointed
+        embed(patches).square().mean().backward()
+        grads.append([p.grad.clone() for p in embed.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def test_an_unknown_conv_impl_is_named():
+    embed = NeuralPatchEmbedder(patch_size=32, embed_dim=8)
+    embed.conv_impl = "fft"
+    with pytest.raises(ValueError, match=r"conv_impl='fft' is not one of \['conv', 'matmul'\]"):
+        embed(torch.zeros(2, 32))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_convolutions_as_matmuls_give_the_modules_embeddings(dtype):
+    conv, matmul = _embedders_each_way(patch_size=200, embed_dim=200)
+    conv.cuda(), matmul.cuda()
+    patches = torch.randn(64, 19, 4, 200, device="cuda") * 20
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        out_conv, out_matmul = conv(patches), matmul(patches)
+    tolerance = 1e-4 if dtype == torch.float32 else 0.1
+    assert (out_conv.float() - out_matmul.float()).abs().max().item() < tolerance
+
+
+def test_conv_impl_none_follows_the_devices_default(monkeypatch):
+    import eegfm.modules.patch_embed as patch_embed
+
+    conv, _ = _embedders_each_way(patch_size=32, embed_dim=8)
+    conv.conv_impl = None
+    calls = []
+    conv.convs.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    patches = torch.randn(5, 32) * 20
+    as_conv = conv(patches)
+    monkeypatch.setitem(patch_embed.DEFAULT_CONV_IMPL, "cpu", "matmul")
+    as_matmul = conv(patches)
+    assert calls == [5]  # the second call never ran the Conv1d modules
+    assert torch.allclose(as_conv, as_matmul, atol=1e-5)
+    assert patch_embed.DEFAULT_CONV_IMPL["cuda"] == "matmul"  # measured on an H200: benchmarks/results/README.md

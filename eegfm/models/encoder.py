@@ -241,7 +241,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         positions = torch.where(token_mask.any(-1, keepdim=True), positions, torch.zeros_like(positions))
         position = self.pos_embed(positions, n_patches, n_patches_per_sample).to(embeddings.dtype)  # (B, C, K, D)
         # padding may hold anything (even NaN): zero it, or NaN values would leak through attention
-        tokens = torch.where(token_mask[..., None], embeddings, torch.zeros((), dtype=embeddings.dtype)) + position
+        tokens = torch.where(token_mask[..., None], embeddings, 0.0) + position
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens.flatten(1, 2)), dim=1)
         flat_mask = token_mask.flatten(1)  # (B, C*K)
         keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K), CLS kept
@@ -263,7 +263,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             tokens = torch.cat((tokens[:, :1], tokens[:, 1:] - position.flatten(1, 2)), dim=1)
         tokens = self.norm(tokens)
         # padded tokens come out as zeros, packed or not (eegfm.modules.packing), compiled or eager
-        patch_tokens = torch.where(flat_mask[..., None], tokens[:, 1:], torch.zeros((), dtype=tokens.dtype))
+        patch_tokens = torch.where(flat_mask[..., None], tokens[:, 1:], 0.0)
         return EncoderOutput(
             tokens=patch_tokens, cls=tokens[:, 0], token_mask=flat_mask,
             n_channels=n_chans, n_patches=n_patches,

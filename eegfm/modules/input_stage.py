@@ -291,7 +291,7 @@ def embed_patches(embedder: nn.Module, patches: torch.Tensor, mask: torch.Tensor
     """
     packing = TokenPacking.of(mask.flatten(1))
     if packing is None:
-        patches = torch.where(mask[..., None], patches, torch.zeros((), dtype=patches.dtype))
+        patches = torch.where(mask[..., None], patches, 0.0)
         return embedder(patches)
     real = embedder(packing.pack(patches.flatten(1, 2)))  # (T, D)
     zero = embedder(patches.new_zeros(1, patches.shape[-1]))  # (1, D)

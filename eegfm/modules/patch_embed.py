@@ -25,6 +25,16 @@ on its own, so the embeddings are the same bit for bit (``tests/test_patch_embed
 step keeps one call: chunks would sum the weight gradients in another order (equal to rounding,
 not bit for bit), and saved runs would no longer rebuild exactly. On GPUs and under
 ``torch.compile`` the whole batch always goes in one call.
+
+How the convolutions run (:attr:`NeuralPatchEmbedder.conv_impl`): ``"conv"`` calls the
+``nn.Conv1d`` modules (cuDNN, oneDNN) on ``(N, C, L)``; ``"matmul"`` runs each convolution as one
+matrix product over unfolded windows in ``(N, L, C)`` layout, with the GroupNorm, GELU and pooling
+written out in that layout (:func:`conv_stack_as_matmuls`). Both take the same weights and give the
+same embeddings to float rounding. With 1-16 channels, convolution libraries' kernels are far from
+the memory bound on a GPU, and their weight gradients reduce over every patch. None (the default)
+picks :data:`DEFAULT_CONV_IMPL` for the device. ``checkpoint_convs = True`` recomputes the stack's
+intermediates in the backward pass instead of keeping them: each patch's are 4-8 times its size,
+fp32 under autocast (about 1.2 GB at B=128, 64 channels x 4 s).
 """
 
 from __future__ import annotations
@@ -32,13 +42,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-__all__ = ["CPU_CHUNK_PATCHES", "NeuralPatchEmbedder"]
+__all__ = ["CONV_IMPLS", "CPU_CHUNK_PATCHES", "DEFAULT_CONV_IMPL", "NeuralPatchEmbedder", "conv_stack_as_matmuls"]
 
 #: Patches per call of the convolutions on the CPU (a sweep of 256-8,192 found 1,024-4,096 alike for
 #: patches of 100 and 200 samples, 8,192 slower).
 CPU_CHUNK_PATCHES = 2048
+
+#: The ways the convolution stack can run (module docstring).
+CONV_IMPLS = ("conv", "matmul")
+
+#: ``conv_impl`` when a module's is None, by device type (others: ``"conv"``).
+DEFAULT_CONV_IMPL = {"cpu": "conv", "cuda": "matmul"}
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Sequential:
@@ -69,6 +87,15 @@ class NeuralPatchEmbedder(nn.Module):
     mean_feature : bool
         Also feed the patch's signed mean, as ``asinh(mean)`` (µV; linear near 0, logarithmic
         beyond a few µV), to the linear map. False: the reference layout (saved models).
+
+    Attributes
+    ----------
+    conv_impl : str or None
+        ``"conv"`` or ``"matmul"``: how the convolutions run (module docstring); None (default)
+        follows :data:`DEFAULT_CONV_IMPL`. A plain attribute, not saved: models load unchanged.
+    checkpoint_convs : bool
+        Recompute the convolution stack in the backward pass instead of keeping its
+        intermediates (less memory, one more forward of the stack). Default False.
     """
 
     def __init__(
@@ -101,6 +128,8 @@ class NeuralPatchEmbedder(nn.Module):
         self.pool = nn.AdaptiveAvgPool1d(pool_bins)
         self.proj = nn.Linear(in_channels * pool_bins + 1 + self.mean_feature, embed_dim)
         self.norm = nn.LayerNorm(embed_dim)
+        self.conv_impl: str | None = None
+        self.checkpoint_convs = False
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """Embed patches.
@@ -130,9 +159,69 @@ class NeuralPatchEmbedder(nn.Module):
         return out.reshape(*lead, -1)
 
     def _conv_features(self, normalised: torch.Tensor) -> torch.Tensor:
-        """Convolutions and pooling, (N, 1, W) -> (N, C_last * bins); in chunks on the CPU without grad
-        (module docstring)."""
+        """Convolutions and pooling, (N, 1, W) -> (N, C_last * bins): the stack ``conv_impl`` names, in
+        chunks on the CPU without grad, recomputed in the backward with ``checkpoint_convs`` (module docstring)."""
+        impl = self.conv_impl or DEFAULT_CONV_IMPL.get(normalised.device.type, "conv")
+        if impl not in CONV_IMPLS:
+            raise ValueError(f"conv_impl={impl!r} is not one of {list(CONV_IMPLS)} (None: the device's default)")
+        run = self._pooled_convs if impl == "conv" else self._pooled_matmuls
+        if self.checkpoint_convs and torch.is_grad_enabled():
+            return checkpoint(run, normalised, use_reentrant=False)
         if (torch.compiler.is_compiling() or torch.is_grad_enabled() or normalised.device.type != "cpu"
                 or normalised.shape[0] <= CPU_CHUNK_PATCHES):
-            return self.pool(self.convs(normalised)).flatten(1)
-        return torch.cat([self.pool(self.convs(part)).flatten(1) for part in normalised.split(CPU_CHUNK_PATCHES)])
+            return run(normalised)
+        return torch.cat([run(part) for part in normalised.split(CPU_CHUNK_PATCHES)])
+
+    def _pooled_convs(self, normalised: torch.Tensor) -> torch.Tensor:
+        """(N, 1, W) -> (N, C_last * bins) through the ``nn.Conv1d`` modules."""
+        return self.pool(self.convs(normalised)).flatten(1)
+
+    def _pooled_matmuls(self, normalised: torch.Tensor) -> torch.Tensor:
+        """(N, 1, W) -> (N, C_last * bins) through :func:`conv_stack_as_matmuls`."""
+        hidden = conv_stack_as_matmuls(self.convs, normalised.transpose(1, 2))  # (N, L, C)
+        n, length, channels = hidden.shape
+        bins = self.pool.output_size
+        if length % bins:  # uneven bins: the module's adaptive pooling
+            return self.pool(hidden.transpose(1, 2)).flatten(1)
+        pooled = hidden.reshape(n, bins, length // bins, channels).mean(2)  # (N, bins, C)
+        return pooled.transpose(1, 2).flatten(1)  # (N, C * bins), channel-major like the module's
+
+
+def conv_stack_as_matmuls(convs: nn.Sequential, hidden: torch.Tensor) -> torch.Tensor:
+    """Run ``(Conv1d, GroupNorm, GELU)`` blocks in (N, L, C) layout, each convolution as one matrix product.
+
+    Parameters
+    ----------
+    convs : nn.Sequential
+        Blocks of ``nn.Conv1d`` (zero padding, no dilation, no groups), ``nn.GroupNorm`` and an
+        activation, as :class:`NeuralPatchEmbedder` builds them; their weights are used as they are.
+    hidden : torch.Tensor, shape (N, L, C_in)
+        Signals in time-major layout.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, L_out, C_out)
+        What the blocks give on ``hidden.transpose(1, 2)``, transposed, equal to float rounding.
+        Under autocast the products run in its dtype and the GroupNorm in fp32, as there.
+    """
+    for conv, norm, activation in convs:
+        kernel, stride, pad = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+        weight = conv.weight  # (C_out, C_in, k)
+        extra = -kernel % 8 if weight.shape[1] == 1 else 0  # one input channel: windows of a multiple of 8
+        if extra:  # (aligned rows for the GEMM), the extra taps weighted 0
+            weight = F.pad(weight, (0, extra))
+        padded = F.pad(hidden, (0, 0, pad, pad + extra))  # (N, L + 2 pad + extra, C_in)
+        windows = padded.unfold(1, kernel + extra, stride)  # (N, L', C_in, k)
+        hidden = F.linear(windows.flatten(2), weight.flatten(1), conv.bias)  # (N, L', C_out)
+        hidden = activation(_group_norm_last(hidden, norm))
+    return hidden
+
+
+def _group_norm_last(hidden: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm`` over the last (channel) axis of (N, L, C), in fp32 at least (as autocast runs ``group_norm``)."""
+    n, length, channels = hidden.shape
+    dtype = torch.promote_types(hidden.dtype, torch.float32)
+    grouped = hidden.to(dtype).reshape(n, length, norm.num_groups, channels // norm.num_groups)
+    var, mean = torch.var_mean(grouped, dim=(1, 3), unbiased=False, keepdim=True)  # (N, 1, G, 1)
+    normalised = ((grouped - mean) * torch.rsqrt(var + norm.eps)).reshape(n, length, channels)
+    return torch.addcmul(norm.bias.to(dtype), normalised, norm.weight.to(dtype)) if norm.affine else normalised
