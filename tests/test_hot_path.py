@@ -331,8 +331,10 @@ def _padded_encoder_inputs():
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
-def test_encoder_compiles_whole_on_a_padded_batch(backend):
+@pytest.mark.parametrize("conv_impl", ["conv", "matmul"])  # matmul: the CUDA default
+def test_encoder_compiles_whole_on_a_padded_batch(backend, conv_impl):
     encoder = MAPEEncoder(**TINY).eval()
+    encoder.patch_embed.conv_impl = conv_impl
     x, positions, channel_mask, n_times = _padded_encoder_inputs()
     torch.compiler.reset()
     compiled = torch.compile(encoder, fullgraph=True, backend=backend)
@@ -353,14 +355,16 @@ class _PooledEncoder(nn.Module):
         return out.tokens, out.cls, out.pooled()
 
 
-@pytest.mark.parametrize("strict", [False, True])
-def test_encoder_exports_with_a_dynamic_batch_size(strict):
+@pytest.mark.parametrize("strict, conv_impl", [(False, "conv"), (True, "conv"), (False, "matmul")])
+def test_encoder_exports_with_a_dynamic_batch_size(strict, conv_impl):
     """torch.export of the encoder on padded inputs, batch size dynamic: the program equals
     eager at other batch sizes, padded or not (the braindecode wrapper's export with a dynamic
-    batch is tests/test_braindecode_generic.py::test_model_exported)."""
+    batch is tests/test_braindecode_generic.py::test_model_exported); also with the patch
+    embedder's convolutions as matrix products (the CUDA default)."""
     from torch.export import Dim
 
     model = _PooledEncoder(MAPEEncoder(**TINY).eval())
+    model.encoder.patch_embed.conv_impl = conv_impl
     x, positions, channel_mask, n_times = _padded_encoder_inputs()
     batch = Dim("batch", min=1, max=64)
     shapes = {"x": {0: batch}, "positions": {0: batch}, "channel_mask": {0: batch}, "n_times": {0: batch}}
@@ -400,3 +404,27 @@ def test_trainer_compile_option_trains_like_eager(tmp_path):
     assert len(rows[True]) == len(rows[False]) == 3
     for a, b in zip(rows[True], rows[False]):
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
+
+
+def test_trainer_checkpoint_patch_embedder_option_trains_bit_for_bit_like_without(tmp_path):
+    """TrainConfig(checkpoint_patch_embedder=True) sets checkpoint_convs on every patch embedder of
+    the model and changes nothing else: the same losses and weights, bit for bit."""
+    from eegfm.modules.patch_embed import NeuralPatchEmbedder
+
+    batches = [padded_batch(seed) for seed in range(2)]
+    for batch in batches:
+        batch.targets = codes_of(batch)
+    weights, losses = {}, {}
+    for checkpointed in (False, True):
+        torch.manual_seed(0)
+        pre = pretrainer("codes", single_pass=True)
+        cfg = TrainConfig(steps=2, log_every=1, checkpoint_every=1000, warmup_steps=1, progress=False, device="cpu",
+                          checkpoint_patch_embedder=checkpointed, run_dir=str(tmp_path / str(checkpointed)))
+        Trainer(pre, cfg, lambda epoch, start: iter(batches[start:])).fit()
+        embedders = [m for m in pre.modules() if isinstance(m, NeuralPatchEmbedder)]
+        assert embedders and all(m.checkpoint_convs is checkpointed for m in embedders)
+        weights[checkpointed] = {k: v.clone() for k, v in pre.state_dict().items()}
+        lines = (tmp_path / str(checkpointed) / "metrics.csv").read_text().splitlines()
+        losses[checkpointed] = [dict(zip(lines[0].split(","), line.split(",")))["loss"] for line in lines[1:]]
+    assert all(torch.equal(weights[False][k], weights[True][k]) for k in weights[False])
+    assert len(losses[False]) == 2 and losses[False] == losses[True]
