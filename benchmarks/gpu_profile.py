@@ -12,8 +12,8 @@ and reports:
   (``conv_impl`` ``"conv"``: ``nn.Conv1d``; ``"matmul"``: one matrix product per convolution over
   unfolded windows; their largest difference is reported), and with ``--compile-embedder`` under
   ``torch.compile``;
-- eegfm's step with the ``matmul`` embedder, and with the embedder's intermediates recomputed in the
-  backward (``checkpoint_convs``), each way;
+- eegfm's step as the library runs it on the device, and with each embedder (``conv``, ``matmul``),
+  with and without its intermediates recomputed in the backward (``checkpoint_convs``);
 - peak memory of each arm's warm-up (CUDA);
 - the top ``--top`` operators by self device time over ``--profile-steps`` profiled steps
   (``torch.profiler``), as a text table per model.
@@ -114,10 +114,10 @@ def encoder_report(args, device) -> dict:
     ours, labram = et.build_models(args, inputs.x.shape[1], inputs.n_times, device)
     arms = {name: et.make_step(model, loss_of, device, args.dtype, fused=device.type == "cuda")
             for name, (model, loss_of) in et.contenders(args, ours, labram, inputs).items()}
-    ours_step = arms[next(iter(arms))]
-    arms["eegfm step, matmul embedder"] = with_embedder(ours_step, ours, conv_impl="matmul")
-    arms["eegfm step, checkpointed embedder"] = with_embedder(ours_step, ours, checkpoint=True)
-    arms["eegfm step, matmul embedder checkpointed"] = with_embedder(ours_step, ours, "matmul", checkpoint=True)
+    ours_step = arms[next(iter(arms))]  # the library's defaults (conv_impl: DEFAULT_CONV_IMPL of the device)
+    for impl in ("conv", "matmul"):
+        arms[f"eegfm step, {impl} embedder"] = with_embedder(ours_step, ours, impl)
+        arms[f"eegfm step, {impl} embedder checkpointed"] = with_embedder(ours_step, ours, impl, checkpoint=True)
     for impl in ("conv", "matmul"):
         arms[f"patch embedder, {impl} (fwd+bwd)"] = patch_embed_step(ours, inputs, args, device, impl)
     if args.compile_embedder:

@@ -257,9 +257,9 @@ def test_gpu_profile_times_both_cudnn_settings_and_writes_one_table_per_arm(tmp_
     report = _load("gpu_profile").main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--seconds", "2",
                                         "--warmup", "1", "--steps", "1", "--rounds", "1", "--profile-steps", "1",
                                         "--top", "5", "--unet", "--out", str(tmp_path)])
-    arms = {"eegfm.MAPEEncoder", "braindecode.Labram", "eegfm step, matmul embedder", "eegfm step, checkpointed embedder",
-            "eegfm step, matmul embedder checkpointed", "patch embedder, conv (fwd+bwd)",
-            "patch embedder, matmul (fwd+bwd)"}
+    arms = {"eegfm.MAPEEncoder", "braindecode.Labram", "eegfm step, conv embedder", "eegfm step, matmul embedder",
+            "eegfm step, conv embedder checkpointed", "eegfm step, matmul embedder checkpointed",
+            "patch embedder, conv (fwd+bwd)", "patch embedder, matmul (fwd+bwd)"}
     assert set(report["encoder"]["step_ms"]) == set(report["encoder"]["tables"]) == arms
     for ms in report["encoder"]["step_ms"].values():
         assert set(ms) == {"cudnn_benchmark_off", "cudnn_benchmark_on"} and all(v > 0 for v in ms.values())
