@@ -19,7 +19,7 @@ from eegfm.data import pad_recordings
 from eegfm.models.pretrainer import MaskedPretrainer
 from eegfm.modules.masking import make_mask
 from eegfm.modules import AttentionPool
-from eegfm.modules.transformer import MultiHeadSelfAttention, pads_head_size
+from eegfm.modules.transformer import MultiHeadSelfAttention, pads_head_size, sdpa_padded_heads
 from eegfm.registry import _ARCHITECTURES, create_model
 
 BASE = dict(embed_dim=200, depth=12, num_heads=10, patch_size=200)  # head size 20
@@ -247,3 +247,41 @@ def test_gpu_tests_are_deselected_not_skipped_unless_selected():
     assert len(cuda_tests) == 3 and f"({len(cuda_tests)} deselected)" in summary and "skipped" not in summary
     assert not any(f"::{name}" in default for name in cuda_tests)
     assert all(f"::{name}\n" in selected for name in cuda_tests) and "::test_padded" not in selected
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "float"])
+def test_cpu_half_attention_runs_in_float32(mask_kind, monkeypatch):
+    """Under CPU bf16 autocast, a bf16 q/k/v is attended in float32 (PyTorch's CPU attention is slower
+    in bf16) and the output comes back in bf16; CPU_HALF_ATTENTION_IN_FP32=False gives bf16 attention."""
+    import eegfm.modules.transformer as transformer
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 20).to(torch.bfloat16) for _ in range(3))
+    keep = key_mask(2, 9, [9, 5])  # (2, 1, 1, 9) bool
+    mask = {"none": None, "bool": keep,
+            "float": torch.zeros(2, 3, 9, 9).masked_fill(~keep, float("-inf")).to(torch.bfloat16)}[mask_kind]
+    fp32_mask = mask.float() if mask is not None and mask.is_floating_point() else mask
+    want = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=fp32_mask).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = sdpa_padded_heads(q, k, v, mask)
+        monkeypatch.setattr(transformer, "CPU_HALF_ATTENTION_IN_FP32", False)
+        half = sdpa_padded_heads(q, k, v, mask)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, want)
+    assert half.dtype == torch.bfloat16 and not torch.equal(half, want)  # the bf16 kernel rounds differently
+
+
+def test_cpu_bf16_autocast_step_stays_close_to_float32():
+    """An encoder training step under CPU bf16 autocast (projections in bf16, attention in float32): the
+    pooled output and loss stay within bf16 rounding of float32, and every gradient is finite."""
+    batch = padded_batch()
+    torch.manual_seed(0)
+    encoder = MAPEEncoder(**SMALL_BASE)
+    outputs = {}
+    for autocast in (False, True):
+        encoder.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            pooled = encoder(**batch.encoder_inputs()).pooled().float()
+        pooled.square().mean().backward()
+        outputs[autocast] = pooled.detach()
+        assert all(torch.isfinite(p.grad).all() for p in encoder.parameters() if p.grad is not None)
+    torch.testing.assert_close(outputs[True], outputs[False], rtol=0.05, atol=0.05)

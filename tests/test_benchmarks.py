@@ -287,3 +287,18 @@ def test_padding_packing_times_both_arms_with_the_same_loss_and_restores_the_lib
     assert packing.PACK_ON_CPU is True
     assert json.loads(out.read_text()) == report
     assert '"ratio_unpacked_over_packed"' in capsys.readouterr().out
+
+
+def test_cpu_bf16_step_times_four_arms_and_restores_the_attention_setting(tmp_path):
+    import eegfm.modules.transformer as transformer
+
+    before = transformer.CPU_HALF_ATTENTION_IN_FP32
+    report = _load("cpu_bf16_step").main(["--size", "tiny", "--batch-size", "2", "--n-chans", "4", "--seconds", "1",
+                                          "--patch-size", "50", "--steps", "1", "--rounds", "1", "--out", str(tmp_path)])
+    arms = {"eegfm bf16, attention fp32", "eegfm bf16, attention bf16", "eegfm fp32", "Labram bf16"}
+    assert set(report["step_ms"]) == set(report["tokens_per_s"]) == arms
+    assert all(ms > 0 for ms in report["step_ms"].values())
+    assert report["time_over_eegfm_bf16_attention_fp32"]["eegfm bf16, attention fp32"] == 1.0
+    assert transformer.CPU_HALF_ATTENTION_IN_FP32 is before
+    saved = json.loads(next(tmp_path.glob("cpu_bf16_step_classify_tiny_b2_t*.json")).read_text())
+    assert saved["step_ms"] == report["step_ms"]
