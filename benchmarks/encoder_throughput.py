@@ -71,7 +71,7 @@ from torch import nn
 
 from eegfm import MAPEEncoder
 from eegfm.modules.masking import random_mask
-from eegfm.modules.patch_embed import CONV_IMPLS, NeuralPatchEmbedder
+from eegfm.modules.patch_embed import CONV_IMPLS, NeuralPatchEmbedder, patch_embedders  # noqa: F401  (tests use it)
 
 SIZES = {"tiny": (64, 2, 4), "small": (128, 6, 8), "base": (200, 12, 10)}  # D, layers, heads
 LABRAM = "braindecode.Labram"
@@ -141,9 +141,8 @@ def build_models(args, n_chans, n_times, device):
             patch_size=args.patch_size, embed_dim=dim, num_layers=depth, num_heads=heads,
         )
     labram = (LabramMasked(labram, args.num_codes) if masked else labram).to(device)
-    for module in ours.modules():  # --embedder, --checkpoint-embedder
-        if isinstance(module, NeuralPatchEmbedder):
-            module.conv_impl, module.checkpoint_convs = args.embedder, args.checkpoint_embedder
+    for embedder in patch_embedders(ours):  # --embedder, --checkpoint-embedder
+        embedder.conv_impl, embedder.checkpoint_convs = args.embedder, args.checkpoint_embedder
     return ours, labram
 
 

@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["CONV_IMPLS", "CPU_CHUNK_PATCHES", "DEFAULT_CONV_IMPL", "NeuralPatchEmbedder", "conv_stack_as_matmuls"]
+__all__ = ["CONV_IMPLS", "CPU_CHUNK_PATCHES", "DEFAULT_CONV_IMPL", "NeuralPatchEmbedder", "conv_stack_as_matmuls",
+           "patch_embedders"]
 
 #: Patches per call of the convolutions on the CPU (a sweep of 256-8,192 found 1,024-4,096 alike for
 #: patches of 100 and 200 samples, 8,192 slower).
@@ -189,6 +190,12 @@ class NeuralPatchEmbedder(nn.Module):
             return self.pool(hidden.transpose(1, 2)).flatten(1)
         pooled = hidden.reshape(n, bins, length // bins, channels).mean(2)  # (N, bins, C)
         return pooled.transpose(1, 2).flatten(1)  # (N, C * bins), channel-major like the module's
+
+
+def patch_embedders(model: nn.Module) -> list[NeuralPatchEmbedder]:
+    """Every :class:`NeuralPatchEmbedder` inside ``model`` (its encoder's, a tokenizer's, ...), to set
+    ``conv_impl`` or ``checkpoint_convs`` on all of them."""
+    return [module for module in model.modules() if isinstance(module, NeuralPatchEmbedder)]
 
 
 def conv_stack_as_matmuls(convs: nn.Sequential, hidden: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..modules.patch_embed import NeuralPatchEmbedder
+from ..modules.patch_embed import patch_embedders
 from . import distributed as D
 from .checkpoint import (
     FrozenParameters,
@@ -445,9 +445,8 @@ class Trainer:
         model = self.model.to(self.device)
         model.train()
         if cfg.checkpoint_patch_embedder:
-            for module in model.modules():
-                if isinstance(module, NeuralPatchEmbedder):
-                    module.checkpoint_convs = True
+            for embedder in patch_embedders(model):
+                embedder.checkpoint_convs = True
         step_module: nn.Module = _StepModule(model)
         if info.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
