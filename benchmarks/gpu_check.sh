@@ -12,6 +12,8 @@
 #   3. the same on padded mixed-montage batches (19/32/64 channels)
 #   4. pre-training step (single pass, cached codes) vs a LaBraM-style masked step, unpadded
 #   5. the same, padded
+#   5b. the pre-training step with a decoder (MaskedPretrainer(decoder_depth=2): the encoder sees the visible
+#       tokens only), unpadded and padded
 #   6. VQ codebook lookup memory (chunked vs torch.cdist)
 #   7. inflated UNet step at fp16 vs the 2-D UNet (SD-1.5 architecture, random weights)
 #   8. where the time goes: kernel tables of the encoder step, Labram and the UNets, the step with each
@@ -73,6 +75,10 @@ step pretrain_step "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" 
   --cached-codes --out "$OUT"
 step pretrain_step_padded "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --task pretrain \
   --single-pass --cached-codes --padded --out "$OUT"
+step pretrain_step_decoder "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --task pretrain \
+  --single-pass --cached-codes --decoder-depth 2 --out "$OUT"
+step pretrain_step_decoder_padded "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --task pretrain \
+  --single-pass --cached-codes --decoder-depth 2 --padded --out "$OUT"
 step vq_lookup_memory "$T_VQ" "$PY" benchmarks/vq_lookup_memory.py "${VQ[@]}" --out "$OUT"
 step video_unet_step "$T_UNET" "$PY" benchmarks/video_unet_step.py "${UNET[@]}" --out "$OUT"
 step profile "$T_PROFILE" "$PY" benchmarks/gpu_profile.py "${PROFILE[@]}" --out "$OUT"

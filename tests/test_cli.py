@@ -190,7 +190,7 @@ def test_pretrain_spectrum_needs_no_tokenizer_nor_code_cache(tokenizer_dir, tmp_
     monkeypatch.chdir(tmp_path)  # no runs/tokenizer/model here
     run = tmp_path / "spectrum"
     assert main([*SPECTRUM, f"--data.cache_dir={tokenizer_dir / 'cache'}", f"--train.run_dir={run}",
-                 "--model.patch_size=50", "--model.strategies=random,channel"]) == 0
+                 "--model.patch_size=50", "--model.strategies=random,channel", "--model.decoder_depth=1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("pretrain: 4 steps in ") and lines[1].startswith("masked R^2: random ")
     assert lines[1].endswith("(predicting the mean: 0)") and "accuracy" not in lines[1]
@@ -204,6 +204,7 @@ def test_pretrain_spectrum_needs_no_tokenizer_nor_code_cache(tokenizer_dir, tmp_
     assert json.loads((run / "run_config.json").read_text())["tokenizer"] is None
     model = MaskedPretrainer.from_pretrained(run / "model")
     assert model.target == "spectrum" and model.head.out_features == 26 and model.encoder.patch_size == 50
+    assert model.decoder_depth == 1 and len(model.decoder_blocks) == 1  # pre-trained with a decoder (MAE style)
     assert MAPEEncoder.from_pretrained(run / "encoder").patch_size == 50
     assert plot_files(run) == {"loss.png", "masked.png", "spectra.png", "montage.png"}
     card = (run / "encoder" / "README.md").read_text()
@@ -211,7 +212,8 @@ def test_pretrain_spectrum_needs_no_tokenizer_nor_code_cache(tokenizer_dir, tmp_
     assert "- target: spectrum: the z-scored Fourier amplitudes of each patch" in card
 
 
-def test_pretrain_spectra_are_of_masked_patches(tokenizer_dir):
+@pytest.mark.parametrize("decoder_depth", [0, 1])
+def test_pretrain_spectra_are_of_masked_patches(tokenizer_dir, decoder_depth):
     """The spectra plot shows masked patches: the pretrainer's head output against amplitude_target."""
     from eegfm.cli.pretrain import pretrain_spectra
     from eegfm.cli.runs import DataConfig, build_loader
@@ -220,7 +222,7 @@ def test_pretrain_spectra_are_of_masked_patches(tokenizer_dir):
     corpus, windows, _ = build_loader(DataConfig(cache_dir=str(tokenizer_dir / "cache"), l_freq=0.5,
                                                  stride_seconds=2.0, batch_size=8), 50, 0, progress=False)
     model = MaskedPretrainer(patch_size=50, embed_dim=32, depth=1, num_heads=2, target="spectrum",
-                             strategies=["temporal"])
+                             strategies=["temporal"], decoder_depth=decoder_depth)
     spectra = pretrain_spectra(model, windows, corpus.entries, n=3, seed=1)
     assert spectra["true"].shape == spectra["predicted"].shape == (3, 26)
     assert spectra["freqs"][-1] == 100.0 and len(spectra["labels"]) == 3

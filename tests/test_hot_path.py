@@ -197,13 +197,14 @@ class _NoHostRead:
             monkeypatch.setattr(torch.Tensor, name, refuse(name))
 
 
-@pytest.mark.parametrize("target", ["codes", "spectrum"])
-def test_step_reads_no_tensor_on_the_host(monkeypatch, target):
-    """Forward and backward of the training step on a padded batch, and the encoder's forward
-    with check_finite=False, never read a tensor's value from Python."""
+@pytest.mark.parametrize("target,decoder_depth", [("codes", 0), ("spectrum", 0), ("spectrum", 1)])
+def test_step_reads_no_tensor_on_the_host(monkeypatch, target, decoder_depth):
+    """Forward and backward of the training step on a padded batch (with a decoder too: the
+    visible tokens' slots come from the shapes), and the encoder's forward with
+    check_finite=False, never read a tensor's value from Python."""
     batch = padded_batch()
     batch.targets = codes_of(batch) if target == "codes" else None
-    pre = pretrainer(target, single_pass=True)
+    pre = pretrainer(target, single_pass=True, decoder_depth=decoder_depth)
     encoder = MAPEEncoder(**TINY)
     _NoHostRead(monkeypatch)
     out = pre.training_step(batch)
@@ -280,11 +281,11 @@ def _pretrain_loss(pre):
     return loss
 
 
-def _compare_compiled_loss(target, backend):
+def _compare_compiled_loss(target, backend, **kw):
     batch = padded_batch()
     targets = codes_of(batch) if target == "codes" else None
     inputs = (batch.x, batch.positions, batch.channel_mask, batch.n_times, targets)
-    compiled_pre = pretrainer(target, single_pass=True)
+    compiled_pre = pretrainer(target, single_pass=True, **kw)
     eager_pre = copy.deepcopy(compiled_pre)
     torch.compiler.reset()
     compiled = torch.compile(_pretrain_loss(compiled_pre), fullgraph=True, backend=backend)
@@ -311,6 +312,13 @@ def test_pretraining_loss_compiles_whole(target):
     """fullgraph=True: no graph break, no data-dependent shape; loss, accuracies, gradients and
     code counts equal eager on a padded batch (single pass)."""
     _compare_compiled_loss(target, "aot_eager")
+
+
+@pytest.mark.parametrize("bias", ["none", "distance"])
+def test_pretraining_loss_with_a_decoder_compiles_whole(bias):
+    """decoder_depth=1 (the encoder sees the visible tokens' slots, a decoder all tokens) compiles
+    with fullgraph=True and matches eager, with the key mask or the gathered distance bias."""
+    _compare_compiled_loss("spectrum", "aot_eager", decoder_depth=1, attention_bias=bias)
 
 
 @pytest.mark.slow

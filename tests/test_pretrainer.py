@@ -209,7 +209,8 @@ def _constant_head(pre, bias):
 
 def _fixed_masks(pre, masks):
     """Replace the random masks by ``masks(token_mask) -> [(name, mask (B, C, K), strategy (B,) or None)]``."""
-    pre._masks = lambda token_mask, generator: masks(token_mask)
+    # no bound on the masked tokens, every token a slot for the visible ones (decoder_depth > 0)
+    pre._masks = lambda token_mask, generator: [(*item, None, (None, False)) for item in masks(token_mask)]
     return pre
 
 
@@ -499,3 +500,96 @@ def test_spectrum_slow_errors():
     with pytest.raises(ValueError, match=r"target='spectrum_slow' regresses amplitudes and slow means computed from "
                                          r"x: targets="):
         pre(**batch_of().encoder_inputs(), targets=torch.zeros(2, 48, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- decoder_depth: the encoder sees the visible tokens
+def _blocks_input_lengths(pre):
+    """Token counts each encoder block and each decoder block is called with (a forward pre-hook)."""
+    seen = {"encoder": [], "decoder": []}
+    pre.encoder.blocks[0].register_forward_pre_hook(lambda m, args: seen["encoder"].append(args[0].shape[-2]))
+    pre.decoder_blocks[0].register_forward_pre_hook(lambda m, args: seen["decoder"].append(args[0].shape[-2]))
+    return seen
+
+
+@pytest.mark.parametrize("strategy", ["random", "channel", "temporal"])
+def test_decoder_encoder_sees_only_the_visible_tokens(strategy):
+    """Unpadded batch: the encoder's blocks take CLS + the visible half, the decoder every token."""
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**SPECTRUM, strategies=[strategy], decoder_depth=1).eval()
+    x = torch.randn(3, 4, 200) * 10  # 4 channels x 8 patches, no padding
+    seen = _blocks_input_lengths(pre)
+    out = pre(x, torch.rand(4, 2) * 100, generator=torch.Generator().manual_seed(0))
+    assert seen == {"encoder": [1 + 16], "decoder": [1 + 32]}
+    assert out.n_masked[strategy] == 3 * 16
+
+
+@pytest.mark.parametrize("bias", ["none", "distance"])
+def test_decoder_predictions_ignore_masked_patches_and_padding(bias):
+    """What the head reads does not move when the masked patches or the padding change (nothing of a
+    masked patch reaches the encoder), and equals the computation over every token with a key mask."""
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**SPECTRUM, decoder_depth=2, attention_bias=bias).eval()
+    batch = batch_of()
+    inputs = pre.encoder.prepare_inputs(**batch.encoder_inputs(), embed=False)
+    for name, mask, _, _, visible in pre._masks(inputs.token_mask, torch.Generator().manual_seed(1)):
+        got = pre.masked_output(inputs, mask, visible)
+        torch.testing.assert_close(got, pre.masked_output(inputs, mask), rtol=1e-5, atol=1e-5)  # every token as a slot
+        changed = batch.x.clone().view(2, 6, 8, 25)
+        changed[mask | ~inputs.token_mask] = torch.randn_like(changed[mask | ~inputs.token_mask]) * 1e3
+        moved = pre.encoder.prepare_inputs(changed.view(2, 6, 200), batch.positions, channel_mask=batch.channel_mask,
+                                           n_times=batch.n_times, embed=False)
+        torch.testing.assert_close(pre.masked_output(moved, mask, visible), got, rtol=0, atol=0)
+        assert not got[~inputs.token_mask.flatten(1)].any()  # zeros at padding
+
+
+@pytest.mark.parametrize("strategy", ["random", "channel", "temporal"])
+@pytest.mark.parametrize("ratio", [0.1, 0.25, 1 / 3, 0.5, 0.55, 0.75, 0.9])
+def test_visible_slots_hold_every_sample_and_are_exact_unpadded(strategy, ratio):
+    """The slots the encoder gets per sample (known from shapes and ratios alone) hold every visible
+    token of every sample, whatever its padding, and a full sample fills them when said exact; a
+    complement's visible tokens are the original mask's."""
+    from eegfm.models.pretrainer import _visible_slots
+    from eegfm.modules.masking import MASK_STRATEGIES
+
+    for n_chans, n_patches in [(1, 1), (1, 2), (2, 3), (3, 5), (7, 4), (19, 4), (64, 4), (5, 30)]:
+        samples = [(c, k) for c in range(1, n_chans + 1) for k in range(1, n_patches + 1)]  # full grid last
+        grid = torch.zeros(len(samples), n_chans, n_patches, dtype=torch.bool)
+        for row, (c, k) in enumerate(samples):
+            grid[row, :c, :k] = True
+        masked = MASK_STRATEGIES[strategy](grid, ratio, torch.Generator().manual_seed(0))
+        for complement, visible in ((False, grid & ~masked), (True, masked)):
+            count = visible.flatten(1).sum(1)
+            slots, exact = _visible_slots(strategy, ratio, n_chans, n_patches, complement)
+            assert int(count.max()) <= slots, (n_chans, n_patches, complement)
+            if exact and int(count[-1]) > 0:
+                assert int(count[-1]) == slots, (n_chans, n_patches, complement)
+
+
+def test_decoder_trains_evaluates_and_is_saved(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**SPECTRUM, decoder_depth=1, single_pass=True)
+    losses, out = _train(pre, 40)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+    assert pre.mask_embedding.grad is not None and pre.decoder_blocks[0].mlp[0].weight.grad is not None
+    evaluation = pre.evaluate([batch_of()], seed=0)
+    assert set(evaluation["accuracy"]) == {"random", "channel", "temporal"}
+    loaded = _assert_round_trip(pre, tmp_path / "decoder", width=N_BINS)
+    assert loaded.decoder_depth == 1
+    for name, value in pre.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    config = json.loads((tmp_path / "decoder" / "config.json").read_text())
+    assert config["decoder_depth"] == 1
+    MaskedPretrainer(**SPECTRUM).save_pretrained(tmp_path / "old")
+    old_config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del old_config["decoder_depth"]  # a folder saved before decoder_depth existed
+    (tmp_path / "old" / "config.json").write_text(json.dumps(old_config))
+    old = MaskedPretrainer.from_pretrained(tmp_path / "old")
+    assert old.decoder_depth == 0 and old.decoder_blocks is None
+
+
+def test_decoder_errors():
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"^decoder_depth must be an int >= 0 \(0: the encoder sees every token"):
+            MaskedPretrainer(**SPECTRUM, decoder_depth=bad)

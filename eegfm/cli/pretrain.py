@@ -233,16 +233,13 @@ def pretrain_spectra(pretrainer, windows, entries, n: int = 4, *, seed: int = 0)
         try:
             with torch.no_grad():
                 inputs = enc.prepare_inputs(batch.x, batch.positions, channel_mask=batch.channel_mask,
-                                            n_times=batch.n_times)
-                embeddings = inputs.embeddings  # (B, C, K, D)
+                                            n_times=batch.n_times, embed=not pretrainer.decoder_depth)
                 mask = make_mask(strategy, inputs.token_mask, pretrainer.ratios[strategy],
                                  torch.Generator().manual_seed(seed))
-                hidden = torch.where(mask[..., None], pretrainer.mask_embedding.to(embeddings.dtype), embeddings)
-                out = enc.encode(hidden, inputs.positions.to(embeddings.dtype), inputs.token_mask,
-                                 inputs.valid_patches, padded=inputs.padded)
+                tokens = pretrainer.masked_output(inputs, mask)  # (B, C*K, D): what the head reads
                 target = amplitude_target(inputs.patches, inputs.token_mask).flatten(1, 2)  # (B, C*K, F)
                 # spectrum_slow: the head's first F outputs are the amplitudes, the slow means follow
-                predicted = pretrainer.head(out.tokens).float()[..., :target.shape[-1]]
+                predicted = pretrainer.head(tokens).float()[..., :target.shape[-1]]
         finally:
             pretrainer.train(was_training)
         return target, predicted, mask.flatten(1)

@@ -162,17 +162,17 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
     # ------------------------------------------------------------------ inputs (eegfm.modules.input_stage)
     def prepare_inputs(self, x: torch.Tensor, positions: torch.Tensor, *, channel_mask: torch.Tensor | None = None,
                        n_times: torch.Tensor | int | None = None, sfreq: float | None = None,
-                       check_finite: bool = False) -> EncoderInputs:
+                       check_finite: bool = False, embed: bool = True) -> EncoderInputs:
         """The input stage with this encoder's patch size, rate and patch embedder.
 
         :func:`eegfm.modules.input_stage.prepare_inputs`: x (B, C, T), positions (B, C, 2) or
         (C, 2), channel_mask (B, C), n_times (B,) -> checked inputs, patches (B, C, K, W),
-        token mask (B, C, K), patch embeddings (B, C, K, D) and valid patches (B,). Every model
-        built on the encoder starts with it.
+        token mask (B, C, K), patch embeddings (B, C, K, D; None with ``embed=False``) and valid
+        patches (B,). Every model built on the encoder starts with it.
         """
         return input_stage.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times,
                                           patch_size=self.patch_size, embedder=self.patch_embed, sfreq=sfreq,
-                                          model_sfreq=self.sfreq, check_finite=check_finite)
+                                          model_sfreq=self.sfreq, check_finite=check_finite, embed=embed)
 
     def padding_given(self, x: torch.Tensor, channel_mask, n_times) -> bool:
         """:func:`eegfm.modules.input_stage.padding_given` with this encoder's patch size."""
@@ -237,28 +237,14 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         EncoderOutput
         """
         batch, n_chans, n_patches, dim = embeddings.shape
-        # Padded channels may carry NaN positions; zero them so they cannot leak NaN.
-        positions = torch.where(token_mask.any(-1, keepdim=True), positions, torch.zeros_like(positions))
+        positions = self.zero_padded_positions(positions, token_mask)
         position = self.pos_embed(positions, n_patches, n_patches_per_sample).to(embeddings.dtype)  # (B, C, K, D)
         # padding may hold anything (even NaN): zero it, or NaN values would leak through attention
         tokens = torch.where(token_mask[..., None], embeddings, 0.0) + position
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens.flatten(1, 2)), dim=1)
         flat_mask = token_mask.flatten(1)  # (B, C*K)
-        keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K), CLS kept
-        if self.config.attention_bias == "distance":  # additive, (B, H, 1 + C*K, 1 + C*K), -inf at padded keys
-            attn_mask = distance_bias(positions.float(), token_mask, self.config.num_heads, padded).to(tokens.dtype)
-        elif padded is False:
-            attn_mask = None
-        else:
-            attn_mask = keep[:, None, None, :]  # (B, 1, 1, 1 + C*K)
-        # on the CPU the blocks' per-token work skips the padding (eegfm.modules.packing)
-        packing = None if padded is False else TokenPacking.of(keep)
-        if packing is not None:
-            tokens = packing.pack(tokens)  # (T, D)
-        for block in self.blocks:
-            tokens = block(tokens, attn_mask, packing)
-        if packing is not None:
-            tokens = packing.unpack(tokens)  # (B, 1 + C*K, D)
+        keep, attn_mask = self.attention_inputs(positions, token_mask, padded, tokens.dtype)
+        tokens = self.run_blocks(tokens, keep, attn_mask, padded=padded)
         if remove_position:
             tokens = torch.cat((tokens[:, :1], tokens[:, 1:] - position.flatten(1, 2)), dim=1)
         tokens = self.norm(tokens)
@@ -268,6 +254,64 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             tokens=patch_tokens, cls=tokens[:, 0], token_mask=flat_mask,
             n_channels=n_chans, n_patches=n_patches,
         )
+
+    @staticmethod
+    def zero_padded_positions(positions: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """Positions (B, C, 2) with channels that hold no real token set to 0 (they may carry NaN)."""
+        return torch.where(token_mask.any(-1, keepdim=True), positions, torch.zeros_like(positions))
+
+    def attention_inputs(self, positions: torch.Tensor, token_mask: torch.Tensor, padded: bool | None,
+                         dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Which of the CLS + channel-major tokens are real, and the mask or bias attention takes.
+
+        Parameters
+        ----------
+        positions : torch.Tensor, shape (B, C, 2)
+            Finite proportion coordinates (:meth:`zero_padded_positions`).
+        token_mask : torch.Tensor of bool, shape (B, C, K)
+        padded : bool, optional
+            As in :meth:`encode`.
+        dtype : torch.dtype
+            Of the tokens (an additive bias is cast to it).
+
+        Returns
+        -------
+        keep : torch.Tensor of bool, shape (B, 1 + C*K)
+            True for the CLS token and the real tokens.
+        attn_mask : torch.Tensor or None
+            (B, H, 1 + C*K, 1 + C*K) additive bias with ``attention_bias="distance"``, else a
+            (B, 1, 1, 1 + C*K) key padding mask, or None when ``padded`` is False.
+        """
+        flat_mask = token_mask.flatten(1)  # (B, C*K)
+        keep = torch.cat((torch.ones_like(flat_mask[:, :1]), flat_mask), dim=1)  # (B, 1 + C*K), CLS kept
+        if self.config.attention_bias == "distance":  # additive, -inf at padded keys
+            return keep, distance_bias(positions.float(), token_mask, self.config.num_heads, padded).to(dtype)
+        return keep, (None if padded is False else keep[:, None, None, :])
+
+    def run_blocks(self, tokens: torch.Tensor, keep: torch.Tensor, attn_mask: torch.Tensor | None, *,
+                   padded: bool | None = None, blocks: nn.ModuleList | None = None) -> torch.Tensor:
+        """The Transformer blocks (``blocks``, default the encoder's) over tokens, before the final norm.
+
+        Parameters
+        ----------
+        tokens : torch.Tensor, shape (B, N, D)
+        keep : torch.Tensor of bool, shape (B, N)
+            True for real tokens; on the CPU the per-token work skips the others
+            (:mod:`eegfm.modules.packing`) unless ``padded`` is False.
+        attn_mask : torch.Tensor or None
+            What :meth:`attention_inputs` returns for these tokens.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, N, D)
+            Padded rows are not meaningful (zeros when packed).
+        """
+        packing = None if padded is False else TokenPacking.of(keep)
+        if packing is not None:
+            tokens = packing.pack(tokens)  # (T, D)
+        for block in self.blocks if blocks is None else blocks:
+            tokens = block(tokens, attn_mask, packing)
+        return tokens if packing is None else packing.unpack(tokens)  # (B, N, D)
 
     def forward(
         self,

@@ -39,6 +39,16 @@ and the target (``target=``) says what the masked tokens predict:
     mean squared error over the F bins plus half that over the S means; scored as
     ``"spectrum"`` (R^2 with the same weights).
 
+With ``decoder_depth > 0`` the encoder sees only the visible tokens (masked autoencoder
+style, He et al. 2022): each sample's unmasked real tokens are gathered into a fixed number
+of slots known from the shapes and ratios, embedded and encoded without the masked ones; a
+small decoder of ``decoder_depth`` Transformer blocks then fills the grid (encoder outputs
+where visible, the mask embedding where masked, position embedding added) and the head reads
+its masked tokens. The encoder does about half the work per step (the share of tokens
+visible), the decoder adds ``decoder_depth`` blocks over every token. With
+``decoder_depth=0`` (default) the encoder sees every token, masked ones as the mask embedding
+(the paper's masked modelling).
+
 The loss over strategies is their sum (each strategy's mean per-token loss, summed; computed
 as the number of strategies times the mean over all their masked tokens, which is the same
 when each strategy masks the same share of tokens). With ``single_pass`` the loss is the mean
@@ -65,9 +75,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hub import HubMixin, hub_card
+from ..modules.input_stage import EncoderInputs
 from ..modules.masking import MASK_STRATEGIES, draw_device, make_mask
 from .config import EmbedsEncoderConfig, EncoderConfig
-from .encoder import MAPEEncoder
+from .encoder import MAPEEncoder, transformer_blocks
 from .tokenizer import amplitude_target
 
 __all__ = ["PRETRAIN_TARGETS", "MaskedPretrainer", "PretrainOutput", "signal_target", "slow_target"]
@@ -201,6 +212,43 @@ def _most_masked(strategy: str, ratio: float, n_chans: int, n_patches: int) -> i
     return most(n_patches) * n_chans  # temporal
 
 
+def _mask_counts(n: int, ratio: float) -> tuple[int, int]:
+    """The fewest and the most of ``n`` candidates :func:`~eegfm.modules.masking.make_mask` masks.
+
+    ``k(n) = clamp(round(ratio * n), 1, n - 1)`` (``min(n, 1)`` for n < 2); the two differ only
+    when ``ratio * n`` is within float rounding of a tie (x.5), where either may come out.
+    """
+    if n < 2:
+        return n, n
+
+    def clamp(k: int) -> int:
+        return min(max(k, 1), n - 1)
+
+    return clamp(math.floor(n * ratio * (1 - 1e-6) + 0.5)), clamp(math.floor(n * ratio * (1 + 1e-6) + 0.5))
+
+
+def _visible_slots(strategy: str, ratio: float, n_chans, n_patches,
+                   complement: bool = False) -> tuple[int | None, bool]:
+    """Slots that hold every sample's visible (unmasked, real) tokens, from the shapes alone.
+
+    Returns
+    -------
+    slots : int or None
+        At least the visible tokens of any sample (a sample's ``n - k(n)`` grows with its ``n``,
+        so the padded grid bounds them all; for a ``complement`` mask the visible tokens are
+        the original's masked ones). None when the shapes are symbolic (then every token).
+    exact : bool
+        Whether a sample without padding has exactly ``slots`` visible tokens (no rounding tie).
+    """
+    if not (isinstance(n_chans, int) and isinstance(n_patches, int)):
+        return None, False
+    n, unit = {"random": (n_chans * n_patches, 1), "channel": (n_chans, n_patches),
+               "temporal": (n_patches, n_chans)}[strategy]
+    fewest, most = _mask_counts(n, ratio)
+    slots = most * unit if complement else (n - fewest) * unit
+    return max(slots, 1), fewest == most
+
+
 class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
     """Masked pre-training of a :class:`~eegfm.MAPEEncoder` on tokenizer codes, Fourier amplitudes or samples.
 
@@ -233,6 +281,13 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         sub-window means (:func:`slow_target`; the two halves weigh the same; a head of
         ``patch_size // 2 + 1 + SLOW_BINS`` outputs, no tokenizer). Saved in ``config.json``; a folder saved
         before this option existed loads as ``"codes"``.
+    decoder_depth : int
+        0 (default): the encoder sees every token, masked ones as the mask embedding (the
+        paper's masked modelling). ``>= 1``: the encoder sees only the visible tokens and a
+        decoder of this many Transformer blocks (the encoder's width and heads, dropped after
+        pre-training) predicts the masked ones (masked-autoencoder style: about half the
+        encoder's work per step at mask ratio 0.5). A folder saved before this option existed
+        loads with 0.
     **encoder_fields
         :class:`~eegfm.EncoderConfig` fields that replace those of ``encoder``
         (``MaskedPretrainer(embed_dim=64)`` is ``MaskedPretrainer(encoder=EncoderConfig(embed_dim=64))``).
@@ -249,6 +304,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         symmetric: bool = False,
         single_pass: bool = False,
         target: str = "codes",
+        decoder_depth: int = 0,
         **encoder_fields,
     ):
         super().__init__()
@@ -264,10 +320,26 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         for name in strategies:
             if not 0.0 < self.ratios[name] < 1.0:
                 raise ValueError(f"{name}_ratio must be in (0, 1), got {self.ratios[name]}")
+        if not isinstance(decoder_depth, int) or isinstance(decoder_depth, bool) or decoder_depth < 0:
+            raise ValueError(f"decoder_depth must be an int >= 0 (0: the encoder sees every token, the paper's "
+                             f"masked modelling; >= 1: a decoder of that many blocks), got {decoder_depth!r}")
         self.symmetric = symmetric
         self.single_pass = single_pass
         self.target = target
+        self.decoder_depth = decoder_depth
         self.encoder = MAPEEncoder(config)
+        self.decoder_blocks = self.decoder_norm = None
+        if decoder_depth:
+            self.decoder_blocks = nn.ModuleList(transformer_blocks(config, decoder_depth))
+            self.decoder_norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+            for module in (*self.decoder_blocks.modules(), self.decoder_norm):  # as the encoder's blocks
+                if isinstance(module, nn.Linear):
+                    nn.init.trunc_normal_(module.weight, std=0.02)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+                elif isinstance(module, nn.LayerNorm):
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
         self.mask_embedding = nn.Parameter(torch.zeros(config.embed_dim))
         nn.init.trunc_normal_(self.mask_embedding, std=0.02)
         n_bins = config.patch_size // 2 + 1
@@ -318,15 +390,23 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         return getattr(batch, "targets", None) if self.target == "codes" else None
 
     def _masks(self, token_mask: torch.Tensor, generator: torch.Generator | None) -> list[tuple]:
-        """The step's masks: ``(name, mask (B, C, K), strategy of each sample (B,) or None, most)``.
+        """The step's masks: ``(name, mask (B, C, K), strategy of each sample (B,) or None, most, visible)``.
 
         ``most`` (a Python int, or None for no bound) is at least the number of tokens any
         sample of the batch can have masked, known from the shapes and ratios alone: the loss
         gathers that many tokens per sample instead of all of them (no host sync, and no head
-        on tokens that cannot be masked).
+        on tokens that cannot be masked). ``visible`` is ``(slots, exact)`` of
+        :func:`_visible_slots`: where ``decoder_depth > 0`` puts each sample's visible tokens.
         """
         n_chans, n_patches = token_mask.shape[1:]
         most = {name: _most_masked(name, self.ratios[name], n_chans, n_patches) for name in self.strategies}
+
+        def visible(names, complement=False):  # slots for all of `names` (one pass), and whether exact
+            slots = [_visible_slots(name, self.ratios[name], n_chans, n_patches, complement) for name in names]
+            if any(n is None for n, _ in slots):
+                return None, False
+            return max(n for n, _ in slots), all(exact for _, exact in slots) and len({n for n, _ in slots}) == 1
+
         masks = [(name, make_mask(name, token_mask, self.ratios[name], generator)) for name in self.strategies]
         if self.single_pass:
             batch = token_mask.shape[0]
@@ -336,13 +416,15 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
             stacked = torch.stack([mask for _, mask in masks])  # (S, B, C, K)
             mixed = stacked[strategy_of_sample, torch.arange(batch, device=token_mask.device)]  # (B, C, K)
             bound = None if None in most.values() else max(most.values())
-            chosen = [("mixed", mixed, strategy_of_sample, bound)]
+            chosen = [("mixed", mixed, strategy_of_sample, bound, visible(self.strategies), self.strategies)]
         else:
-            chosen = [(name, mask, None, most[name]) for name, mask in masks]
+            chosen = [(name, mask, None, most[name], visible([name]), [name]) for name, mask in masks]
         if self.symmetric:  # a complement may hold nearly every token: no bound
-            chosen = [item for name, mask, which, bound in chosen
-                      for item in ((name, mask, which, bound), (f"{name}_complement", token_mask & ~mask, which, None))]
-        return chosen
+            chosen = [item for name, mask, which, bound, seen, names in chosen
+                      for item in ((name, mask, which, bound, seen, names),
+                                   (f"{name}_complement", token_mask & ~mask, which, None, visible(names, True),
+                                    names))]
+        return [item[:5] for item in chosen]
 
     def _token_loss_and_score(self, pred: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor):
         """Per-token loss, score and weight, 0 wherever ``chosen`` is False.
@@ -386,6 +468,75 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         # where, not a product: a non-finite value at a token that does not count stays out
         return torch.where(chosen, loss, 0.0), score, weight
 
+    def masked_output(self, inputs: EncoderInputs, mask: torch.Tensor,
+                      visible: tuple[int | None, bool] = (None, False)) -> torch.Tensor:
+        """What the head reads at every token when ``mask`` is hidden.
+
+        Parameters
+        ----------
+        inputs : EncoderInputs
+            ``self.encoder.prepare_inputs(...)`` of the batch (``embeddings`` may be None with
+            ``decoder_depth > 0``: only the visible patches are embedded then).
+        mask : torch.Tensor of bool, shape (B, C, K)
+            True = masked.
+        visible : (int or None, bool)
+            ``decoder_depth > 0`` only: slots that hold any sample's visible tokens (None: every
+            token) and whether every sample fills them all (then no key mask is needed); from
+            the shapes alone (:func:`_visible_slots`), never read from a tensor.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, C*K, D)
+            The encoder's output tokens (``decoder_depth=0``) or the decoder's; zeros at padding.
+        """
+        enc, token_mask = self.encoder, inputs.token_mask
+        if not self.decoder_depth:
+            embeddings = inputs.embeddings if inputs.embeddings is not None else enc.embed_patches(inputs.patches,
+                                                                                                   token_mask)
+            hidden = torch.where(mask[..., None], self.mask_embedding.to(embeddings.dtype), embeddings)
+            return enc.encode(hidden, inputs.positions.to(embeddings.dtype), token_mask, inputs.valid_patches,
+                              padded=inputs.padded).tokens
+        batch, n_chans, n_patches = token_mask.shape
+        flat_valid = token_mask.flatten(1)  # (B, N)
+        seen = flat_valid & ~mask.flatten(1)  # (B, N): the visible tokens
+        slots, exact = visible
+        slots = seen.shape[1] if slots is None else min(slots, seen.shape[1])
+        exact = exact and inputs.padded is False  # every slot of every sample holds a visible token
+        # each sample's visible tokens first, in token order: a gather of `slots`, no data-dependent shape
+        order = torch.argsort((~seen).to(torch.uint8), dim=1, stable=True)[:, :slots]  # (B, V)
+        keep = seen.gather(1, order)  # (B, V): False where a sample has fewer visible tokens
+        patches = inputs.patches.flatten(1, 2)  # (B, N, W)
+        patches = patches.gather(1, order[..., None].expand(-1, -1, patches.shape[-1]))  # (B, V, W)
+        embedded = enc.embed_patches(patches[:, :, None], keep[:, :, None])[:, :, 0]  # (B, V, D)
+        dtype, dim = embedded.dtype, embedded.shape[-1]
+        positions = enc.zero_padded_positions(inputs.positions.to(dtype), token_mask)
+        position = enc.pos_embed(positions, n_patches, inputs.valid_patches).to(dtype).flatten(1, 2)  # (B, N, D)
+        by_slot = order[..., None].expand(-1, -1, dim)  # (B, V, D)
+        tokens = torch.where(keep[..., None], embedded, 0.0) + position.gather(1, by_slot)
+        tokens = torch.cat((enc.cls_token.expand(batch, -1, -1).to(dtype), tokens), dim=1)  # (B, 1 + V, D)
+        keep_cls = torch.cat((torch.ones_like(keep[:, :1]), keep), dim=1)  # (B, 1 + V)
+        if enc.config.attention_bias == "distance":  # the full grid's bias, at the slots' tokens
+            _, bias = enc.attention_inputs(positions, token_mask, False, dtype)  # (B, H, 1 + N, 1 + N)
+            index = torch.cat((torch.zeros_like(order[:, :1]), order + 1), dim=1)  # (B, 1 + V)
+            heads = bias.shape[1]
+            bias = bias.gather(2, index[:, None, :, None].expand(-1, heads, -1, bias.shape[3]))
+            attn_mask = bias.gather(3, index[:, None, None, :].expand(-1, heads, index.shape[1], -1))
+            if not exact:
+                attn_mask = attn_mask.masked_fill(~keep_cls[:, None, None, :], float("-inf"))
+        else:
+            attn_mask = None if exact else keep_cls[:, None, None, :]
+        encoded = enc.norm(enc.run_blocks(tokens, keep_cls, attn_mask, padded=False if exact else None))
+        # the decoder: encoder outputs where visible, the mask embedding where masked, position everywhere
+        filler = self.mask_embedding.to(dtype)
+        content = torch.where(keep[..., None], encoded[:, 1:], filler)  # (B, V, D)
+        grid = filler.expand(batch, flat_valid.shape[1], dim).scatter(1, by_slot, content)  # (B, N, D)
+        grid = torch.where(flat_valid[..., None], grid, 0.0) + position
+        grid = torch.cat((encoded[:, :1], grid), dim=1)  # (B, 1 + N, D), the encoder's CLS first
+        keep_all, attn_all = enc.attention_inputs(positions, token_mask, inputs.padded, dtype)
+        decoded = self.decoder_norm(enc.run_blocks(grid, keep_all, attn_all, padded=inputs.padded,
+                                                   blocks=self.decoder_blocks))
+        return torch.where(flat_valid[..., None], decoded[:, 1:], 0.0)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -418,7 +569,8 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         PretrainOutput
         """
         enc = self.encoder
-        inputs = enc.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times)
+        inputs = enc.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times,
+                                    embed=not self.decoder_depth)  # a decoder: only visible patches are embedded
         if self.target != "codes" and targets is not None:
             what = {"spectrum": "amplitudes", "signal": "samples",
                     "spectrum_slow": "amplitudes and slow means"}[self.target]
@@ -427,9 +579,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         if self.target == "codes" and targets is None:
             with torch.no_grad():
                 targets = self._targets(x, inputs.positions, inputs.channel_mask, inputs.n_times)
-        patches, token_mask, embeddings = inputs.patches, inputs.token_mask, inputs.embeddings  # (B, C, K, ...)
-        valid_patches, padded = inputs.valid_patches, inputs.padded
-        positions = inputs.positions.to(embeddings.dtype)
+        patches, token_mask = inputs.patches, inputs.token_mask  # (B, C, K, ...)
         flat_valid = token_mask.flatten(1)  # (B, N)
         if self.target == "codes":
             flat_targets = targets.reshape(targets.shape[0], -1)  # (B, N)
@@ -452,12 +602,9 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         # No boolean indexing (a host sync and a data-dependent shape): each sample's masked
         # tokens are gathered into `most` slots (the masked ones first, in token order; the
         # others weigh 0), or every token counts with weight 0 where unmasked.
-        for name, mask, strategy_of_sample, *bound in masks:
-            hidden = torch.where(mask[..., None], self.mask_embedding.to(embeddings.dtype), embeddings)
-            out = enc.encode(hidden, positions, token_mask, valid_patches, padded=padded)
+        for name, mask, strategy_of_sample, most, visible in masks:
+            tokens, target = self.masked_output(inputs, mask, visible), flat_targets  # (B, N, D)
             chosen = mask.flatten(1)  # (B, N)
-            most = bound[0] if bound else None
-            tokens, target = out.tokens, flat_targets
             which = None if strategy_of_sample is None else strategy_of_sample[:, None].expand_as(chosen)  # (B, N)
             if most is not None and most < n_tokens:
                 order = torch.argsort((~chosen).to(torch.uint8), dim=1, stable=True)[:, :most]  # (B, most)

@@ -68,8 +68,8 @@ class EncoderInputs:
         True for real tokens.
     valid_patches : torch.Tensor of int64, shape (B,)
         Whole patches of real samples per recording.
-    embeddings : torch.Tensor, shape (B, C, K, D)
-        Patch embeddings, computed from zeros where padded.
+    embeddings : torch.Tensor, shape (B, C, K, D), or None
+        Patch embeddings, computed from zeros where padded (None when not asked for).
     padded : bool
         Whether the caller's inputs may hold padding (:func:`padding_given`): the encoder then
         passes the key padding mask to attention.
@@ -82,7 +82,7 @@ class EncoderInputs:
     patches: torch.Tensor
     token_mask: torch.Tensor
     valid_patches: torch.Tensor
-    embeddings: torch.Tensor
+    embeddings: torch.Tensor | None
     padded: bool
 
 
@@ -301,7 +301,7 @@ def embed_patches(embedder: nn.Module, patches: torch.Tensor, mask: torch.Tensor
 
 def prepare_inputs(x: torch.Tensor, positions: torch.Tensor, *, channel_mask=None, n_times=None,
                    patch_size: int, embedder: nn.Module, sfreq: float | None = None,
-                   model_sfreq: float | None = None, check_finite: bool = False) -> EncoderInputs:
+                   model_sfreq: float | None = None, check_finite: bool = False, embed: bool = True) -> EncoderInputs:
     """The whole input stage: check -> patchify -> token mask -> patch embedding -> valid patches.
 
     Parameters
@@ -320,6 +320,9 @@ def prepare_inputs(x: torch.Tensor, positions: torch.Tensor, *, channel_mask=Non
     check_finite : bool
         Also run :func:`check_finite_inputs` (one host sync; skipped while compiling and inside
         :func:`inputs_checked`).
+    embed : bool
+        False: skip the patch embedding (``embeddings`` is None), for a caller that embeds only
+        some patches (masked pre-training with a decoder embeds the visible ones).
 
     Returns
     -------
@@ -334,5 +337,5 @@ def prepare_inputs(x: torch.Tensor, positions: torch.Tensor, *, channel_mask=Non
     valid_patches = torch.div(n_times, patch_size, rounding_mode="floor")  # (B,)
     mask = token_mask(channel_mask, valid_patches, patches.shape[2])  # (B, C, K)
     return EncoderInputs(x=x, positions=positions, channel_mask=channel_mask, n_times=n_times, patches=patches,
-                         token_mask=mask, valid_patches=valid_patches, embeddings=embed_patches(embedder, patches, mask),
-                         padded=padded)
+                         token_mask=mask, valid_patches=valid_patches,
+                         embeddings=embed_patches(embedder, patches, mask) if embed else None, padded=padded)
