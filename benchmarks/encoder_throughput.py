@@ -118,7 +118,7 @@ def build_pretrainer(args, dim, depth, heads):
     tokenizer = NeuralTokenizer(**size, num_codes=args.num_codes).eval()
     return MaskedPretrainer(**size, num_codes=args.num_codes, strategies=args.strategies.split(","),
                             single_pass=args.single_pass, decoder_depth=getattr(args, "decoder_depth", 0),
-                            ).attach_tokenizer(tokenizer)
+                            visible_blocks=getattr(args, "visible_blocks", 0)).attach_tokenizer(tokenizer)
 
 
 def build_models(args, n_chans, n_times, device):
@@ -282,6 +282,9 @@ def parse_args(argv):
     parser.add_argument("--decoder-depth", type=int, default=0,
                         help="--task pretrain: MaskedPretrainer(decoder_depth=...): the encoder sees only the visible "
                              "tokens, a decoder of this many blocks predicts the masked ones (0: the paper's step)")
+    parser.add_argument("--visible-blocks", type=int, default=0,
+                        help="--task pretrain: MaskedPretrainer(visible_blocks=...): the first this many encoder "
+                             "blocks see only the visible tokens")
     parser.add_argument("--cached-codes", action="store_true",
                         help="--task pretrain: targets precomputed once (as eegfm pretrain's code cache does)")
     parser.add_argument("--no-optimizer", action="store_true",
@@ -317,6 +320,7 @@ def out_path(args, device) -> Path:
     if args.task == "pretrain":
         prefix += ("_single" if args.single_pass else "") + ("_cached" if args.cached_codes else "")
         prefix += f"_decoder{args.decoder_depth}" if args.decoder_depth else ""
+        prefix += f"_visible{args.visible_blocks}" if args.visible_blocks else ""
         prefix += "_vs_labram_masked" if args.labram_step == "masked" else ""
     prefix += "_padded" if args.padded else ""
     prefix += "_fwdbwd" if args.no_optimizer else ""

@@ -52,7 +52,7 @@ STRATEGIES = ("random", "channel", "temporal")  # MaskedPretrainer's default, in
 def make_model(patch_size: int = 100, embed_dim: int = 64, depth: int = 2, num_heads: int = 4,
                sfreq: float = 200.0, preprocessing: dict | None = None, target: str = "spectrum",
                strategies=STRATEGIES, patch_mean: bool = False, attention_bias: str = "none",
-               decoder_depth: int = 0) -> MaskedPretrainer:
+               decoder_depth: int = 0, visible_blocks: int = 0) -> MaskedPretrainer:
     """The probe's model: a single-pass :class:`MaskedPretrainer` with ``target="spectrum"`` (or ``"signal"``).
 
     Its head has ``patch_size // 2 + 1`` outputs (one per rfft bin; ``patch_size`` with
@@ -61,12 +61,13 @@ def make_model(patch_size: int = 100, embed_dim: int = 64, depth: int = 2, num_h
     encoder's patch embedder also sees each patch's signed mean (:class:`eegfm.EncoderConfig`).
     ``attention_bias``: ``"distance"`` adds the fixed scalp-distance / patch-lag attention bias.
     ``decoder_depth``: >= 1, the encoder sees only the visible tokens and a decoder of that many
-    blocks predicts the masked ones (:class:`MaskedPretrainer`).
+    blocks predicts the masked ones; ``visible_blocks``: >= 1, the first that many encoder blocks
+    see only the visible tokens (:class:`MaskedPretrainer`).
     """
     return MaskedPretrainer(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                             sfreq=sfreq, preprocessing=preprocessing, single_pass=True, target=target,
                             strategies=strategies, patch_mean=patch_mean, attention_bias=attention_bias,
-                            decoder_depth=decoder_depth)
+                            decoder_depth=decoder_depth, visible_blocks=visible_blocks)
 
 
 def set_slow_weight(model: MaskedPretrainer, weight: float) -> None:
@@ -170,6 +171,9 @@ def main(argv=None) -> dict:
     p.add_argument("--decoder-depth", type=int, default=0,
                    help="0: the encoder sees every token (the paper's masked modelling); >= 1: only the visible "
                         "ones, and a decoder of this many blocks predicts the masked ones (MaskedPretrainer)")
+    p.add_argument("--visible-blocks", type=int, default=0,
+                   help=">= 1: the first this many encoder blocks see only the visible tokens, the masked ones join "
+                        "before the next block (MaskedPretrainer(visible_blocks=...))")
     p.add_argument("--slow-weight", type=float, default=None,
                    help="target=spectrum_slow only: the share of the loss on the slow means (the library's 0.5 "
                         "when not given; the amplitudes get the rest)")
@@ -181,7 +185,7 @@ def main(argv=None) -> dict:
     model = make_model(patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads,
                        sfreq=data.sfreq, preprocessing=data.preprocess_config().to_dict(), target=args.target,
                        strategies=args.strategies, patch_mean=args.patch_mean, attention_bias=args.attention_bias,
-                       decoder_depth=args.decoder_depth)
+                       decoder_depth=args.decoder_depth, visible_blocks=args.visible_blocks)
     if args.slow_weight is not None:
         set_slow_weight(model, args.slow_weight)
     fitted = fit(model, args, loader)
@@ -190,6 +194,7 @@ def main(argv=None) -> dict:
     return write_summary("spectrum_pretrain_probe.py", argv, args, corpus, windows, fitted,
                          target=args.target, strategies=list(args.strategies), masked_r2=evaluation["accuracy"],
                          **({"decoder_depth": args.decoder_depth} if args.decoder_depth else {}),
+                         **({"visible_blocks": args.visible_blocks} if args.visible_blocks else {}),
                          **({} if args.slow_weight is None else {"slow_weight": args.slow_weight}))
 
 

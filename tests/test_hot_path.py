@@ -197,14 +197,15 @@ class _NoHostRead:
             monkeypatch.setattr(torch.Tensor, name, refuse(name))
 
 
-@pytest.mark.parametrize("target,decoder_depth", [("codes", 0), ("spectrum", 0), ("spectrum", 1)])
-def test_step_reads_no_tensor_on_the_host(monkeypatch, target, decoder_depth):
+@pytest.mark.parametrize("target,decoder_depth,visible_blocks",
+                         [("codes", 0, 0), ("spectrum", 0, 0), ("spectrum", 1, 0), ("spectrum", 0, 1)])
+def test_step_reads_no_tensor_on_the_host(monkeypatch, target, decoder_depth, visible_blocks):
     """Forward and backward of the training step on a padded batch (with a decoder too: the
     visible tokens' slots come from the shapes), and the encoder's forward with
     check_finite=False, never read a tensor's value from Python."""
     batch = padded_batch()
     batch.targets = codes_of(batch) if target == "codes" else None
-    pre = pretrainer(target, single_pass=True, decoder_depth=decoder_depth)
+    pre = pretrainer(target, single_pass=True, decoder_depth=decoder_depth, visible_blocks=visible_blocks)
     encoder = MAPEEncoder(**TINY)
     _NoHostRead(monkeypatch)
     out = pre.training_step(batch)
@@ -315,10 +316,12 @@ def test_pretraining_loss_compiles_whole(target):
 
 
 @pytest.mark.parametrize("bias", ["none", "distance"])
-def test_pretraining_loss_with_a_decoder_compiles_whole(bias):
-    """decoder_depth=1 (the encoder sees the visible tokens' slots, a decoder all tokens) compiles
-    with fullgraph=True and matches eager, with the key mask or the gathered distance bias."""
-    _compare_compiled_loss("spectrum", "aot_eager", decoder_depth=1, attention_bias=bias)
+@pytest.mark.parametrize("split", [{"decoder_depth": 1}, {"visible_blocks": 1}])
+def test_pretraining_loss_with_visible_token_blocks_compiles_whole(bias, split):
+    """decoder_depth=1 (the encoder sees the visible tokens' slots, a decoder all tokens) and
+    visible_blocks=1 (the first block sees the slots) compile with fullgraph=True and match eager,
+    with the key mask or the gathered distance bias."""
+    _compare_compiled_loss("spectrum", "aot_eager", attention_bias=bias, **split)
 
 
 @pytest.mark.slow

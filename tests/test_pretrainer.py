@@ -593,3 +593,62 @@ def test_decoder_errors():
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(ValueError, match=r"^decoder_depth must be an int >= 0 \(0: the encoder sees every token"):
             MaskedPretrainer(**SPECTRUM, decoder_depth=bad)
+
+
+# ---------------------------------------------------------------- visible_blocks: k blocks see the visible tokens
+@pytest.mark.parametrize("bias", ["none", "distance"])
+def test_visible_path_with_no_visible_block_is_the_every_token_maths_bit_for_bit(bias):
+    """The gather -> k blocks -> scatter path with k = 0 gives exactly what the encoder gives on every
+    token with the mask embedding (the paper's step), padded or not: the path adds no maths."""
+    from eegfm.models.pretrainer import _visible_slots
+    from eegfm.modules.masking import make_mask
+
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**{**SPECTRUM, "depth": 2}, attention_bias=bias).eval()
+    batch = batch_of()
+    for inputs in (pre.encoder.prepare_inputs(**batch.encoder_inputs()),
+                   pre.encoder.prepare_inputs(batch.x[:1, :, :200], batch.positions[:1])):  # padded, then not
+        for strategy in ("random", "channel", "temporal"):
+            mask = make_mask(strategy, inputs.token_mask, 0.5, torch.Generator().manual_seed(2))
+            slots = _visible_slots(strategy, 0.5, *inputs.token_mask.shape[1:])
+            torch.testing.assert_close(pre._visible_first(inputs, mask, slots, 0), pre.masked_output(inputs, mask),
+                                       rtol=0, atol=0)
+
+
+def test_visible_blocks_split_the_encoder_and_ignore_masked_patches():
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**{**SPECTRUM, "depth": 2}, strategies=["random"], visible_blocks=1).eval()
+    seen = []
+    for block in pre.encoder.blocks:
+        block.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-2]))
+    x, positions = torch.randn(3, 4, 200) * 10, torch.rand(4, 2) * 100  # 32 tokens, no padding
+    pre(x, positions, generator=torch.Generator().manual_seed(0))
+    assert seen == [1 + 16, 1 + 32]  # block 0: CLS + the visible half; block 1: every token
+    inputs = pre.encoder.prepare_inputs(x, positions, embed=False)
+    mask = pre._masks(inputs.token_mask, torch.Generator().manual_seed(1))[0][1]
+    got = pre.masked_output(inputs, mask, (16, True))
+    changed = x.clone().view(3, 4, 8, 25)
+    changed[mask] = torch.randn_like(changed[mask]) * 1e3
+    moved = pre.encoder.prepare_inputs(changed.view(3, 4, 200), positions, embed=False)
+    torch.testing.assert_close(pre.masked_output(moved, mask, (16, True)), got, rtol=0, atol=0)
+    torch.testing.assert_close(pre.masked_output(inputs, mask), got, rtol=1e-5, atol=1e-5)  # every token a slot
+
+
+def test_visible_blocks_train_are_saved_and_errors(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**{**SPECTRUM, "depth": 2}, visible_blocks=1, single_pass=True)
+    losses, _ = _train(pre, 40)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+    loaded = _assert_round_trip(pre, tmp_path / "visible", width=N_BINS)
+    assert loaded.visible_blocks == 1 and loaded.decoder_blocks is None
+    config = json.loads((tmp_path / "visible" / "config.json").read_text())
+    del config["visible_blocks"]  # a folder saved before visible_blocks existed
+    (tmp_path / "visible" / "config.json").write_text(json.dumps(config))
+    assert MaskedPretrainer.from_pretrained(tmp_path / "visible").visible_blocks == 0
+    for bad in (-1, 2, 1.0, True):
+        with pytest.raises(ValueError, match=r"^visible_blocks must be an int from 0 to the encoder's depth 1 \(0:"):
+            MaskedPretrainer(**SPECTRUM, visible_blocks=bad)
+    with pytest.raises(ValueError, match=r"^visible_blocks=1 and decoder_depth=1: choose one"):
+        MaskedPretrainer(**SPECTRUM, visible_blocks=1, decoder_depth=1)

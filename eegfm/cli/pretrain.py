@@ -233,7 +233,7 @@ def pretrain_spectra(pretrainer, windows, entries, n: int = 4, *, seed: int = 0)
         try:
             with torch.no_grad():
                 inputs = enc.prepare_inputs(batch.x, batch.positions, channel_mask=batch.channel_mask,
-                                            n_times=batch.n_times, embed=not pretrainer.decoder_depth)
+                                            n_times=batch.n_times)
                 mask = make_mask(strategy, inputs.token_mask, pretrainer.ratios[strategy],
                                  torch.Generator().manual_seed(seed))
                 tokens = pretrainer.masked_output(inputs, mask)  # (B, C*K, D): what the head reads

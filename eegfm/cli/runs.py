@@ -99,6 +99,7 @@ class PretrainModelConfig(EncoderSettings):
     symmetric: bool = False  # also predict the complement of each mask (LaBraM's symmetric pass)
     single_pass: bool = True  # one encoder pass per step, each sample masked by one strategy in turn (~4x cheaper; false: one pass per strategy)
     decoder_depth: int = 0  # 0: the encoder sees every token, masked ones as the mask embedding (the paper); >= 1: it sees only the visible ones and a decoder of this many blocks predicts the masked ones (masked-autoencoder style)
+    visible_blocks: int = 0  # >= 1 (not with decoder_depth): the first this many encoder blocks see only the visible tokens, the masked ones join before the next block (no decoder, no weights dropped)
 
 
 def build_loader(data: DataConfig, patch_size: int, seed: int, *, progress: bool = True):

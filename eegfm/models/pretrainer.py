@@ -47,7 +47,9 @@ where visible, the mask embedding where masked, position embedding added) and th
 its masked tokens. The encoder does about half the work per step (the share of tokens
 visible), the decoder adds ``decoder_depth`` blocks over every token. With
 ``decoder_depth=0`` (default) the encoder sees every token, masked ones as the mask embedding
-(the paper's masked modelling).
+(the paper's masked modelling). In between, ``visible_blocks=k``: the first ``k`` encoder
+blocks see the visible tokens only and the masked ones (mask embedding + position) join before
+block ``k``; the whole encoder is kept, no decoder.
 
 The loss over strategies is their sum (each strategy's mean per-token loss, summed; computed
 as the number of strategies times the mean over all their masked tokens, which is the same
@@ -288,6 +290,12 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         pre-training) predicts the masked ones (masked-autoencoder style: about half the
         encoder's work per step at mask ratio 0.5). A folder saved before this option existed
         loads with 0.
+    visible_blocks : int
+        0 (default): every encoder block sees every token. ``k >= 1``: the first ``k`` encoder
+        blocks see only the visible tokens, and the masked tokens (mask embedding + position)
+        join the residual stream before block ``k``; the remaining blocks see every token and
+        the head reads the encoder's output. No weights are dropped after pre-training (unlike
+        ``decoder_depth``), and ``k`` blocks do about half their work. Not with ``decoder_depth``.
     **encoder_fields
         :class:`~eegfm.EncoderConfig` fields that replace those of ``encoder``
         (``MaskedPretrainer(embed_dim=64)`` is ``MaskedPretrainer(encoder=EncoderConfig(embed_dim=64))``).
@@ -305,6 +313,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         single_pass: bool = False,
         target: str = "codes",
         decoder_depth: int = 0,
+        visible_blocks: int = 0,
         **encoder_fields,
     ):
         super().__init__()
@@ -326,7 +335,15 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         self.symmetric = symmetric
         self.single_pass = single_pass
         self.target = target
+        if (not isinstance(visible_blocks, int) or isinstance(visible_blocks, bool)
+                or not 0 <= visible_blocks <= config.depth):
+            raise ValueError(f"visible_blocks must be an int from 0 to the encoder's depth {config.depth} (0: every "
+                             f"block sees every token, the paper's masked modelling), got {visible_blocks!r}")
+        if visible_blocks and decoder_depth:
+            raise ValueError(f"visible_blocks={visible_blocks} and decoder_depth={decoder_depth}: choose one (with a "
+                             "decoder every encoder block already sees only the visible tokens)")
         self.decoder_depth = decoder_depth
+        self.visible_blocks = visible_blocks
         self.encoder = MAPEEncoder(config)
         self.decoder_blocks = self.decoder_norm = None
         if decoder_depth:
@@ -476,26 +493,34 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         ----------
         inputs : EncoderInputs
             ``self.encoder.prepare_inputs(...)`` of the batch (``embeddings`` may be None with
-            ``decoder_depth > 0``: only the visible patches are embedded then).
+            ``decoder_depth``/``visible_blocks > 0``: only the visible patches are embedded then).
         mask : torch.Tensor of bool, shape (B, C, K)
             True = masked.
         visible : (int or None, bool)
-            ``decoder_depth > 0`` only: slots that hold any sample's visible tokens (None: every
-            token) and whether every sample fills them all (then no key mask is needed); from
-            the shapes alone (:func:`_visible_slots`), never read from a tensor.
+            ``decoder_depth``/``visible_blocks > 0`` only: slots that hold any sample's visible
+            tokens (None: every token) and whether every sample fills them all (then no key mask
+            is needed); from the shapes alone (:func:`_visible_slots`), never read from a tensor.
 
         Returns
         -------
         torch.Tensor, shape (B, C*K, D)
-            The encoder's output tokens (``decoder_depth=0``) or the decoder's; zeros at padding.
+            The encoder's output tokens, or the decoder's (``decoder_depth > 0``); zeros at padding.
         """
         enc, token_mask = self.encoder, inputs.token_mask
-        if not self.decoder_depth:
+        if not (self.decoder_depth or self.visible_blocks):
             embeddings = inputs.embeddings if inputs.embeddings is not None else enc.embed_patches(inputs.patches,
                                                                                                    token_mask)
             hidden = torch.where(mask[..., None], self.mask_embedding.to(embeddings.dtype), embeddings)
             return enc.encode(hidden, inputs.positions.to(embeddings.dtype), token_mask, inputs.valid_patches,
                               padded=inputs.padded).tokens
+        n_blocks = len(enc.blocks) if self.decoder_depth else self.visible_blocks
+        return self._visible_first(inputs, mask, visible, n_blocks)
+
+    def _visible_first(self, inputs: EncoderInputs, mask: torch.Tensor, visible: tuple[int | None, bool],
+                       n_blocks: int) -> torch.Tensor:
+        """:meth:`masked_output` when the first ``n_blocks`` encoder blocks see the visible tokens only
+        (all of them and a decoder with ``decoder_depth``; ``n_blocks=0`` is the every-token maths)."""
+        enc, token_mask = self.encoder, inputs.token_mask
         batch, n_chans, n_patches = token_mask.shape
         flat_valid = token_mask.flatten(1)  # (B, N)
         seen = flat_valid & ~mask.flatten(1)  # (B, N): the visible tokens
@@ -525,17 +550,26 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
                 attn_mask = attn_mask.masked_fill(~keep_cls[:, None, None, :], float("-inf"))
         else:
             attn_mask = None if exact else keep_cls[:, None, None, :]
-        encoded = enc.norm(enc.run_blocks(tokens, keep_cls, attn_mask, padded=False if exact else None))
-        # the decoder: encoder outputs where visible, the mask embedding where masked, position everywhere
-        filler = self.mask_embedding.to(dtype)
-        content = torch.where(keep[..., None], encoded[:, 1:], filler)  # (B, V, D)
-        grid = filler.expand(batch, flat_valid.shape[1], dim).scatter(1, by_slot, content)  # (B, N, D)
-        grid = torch.where(flat_valid[..., None], grid, 0.0) + position
-        grid = torch.cat((encoded[:, :1], grid), dim=1)  # (B, 1 + N, D), the encoder's CLS first
+        stream = enc.run_blocks(tokens, keep_cls, attn_mask, padded=False if exact else None,
+                                blocks=enc.blocks[:n_blocks])
         keep_all, attn_all = enc.attention_inputs(positions, token_mask, inputs.padded, dtype)
-        decoded = self.decoder_norm(enc.run_blocks(grid, keep_all, attn_all, padded=inputs.padded,
+        filler = self.mask_embedding.to(dtype)
+        if self.decoder_depth:  # a decoder: encoder outputs where visible, the mask embedding where masked, + position
+            encoded = enc.norm(stream)
+            content = torch.where(keep[..., None], encoded[:, 1:], filler)  # (B, V, D)
+            grid = filler.expand(batch, flat_valid.shape[1], dim).scatter(1, by_slot, content)  # (B, N, D)
+            grid = torch.where(flat_valid[..., None], grid, 0.0) + position
+            grid = torch.cat((encoded[:, :1], grid), dim=1)  # (B, 1 + N, D), the encoder's CLS first
+            out = self.decoder_norm(enc.run_blocks(grid, keep_all, attn_all, padded=inputs.padded,
                                                    blocks=self.decoder_blocks))
-        return torch.where(flat_valid[..., None], decoded[:, 1:], 0.0)
+        else:  # the mask tokens join the residual stream before the encoder's remaining blocks
+            base = filler + position  # (B, N, D): what a masked token is at the input
+            content = torch.where(keep[..., None], stream[:, 1:], base.gather(1, by_slot))  # (B, V, D)
+            grid = torch.where(flat_valid[..., None], base.scatter(1, by_slot, content), 0.0)
+            grid = torch.cat((stream[:, :1], grid), dim=1)  # (B, 1 + N, D)
+            out = enc.norm(enc.run_blocks(grid, keep_all, attn_all, padded=inputs.padded,
+                                          blocks=enc.blocks[n_blocks:]))
+        return torch.where(flat_valid[..., None], out[:, 1:], 0.0)
 
     def forward(
         self,
@@ -570,7 +604,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         """
         enc = self.encoder
         inputs = enc.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times,
-                                    embed=not self.decoder_depth)  # a decoder: only visible patches are embedded
+                                    embed=not (self.decoder_depth or self.visible_blocks))  # else: the visible only
         if self.target != "codes" and targets is not None:
             what = {"spectrum": "amplitudes", "signal": "samples",
                     "spectrum_slow": "amplitudes and slow means"}[self.target]
