@@ -72,6 +72,22 @@ def test_encoder_throughput_sets_every_patch_embedder_of_the_pretrainer(tmp_path
     assert (tmp_path / name).exists()
 
 
+@pytest.mark.parametrize("flag,value,attribute", [("--decoder-depth", "1", "decoder_depth"),
+                                                   ("--visible-blocks", "1", "visible_blocks")])
+def test_encoder_throughput_builds_the_pretrainer_it_names(tmp_path, monkeypatch, flag, value, attribute):
+    """--decoder-depth / --visible-blocks reach eegfm's MaskedPretrainer and the file name."""
+    bench = _load("encoder_throughput")
+    built = []
+    build = bench.build_models
+    monkeypatch.setattr(bench, "build_models", lambda *a: built.append(build(*a)) or built[-1])
+    bench.main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--n-chans", "4", "--task", "pretrain",
+                "--single-pass", "--cached-codes", "--num-codes", "16", "--warmup", "1", "--steps", "1", "--rounds",
+                "1", flag, value, "--out", str(tmp_path)])
+    assert getattr(built[0][0], attribute) == int(value)
+    short = {"decoder_depth": "decoder", "visible_blocks": "visible"}[attribute]
+    assert (tmp_path / f"pretrain_step_single_cached_{short}1_vs_labram_masked_throughput_cpu_tiny_b2_fp32.json").exists()
+
+
 def test_data_throughput_runs_and_writes_a_report(tmp_path, shared_data):
     bench = _load("data_throughput")
     report = bench.main(["--shared-data", str(shared_data), "--runs", "1", "--epochs", "1", "--repeats", "1",
