@@ -12,8 +12,8 @@
 #   3. the same on padded mixed-montage batches (19/32/64 channels)
 #   4. pre-training step (single pass, cached codes) vs a LaBraM-style masked step, unpadded
 #   5. the same, padded
-#   5b. the pre-training step with a decoder (MaskedPretrainer(decoder_depth=2): the encoder sees the visible
-#       tokens only), unpadded and padded
+#   5b. the pre-training step with the first 6 of 12 blocks on the visible tokens only
+#       (MaskedPretrainer(visible_blocks=6)), unpadded and padded
 #   6. VQ codebook lookup memory (chunked vs torch.cdist)
 #   7. inflated UNet step at fp16 vs the 2-D UNet (SD-1.5 architecture, random weights)
 #   8. where the time goes: kernel tables of the encoder step, Labram and the UNets, the step with each
@@ -46,6 +46,7 @@ if [ "$TINY" = 1 ]; then
   COMPILED=(--device cpu --size tiny --batch-size 2 --n-chans 4 --seconds 1 --patch-size 50 --dtype fp32
             --warmup 1 --steps 1 --rounds 1)
   T_TESTS=60 T_STEP=60 T_VQ=60 T_UNET=60 T_PROFILE=60 T_COMPILED=240
+  VISIBLE=1  # of tiny's 2 blocks
 else
   ENC=(--device cuda --size base --batch-size 128 --dtype bf16 --warmup 5 --steps 10 --rounds 3)
   VQ=(--device cuda)
@@ -55,6 +56,7 @@ else
   COMPILED=("${ENC[@]}")
   # took 12, 21, 20, 20, 22, 16 and 23 s on an H200 (steps 1-7), 113 s for step 8 and 100-150 s for step 9
   T_TESTS=60 T_STEP=40 T_VQ=30 T_UNET=60 T_PROFILE=180 T_COMPILED=200
+  VISIBLE=6  # of base's 12 blocks
 fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, record status and duration
@@ -75,10 +77,10 @@ step pretrain_step "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" 
   --cached-codes --out "$OUT"
 step pretrain_step_padded "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --task pretrain \
   --single-pass --cached-codes --padded --out "$OUT"
-step pretrain_step_decoder "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --task pretrain \
-  --single-pass --cached-codes --decoder-depth 2 --out "$OUT"
-step pretrain_step_decoder_padded "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --task pretrain \
-  --single-pass --cached-codes --decoder-depth 2 --padded --out "$OUT"
+step pretrain_step_visible "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --task pretrain \
+  --single-pass --cached-codes --visible-blocks "$VISIBLE" --out "$OUT"
+step pretrain_step_visible_padded "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --task pretrain \
+  --single-pass --cached-codes --visible-blocks "$VISIBLE" --padded --out "$OUT"
 step vq_lookup_memory "$T_VQ" "$PY" benchmarks/vq_lookup_memory.py "${VQ[@]}" --out "$OUT"
 step video_unet_step "$T_UNET" "$PY" benchmarks/video_unet_step.py "${UNET[@]}" --out "$OUT"
 step profile "$T_PROFILE" "$PY" benchmarks/gpu_profile.py "${PROFILE[@]}" --out "$OUT"

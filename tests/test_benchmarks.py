@@ -228,10 +228,10 @@ def test_gpu_check_tiny_runs_every_step_on_cpu(gpu_check_tiny):
     summary = json.loads((tmp_path / "gpu_check_summary.json").read_text())
     assert summary["passed"] and [s["step"] for s in summary["steps"]] == [
         "cuda_tests", "encoder_step", "encoder_step_padded", "pretrain_step", "pretrain_step_padded",
-        "pretrain_step_decoder", "pretrain_step_decoder_padded", "vq_lookup_memory", "video_unet_step", "profile",
+        "pretrain_step_visible", "pretrain_step_visible_padded", "vq_lookup_memory", "video_unet_step", "profile",
         "encoder_step_compiled"]
     assert len(list(tmp_path.glob("*_throughput_cpu_tiny_b3_bf16.json"))) == 6
-    assert len(list(tmp_path.glob("pretrain_step_single_cached_decoder2_*_cpu_tiny_b3_bf16.json"))) == 2
+    assert len(list(tmp_path.glob("pretrain_step_single_cached_visible1_*_cpu_tiny_b3_bf16.json"))) == 2
     assert (tmp_path / "gpu_profile_cpu_tiny_b2.json").exists()
     assert (tmp_path / "encoder_compiled_labramcompiled_throughput_cpu_tiny_b2_fp32.json").exists()
     assert (tmp_path / "vq_lookup_memory_cpu.json").exists() and (tmp_path / "video_unet_step_cpu_tiny_fp32.json").exists()
