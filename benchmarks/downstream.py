@@ -889,6 +889,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--single-pass", action=argparse.BooleanOptionalAction, default=True,
       help="one masked encoder pass per pre-training step, one strategy per sample (the library's default); "
            "--no-single-pass: the three passes of the paper")
+    a("--pretrain-visible-blocks", type=int, default=0,
+      help="per-fold pre-training with the first this many encoder blocks on the visible tokens only "
+           "(MaskedPretrainer(visible_blocks=...); 0: every block sees every token, the paper's step)")
     a("--pretrain-target", default="codes", choices=("codes", "spectrum", "spectrum_slow"),
       help="what the per-fold masked pre-training predicts: 'codes' (a VQ tokenizer, trained first per task), "
            "'spectrum' (each masked patch's z-scored Fourier amplitudes, MaskedPretrainer(target='spectrum'); "
@@ -1044,6 +1047,8 @@ def main(argv=None) -> dict:
     if spectrum:  # no tokenizer: its settings do not matter, the target does (codes: the fingerprint as before)
         recipe = {k: v for k, v in recipe.items() if not k.startswith(("tokenizer_", "code_dim", "num_codes"))}
         recipe["target"] = args.pretrain_target
+    if args.pretrain_visible_blocks:  # only when set, so the fingerprints of earlier runs still match
+        recipe["visible_blocks"] = args.pretrain_visible_blocks
 
     def train_config(run_dir: Path, steps: int, lr: float) -> TrainConfig:
         return TrainConfig(steps=steps, lr=lr, warmup_steps=steps // 10, log_every=max(steps // 20, 1),
@@ -1125,7 +1130,8 @@ def main(argv=None) -> dict:
                              "encoder", "lora_lr", "only_folds")
                 and not (k == "pretrain_target" and v == "codes") and not (k == "lr_schedule" and v == "cosine")
                 and not (k == "patch_mean" and not v) and not (k == "pooling" and v == "mean")
-                and not (k == "attention_bias" and v == "none")}
+                and not (k == "attention_bias" and v == "none")
+                and not (k == "pretrain_visible_blocks" and not v)}
     n_fold_total = sum(len([f for f in folds[t] if only is None or f["fold"] in only]) for t in tasks)
     fold_seconds: list[float] = []
     for t in tasks:
@@ -1228,6 +1234,8 @@ def main(argv=None) -> dict:
                     model_cfg["single_pass"] = bool(args.single_pass)  # recorded as run, never the default's guess
                     if spectrum:  # MaskedPretrainer(target="spectrum" or "spectrum_slow"): no tokenizer, no code cache
                         model_cfg["target"] = args.pretrain_target
+                    if args.pretrain_visible_blocks:
+                        model_cfg["visible_blocks"] = args.pretrain_visible_blocks
                     pre_data = DataConfig(sources=spec, cache_dir=data_cfg.cache_dir,
                                           window_seconds=args.pretrain_window_seconds,
                                           batch_size=args.pretrain_batch_size)

@@ -233,18 +233,21 @@ def test_encoder_runs_lora_and_frozen_with_the_channel_drop_curve(shared_data, t
     assert "could NOT be checked" in (tmp_path / "again" / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("target", ["spectrum", "spectrum_slow"])
-def test_spectrum_pretraining_trains_no_tokenizer(target, shared_data, tmp_path, capsys):
+@pytest.mark.parametrize("target,visible_blocks", [("spectrum", 0), ("spectrum_slow", 1)])
+def test_spectrum_pretraining_trains_no_tokenizer(target, visible_blocks, shared_data, tmp_path, capsys):
     bench = _load()
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["--data-root", str(shared_data), "--tasks", "ma", "--ma-subjects", "02,03,04,05", "--mi-subjects", "1",
             "--folds", "2", "--seeds", "0", "--extras", "", "--pretrain-eegbci-runs", "4", "--pretrain-target",
             target, "--pretrain-steps", "3", "--pretrain-batch-size", "8", "--embed-dim", "16", "--depth", "1",
             "--heads", "2", "--finetune-epochs", "1", "--patience", "1", "--batch-size", "16", "--channel-drop", "0.5",
-            "--models", "eegfm_pretrained,eegfm_linear", "--work-dir", str(work)]
+            "--models", "eegfm_pretrained,eegfm_linear", "--work-dir", str(work),
+            *(["--pretrain-visible-blocks", str(visible_blocks)] if visible_blocks else [])]
     report = bench.main([*argv, "--out", str(out)])
     saved = json.loads((out / "downstream.json").read_text())
     assert saved["pretrain_target"] == target and saved["config"]["pretrain_target"] == target
+    run_config = json.loads((work / "ma" / "fold0" / "pretrain" / "run_config.json").read_text())
+    assert run_config["model"]["visible_blocks"] == visible_blocks
     pre = saved["pretraining"]["ma"]
     assert pre["tokenizer"] is None and pre["target"] == target
     assert not (work / "ma" / "tokenizer").exists()  # no tokenizer folder, no tokenizer summary
