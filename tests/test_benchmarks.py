@@ -56,16 +56,21 @@ def test_encoder_throughput_runs_and_writes_a_report(tmp_path):
     assert saved["tokens_per_step"] == 2 * 8 * 4
 
 
-def test_encoder_throughput_sets_every_patch_embedder_of_the_pretrainer(tmp_path, monkeypatch):
-    """--embedder / --checkpoint-embedder reach each NeuralPatchEmbedder of eegfm's model (named in the file)."""
-    bench = _load("encoder_throughput")
+def _tiny_pretrain_step(bench, tmp_path, monkeypatch, *flags):
+    """Run encoder_throughput's tiny pre-training step with ``flags``; returns eegfm's model as built."""
     built = []
     build = bench.build_models
     monkeypatch.setattr(bench, "build_models", lambda *a: built.append(build(*a)) or built[-1])
     bench.main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--n-chans", "4", "--task", "pretrain",
                 "--single-pass", "--cached-codes", "--num-codes", "16", "--warmup", "1", "--steps", "1", "--rounds",
-                "1", "--embedder", "matmul", "--checkpoint-embedder", "--out", str(tmp_path)])
-    ours = built[0][0]
+                "1", *flags, "--out", str(tmp_path)])
+    return built[0][0]
+
+
+def test_encoder_throughput_sets_every_patch_embedder_of_the_pretrainer(tmp_path, monkeypatch):
+    """--embedder / --checkpoint-embedder reach each NeuralPatchEmbedder of eegfm's model (named in the file)."""
+    bench = _load("encoder_throughput")
+    ours = _tiny_pretrain_step(bench, tmp_path, monkeypatch, "--embedder", "matmul", "--checkpoint-embedder")
     embedders = [m for m in ours.modules() if isinstance(m, bench.NeuralPatchEmbedder)]
     assert embedders and all(m.conv_impl == "matmul" and m.checkpoint_convs for m in embedders)
     name = "pretrain_step_single_cached_vs_labram_masked_matmulembedder_ckptembedder_throughput_cpu_tiny_b2_fp32.json"
@@ -77,13 +82,7 @@ def test_encoder_throughput_sets_every_patch_embedder_of_the_pretrainer(tmp_path
 def test_encoder_throughput_builds_the_pretrainer_it_names(tmp_path, monkeypatch, flag, value, attribute):
     """--decoder-depth / --visible-blocks reach eegfm's MaskedPretrainer and the file name."""
     bench = _load("encoder_throughput")
-    built = []
-    build = bench.build_models
-    monkeypatch.setattr(bench, "build_models", lambda *a: built.append(build(*a)) or built[-1])
-    bench.main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--n-chans", "4", "--task", "pretrain",
-                "--single-pass", "--cached-codes", "--num-codes", "16", "--warmup", "1", "--steps", "1", "--rounds",
-                "1", flag, value, "--out", str(tmp_path)])
-    assert getattr(built[0][0], attribute) == int(value)
+    assert getattr(_tiny_pretrain_step(bench, tmp_path, monkeypatch, flag, value), attribute) == int(value)
     short = {"decoder_depth": "decoder", "visible_blocks": "visible"}[attribute]
     assert (tmp_path / f"pretrain_step_single_cached_{short}1_vs_labram_masked_throughput_cpu_tiny_b2_fp32.json").exists()
 

@@ -140,14 +140,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
 
     def reset_parameters(self) -> None:
         """Truncated-normal (std 0.02) linear weights, zero biases, unit LayerNorms."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_transformer_weights(self.modules())
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     def check_preprocessing(self, config: PreprocessConfig) -> None:
@@ -357,6 +350,19 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         embeddings = inputs.embeddings  # (B, C, K, D)
         return self.encode(embeddings, inputs.positions.to(embeddings.dtype), inputs.token_mask, inputs.valid_patches,
                            padded=inputs.padded)
+
+
+def init_transformer_weights(modules) -> None:
+    """The encoder's initialisation, in place, for each of ``modules`` (an iterable of nn.Module):
+    truncated-normal (std 0.02) linear weights, zero biases, unit LayerNorms; other modules untouched."""
+    for module in modules:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
 
 
 def transformer_blocks(config: EncoderConfig, depth: int) -> list[TransformerBlock]:

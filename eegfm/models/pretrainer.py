@@ -80,7 +80,7 @@ from ..hub import HubMixin, hub_card
 from ..modules.input_stage import EncoderInputs
 from ..modules.masking import MASK_STRATEGIES, draw_device, make_mask
 from .config import EmbedsEncoderConfig, EncoderConfig
-from .encoder import MAPEEncoder, transformer_blocks
+from .encoder import MAPEEncoder, init_transformer_weights, transformer_blocks
 from .tokenizer import amplitude_target
 
 __all__ = ["PRETRAIN_TARGETS", "MaskedPretrainer", "PretrainOutput", "signal_target", "slow_target"]
@@ -349,14 +349,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         if decoder_depth:
             self.decoder_blocks = nn.ModuleList(transformer_blocks(config, decoder_depth))
             self.decoder_norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
-            for module in (*self.decoder_blocks.modules(), self.decoder_norm):  # as the encoder's blocks
-                if isinstance(module, nn.Linear):
-                    nn.init.trunc_normal_(module.weight, std=0.02)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-                elif isinstance(module, nn.LayerNorm):
-                    nn.init.ones_(module.weight)
-                    nn.init.zeros_(module.bias)
+            init_transformer_weights((*self.decoder_blocks.modules(), self.decoder_norm))  # as the encoder's
         self.mask_embedding = nn.Parameter(torch.zeros(config.embed_dim))
         nn.init.trunc_normal_(self.mask_embedding, std=0.02)
         n_bins = config.patch_size // 2 + 1
