@@ -288,6 +288,12 @@ def test_pretrain_target_errors_are_one_line(tokenizer_dir, tmp_path, monkeypatc
          "set --model.patch_size=100"),
         (["pretrain", tok, *DATA, "--model.target=spectrum", "--model.patch_size=50"],
          "--model.patch_size=50 differs from the tokenizer's patch_size=100"),
+        (["pretrain", "--model.target=spectrum", "--model.depth=2", "--model.visible_blocks=3",
+          "--data.sources=sample"], "--model.visible_blocks=3 must be from 0 to --model.depth=2"),
+        (["pretrain", "--model.target=spectrum", "--model.decoder_depth=-1", "--data.sources=sample"],
+         "--model.decoder_depth=-1 must be >= 0 (0: no decoder, the paper's step)"),
+        (["pretrain", "--model.target=spectrum", "--model.visible_blocks=1", "--model.decoder_depth=1",
+          "--data.sources=sample"], "--model.visible_blocks=1 and --model.decoder_depth=1: choose one"),
         (["pretrain", "--data.sources=sample"],  # target codes, no --tokenizer: train one, or use spectrum
          "--tokenizer=runs/tokenizer/model: no such folder; train one with `eegfm tokenizer` first"),
     ]

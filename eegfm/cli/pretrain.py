@@ -69,11 +69,21 @@ class PretrainRun:
 
 
 def check_model_config(cfg: PretrainRun) -> None:
-    """Raise a one-line ValueError for a ``--model.target`` that is not one of the targets."""
+    """Raise a one-line ValueError, before any data is read, for a ``--model.target`` that is not one of
+    the targets or a ``--model.visible_blocks`` / ``--model.decoder_depth`` the model cannot take."""
     from ..models.pretrainer import PRETRAIN_TARGETS
 
     if cfg.model.target not in PRETRAIN_TARGETS:
         raise ValueError(f"--model.target={cfg.model.target!r} is not one of {', '.join(PRETRAIN_TARGETS)}")
+    model = cfg.model
+    if not 0 <= model.visible_blocks <= model.depth:
+        raise ValueError(f"--model.visible_blocks={model.visible_blocks} must be from 0 to --model.depth={model.depth}")
+    if model.decoder_depth < 0:
+        raise ValueError(f"--model.decoder_depth={model.decoder_depth} must be >= 0 (0: no decoder, the paper's step)")
+    if model.visible_blocks and model.decoder_depth:
+        raise ValueError(f"--model.visible_blocks={model.visible_blocks} and "
+                         f"--model.decoder_depth={model.decoder_depth}: choose one (with a decoder every encoder "
+                         "block already sees only the visible tokens)")
 
 
 def check_tokenizer(cfg: PretrainRun, tokenizer) -> None:
