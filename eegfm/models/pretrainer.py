@@ -533,8 +533,10 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         tokens = torch.where(keep[..., None], embedded, 0.0) + position.gather(1, by_slot)
         tokens = torch.cat((enc.cls_token.expand(batch, -1, -1).to(dtype), tokens), dim=1)  # (B, 1 + V, D)
         keep_cls = torch.cat((torch.ones_like(keep[:, :1]), keep), dim=1)  # (B, 1 + V)
-        if enc.config.attention_bias == "distance":  # the full grid's bias, at the slots' tokens
-            _, bias = enc.attention_inputs(positions, token_mask, False, dtype)  # (B, H, 1 + N, 1 + N)
+        # the full grid's mask or bias (the later blocks take it whole), built once
+        keep_all, attn_all = enc.attention_inputs(positions, token_mask, inputs.padded, dtype)
+        if enc.config.attention_bias == "distance":  # that bias at the slots' tokens (kept slots are real tokens)
+            bias = attn_all  # (B, H, 1 + N, 1 + N)
             index = torch.cat((torch.zeros_like(order[:, :1]), order + 1), dim=1)  # (B, 1 + V)
             heads = bias.shape[1]
             bias = bias.gather(2, index[:, None, :, None].expand(-1, heads, -1, bias.shape[3]))
@@ -545,7 +547,6 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
             attn_mask = None if exact else keep_cls[:, None, None, :]
         stream = enc.run_blocks(tokens, keep_cls, attn_mask, padded=False if exact else None,
                                 blocks=enc.blocks[:n_blocks])
-        keep_all, attn_all = enc.attention_inputs(positions, token_mask, inputs.padded, dtype)
         filler = self.mask_embedding.to(dtype)
         if self.decoder_depth:  # a decoder: encoder outputs where visible, the mask embedding where masked, + position
             encoded = enc.norm(stream)
