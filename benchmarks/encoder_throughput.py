@@ -10,6 +10,11 @@ and, on CUDA, peak memory.
 Issue target (GPU, base size, B=128, 64 ch x 4 s at 200 Hz, patch 200): MAPEEncoder
 >= 3x Labram tokens/s and <= 4 GB peak memory.
 
+The classification step reads the CLS token, as braindecode's Labram classifies by default; eegfm's
+last block then computes the CLS token alone (:meth:`MAPEEncoder.forward_cls`, what
+``pooling="cls"`` does; exact), where Labram's computes every token. ``--full-last-block`` times
+eegfm with every token through every block instead.
+
 ``--task pretrain`` times eegfm's full masked pre-training step instead (frozen tokenizer
 targets + one encoder pass per masking strategy, three by default) against the same Labram
 forward+backward. ``--cached-codes`` takes the targets precomputed (what ``eegfm pretrain``
@@ -78,14 +83,22 @@ LABRAM = "braindecode.Labram"
 
 
 class EncoderClassifier(nn.Module):
-    """MAPEEncoder + linear head on the CLS token (the same work Labram's forward does)."""
+    """MAPEEncoder + linear head on the CLS token (Labram's default classifier reads its CLS token too).
 
-    def __init__(self, encoder: MAPEEncoder, n_outputs: int):
+    ``cls_only`` (default): the encoder's :meth:`~eegfm.MAPEEncoder.forward_cls`, whose last block
+    computes the CLS token alone, as ``pooling="cls"`` classifies; False: the full forward's ``.cls``
+    (``--full-last-block``, every token through every block, as Labram computes).
+    """
+
+    def __init__(self, encoder: MAPEEncoder, n_outputs: int, cls_only: bool = True):
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(encoder.embed_dim, n_outputs)
+        self.cls_only = cls_only
 
     def forward(self, x, positions, channel_mask=None):
+        if self.cls_only:
+            return self.head(self.encoder.forward_cls(x, positions, channel_mask=channel_mask, check_finite=False))
         return self.head(self.encoder(x, positions, channel_mask=channel_mask, check_finite=False).cls)
 
 
@@ -130,7 +143,7 @@ def build_models(args, n_chans, n_times, device):
     else:
         ours = EncoderClassifier(
             MAPEEncoder(patch_size=args.patch_size, embed_dim=dim, depth=depth, num_heads=heads, sfreq=args.sfreq),
-            n_outputs=2,
+            n_outputs=2, cls_only=not getattr(args, "full_last_block", False),
         ).to(device)
     masked = args.task == "pretrain" and args.labram_step == "masked"
     with warnings.catch_warnings():
@@ -274,6 +287,9 @@ def parse_args(argv):
                         help="classify: encoder + head; pretrain: the full masked pre-training step")
     parser.add_argument("--labram-step", default="masked", choices=["masked", "classify"],
                         help="--task pretrain: Labram's LaBraM-style masked step (default) or its classification step")
+    parser.add_argument("--full-last-block", action="store_true",
+                        help="--task classify: eegfm's last block computes every token (encoder(...).cls), "
+                             "not the CLS token alone (forward_cls, the default)")
     parser.add_argument("--mask-ratio", type=float, default=0.5, help="--labram-step masked: tokens masked")
     parser.add_argument("--num-codes", type=int, default=2048, help="--task pretrain: codebook size")
     parser.add_argument("--strategies", default="random,channel,temporal", help="--task pretrain: masks per step")
@@ -322,6 +338,7 @@ def out_path(args, device) -> Path:
         prefix += f"_decoder{args.decoder_depth}" if args.decoder_depth else ""
         prefix += f"_visible{args.visible_blocks}" if args.visible_blocks else ""
         prefix += "_vs_labram_masked" if args.labram_step == "masked" else ""
+    prefix += "_fulllast" if args.task == "classify" and args.full_last_block else ""
     prefix += "_padded" if args.padded else ""
     prefix += "_fwdbwd" if args.no_optimizer else ""
     prefix += ("_compiled" if args.compile else "") + ("_labramcompiled" if args.compile_labram else "")
@@ -401,7 +418,11 @@ def main(argv=None) -> dict:
         else f"{len(inputs.ch_names)} channels per sample",
         LABRAM: (f"LaBraM-style masked step: {args.mask_ratio:.0%} random tokens zeroed, patch tokens, code head on "
                  "the masked tokens, cross-entropy (no symmetric second pass)")
-        if isinstance(labram, LabramMasked) else "classification forward + backward",
+        if isinstance(labram, LabramMasked) else "classification forward + backward (its CLS token)",
+        "eegfm": None if args.task == "pretrain" else
+        ("classification forward + backward, every token through every block (encoder(...).cls)"
+         if args.full_last_block else
+         "classification forward + backward, the last block on the CLS token alone (forward_cls)"),
         "labram_size": f"width {labram_core.embed_dim} (asked {SIZES[args.size][0]}), "
                        f"{results[LABRAM]['params_M']} M params",
         "peak_memory": ("torch.cuda.max_memory_allocated over the warm-up" if device.type == "cuda" else
@@ -423,8 +444,9 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     path = out_path(args, device)
     path.write_text(json.dumps(report, indent=2) + "\n")
-    for key in ("batch", LABRAM, "labram_size"):
-        print(f"{key}: {what[key]}")
+    for key in ("batch", "eegfm", LABRAM, "labram_size"):
+        if what[key]:
+            print(f"{key}: {what[key]}")
     for name, r in results.items():
         mem = f", peak {r['peak_memory_GiB']:.2f} GiB" if r["peak_memory_GiB"] is not None else ""
         print(f"{name:30s} {r['tokens_per_s']:>12,.0f} tokens/s  ({r['step_s_median'] * 1e3:.1f} ms/step{mem})")

@@ -26,8 +26,16 @@ def test_pooling_gives_the_documented_features(pooling, width):
     assert feats.shape == (3, width) and model.num_features == width
     out = model.encoder(x, POS)
     expected = {"mean": out.pooled(), "cls": out.cls, "cls+mean": torch.cat((out.cls, out.pooled()), -1)}[pooling]
-    torch.testing.assert_close(feats, expected)
+    torch.testing.assert_close(feats, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(model(x, POS), model.head(feats))
+
+
+def test_cls_pooling_runs_the_last_blocks_mlp_on_the_cls_token_only():
+    model = MAPEClassifier(n_outputs=2, encoder=ENC, pooling="cls").eval()
+    shapes = []
+    model.encoder.blocks[-1].mlp.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
+    model(_x(), POS)
+    assert shapes == [(3, 32)]
 
 
 def test_bad_arguments_are_named():
@@ -59,7 +67,7 @@ def test_from_pretrained_on_an_encoder_puts_a_new_head_on_its_weights(tmp_path):
         MAPEClassifier.from_pretrained(tmp_path)
     model = MAPEClassifier.from_pretrained(tmp_path, n_outputs=4, pooling="cls")
     x = _x()
-    torch.testing.assert_close(model.forward_features(x, POS), encoder(x, POS).cls, rtol=0, atol=0)
+    torch.testing.assert_close(model.forward_features(x, POS), encoder.forward_cls(x, POS), rtol=0, atol=0)
     assert model(x, POS).shape == (3, 4)
 
 

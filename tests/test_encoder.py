@@ -87,3 +87,48 @@ def test_patch_mean_is_saved_with_the_model_and_older_configs_load_without_it(tm
     old = MAPEEncoder.from_pretrained(tmp_path / "old").eval()
     assert not old.patch_embed.mean_feature
     assert torch.equal(old(x[None], pos).tokens, plain(x[None], pos).tokens)
+
+
+def _cls_and_grads(model, x, pos, only_cls, **kw):
+    model.zero_grad()
+    cls = model.forward_cls(x, pos, **kw) if only_cls else model(x, pos, **kw).cls
+    cls.square().sum().backward()
+    return cls.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("bias", ["none", "distance"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_forward_cls_equals_the_full_forwards_cls_and_gradients(bias, padded):
+    torch.manual_seed(0)
+    model = MAPEEncoder(**TINY, attention_bias=bias).train()  # no dropout in TINY: train mode is deterministic
+    recs = [recording(6, 100, 0), recording(3, 75, 1), recording(6, 50, 2)] if padded else [recording(6, 100, s)
+                                                                                         for s in range(3)]
+    batch = pad_recordings(recs)
+    kw = dict(channel_mask=batch.channel_mask, n_times=batch.n_times) if padded else {}
+    want, want_grads = _cls_and_grads(model, batch.x, batch.positions, False, **kw)
+    got, got_grads = _cls_and_grads(model, batch.x, batch.positions, True, **kw)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # the last block's query, output projection and MLP get no gradient from its other tokens: same sums
+    assert got_grads.keys() == want_grads.keys()
+    for name in want_grads:
+        scale = want_grads[name].abs().max().item()  # float rounding of sums in another order: relative to it
+        torch.testing.assert_close(got_grads[name], want_grads[name], rtol=1e-3, atol=1e-3 * scale, msg=name)
+
+
+def test_forward_cls_runs_the_last_blocks_mlp_on_the_cls_token_only():
+    model = tiny(depth=3)
+    seen = {}
+    for i, block in enumerate(model.blocks):
+        block.mlp.register_forward_hook(lambda m, args, out, i=i: seen.__setitem__(i, tuple(args[0].shape)))
+    x, pos = recording(5, 100, 0)  # 5 channels x 4 patches: 21 tokens with the CLS
+    model.forward_cls(x[None].expand(2, -1, -1), pos)
+    assert seen == {0: (2, 21, 32), 1: (2, 21, 32), 2: (2, 32)}
+
+
+def test_forward_cls_checks_its_inputs_as_forward_does():
+    x, pos = recording(3, 100, 0)
+    x[1, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        tiny().forward_cls(x[None], pos)
+    with pytest.raises(ValueError, match="sfreq"):
+        tiny().forward_cls(x[None].nan_to_num(), pos, sfreq=123.0)

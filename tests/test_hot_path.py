@@ -356,6 +356,17 @@ def test_encoder_compiles_whole_on_a_padded_batch(backend, conv_impl):
         torch.testing.assert_close(getattr(got, field), getattr(want, field), rtol=1e-5, atol=1e-5)
 
 
+def test_forward_cls_compiles_whole_on_a_padded_batch():
+    encoder = MAPEEncoder(**TINY, attention_bias="distance").eval()
+    x, positions, channel_mask, n_times = _padded_encoder_inputs()
+    torch.compiler.reset()
+    compiled = torch.compile(encoder.forward_cls, fullgraph=True, backend="aot_eager")
+    got = compiled(x, positions, channel_mask=channel_mask, n_times=n_times)
+    torch.compiler.reset()
+    want = encoder(x, positions, channel_mask=channel_mask, n_times=n_times).cls
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 class _PooledEncoder(nn.Module):
     def __init__(self, encoder):
         super().__init__()

@@ -135,3 +135,23 @@ def test_packed_tokenizer_gives_the_same_codes_and_loss(packing_off):
     assert rows == [(154,), (4, 64)]  # the decoder's real tokens, then every token
     assert torch.equal(packed.codes, plain.codes)
     torch.testing.assert_close(packed.loss, plain.loss, rtol=1e-5, atol=1e-6)
+
+
+def test_first_rows_are_each_samples_first_token_in_the_packed_matrix():
+    keep = torch.tensor([[True, False, True], [True, True, False], [True, False, False]])
+    packing = TokenPacking.of(keep)
+    assert packing.first_rows().tolist() == [0, 2, 4]
+    x = torch.randn(3, 3, 2)
+    torch.testing.assert_close(packing.pack(x)[packing.first_rows()], x[:, 0], rtol=0, atol=0)
+
+
+def test_packed_forward_cls_equals_unpacked(packing_off):
+    torch.manual_seed(0)
+    encoder = MAPEEncoder(embed_dim=32, depth=2, num_heads=4, patch_size=50).eval()
+    x, positions, channel_mask, n_times = padded_batch()
+    packed = encoder.forward_cls(x, positions, channel_mask=channel_mask, n_times=n_times)
+    packing_off()
+    plain = encoder.forward_cls(x, positions, channel_mask=channel_mask, n_times=n_times)
+    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain, encoder(x, positions, channel_mask=channel_mask, n_times=n_times).cls,
+                               rtol=1e-5, atol=1e-5)

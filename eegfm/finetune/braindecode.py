@@ -352,6 +352,8 @@ class EEGMirror(StrictLoadingMixin, ModelCardMixin, EEGModuleMixin, nn.Module, *
         # .forward, not __call__: hooks on the encoder itself would see its EncoderOutput, which
         # torchinfo (braindecode's str(model)) cannot size; its layers are all called as usual.
         positions = self.channel_positions.to(x.dtype)
+        if self.pooling == "cls" and not return_features:  # the last block computes the CLS token only
+            return self.final_layer(self.head_drop(self.encoder.forward_cls(x, positions)))
         out = self.encoder.forward(x, positions)
         pooled = pool_tokens(self.pooling, out, positions, self.pool)
         if return_features:

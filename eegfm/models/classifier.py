@@ -146,6 +146,8 @@ class MAPEClassifier(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         -------
         torch.Tensor, shape (B, num_features)
         """
+        if self.pooling == "cls":  # the last block computes the CLS token only (MAPEEncoder.forward_cls)
+            return self.encoder.forward_cls(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq)
         out = self.encoder(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq)
         return pool_tokens(self.pooling, out, positions, self.pool)
 

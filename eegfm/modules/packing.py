@@ -57,6 +57,14 @@ class TokenPacking:
             return None
         return cls(index, keep.shape[0], keep.shape[1])
 
+    def first_rows(self) -> torch.Tensor:
+        """Row of each sample's first token in the packed (T, ...) matrix, shape (B,).
+
+        The first token (the CLS token) must be real in every sample, as the encoder's is.
+        """
+        starts = torch.arange(self.batch, device=self.index.device) * self.n_tokens  # (B,) flat index of token 0
+        return torch.searchsorted(self.index, starts)
+
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, ...) -> the real tokens, (T, ...)."""
         return x.flatten(0, 1).index_select(0, self.index)
