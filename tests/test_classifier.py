@@ -35,7 +35,7 @@ def test_cls_pooling_runs_the_last_blocks_mlp_on_the_cls_token_only():
     shapes = []
     model.encoder.blocks[-1].mlp.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
     model(_x(), POS)
-    assert shapes == [(3, 32)]
+    assert shapes == [(3, 1, 32)]
 
 
 def test_bad_arguments_are_named():

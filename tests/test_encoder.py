@@ -122,7 +122,7 @@ def test_forward_cls_runs_the_last_blocks_mlp_on_the_cls_token_only():
         block.mlp.register_forward_hook(lambda m, args, out, i=i: seen.__setitem__(i, tuple(args[0].shape)))
     x, pos = recording(5, 100, 0)  # 5 channels x 4 patches: 21 tokens with the CLS
     model.forward_cls(x[None].expand(2, -1, -1), pos)
-    assert seen == {0: (2, 21, 32), 1: (2, 21, 32), 2: (2, 32)}
+    assert seen == {0: (2, 21, 32), 1: (2, 21, 32), 2: (2, 1, 32)}
 
 
 def test_forward_cls_checks_its_inputs_as_forward_does():

@@ -138,7 +138,7 @@ def test_cls_pooling_classifies_from_the_cls_token_alone_as_its_features_say():
     model.encoder.blocks[-1].mlp.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
     x = torch.randn(2, 4, 400)
     logits, features = model(x), model(x, return_features=True)
-    assert shapes == [(2, 32), (2, 17, 32)]  # the logits' last block ran on the CLS token only
+    assert shapes == [(2, 1, 32), (2, 17, 32)]  # the logits' last block ran on the CLS token only
     torch.testing.assert_close(logits, model.final_layer(features["pooled"]), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(features["pooled"], features["cls_token"], rtol=0, atol=0)
 

@@ -137,12 +137,15 @@ def test_packed_tokenizer_gives_the_same_codes_and_loss(packing_off):
     torch.testing.assert_close(packed.loss, plain.loss, rtol=1e-5, atol=1e-6)
 
 
-def test_first_rows_are_each_samples_first_token_in_the_packed_matrix():
+def test_rows_of_finds_each_samples_tokens_in_the_packed_matrix():
     keep = torch.tensor([[True, False, True], [True, True, False], [True, False, False]])
     packing = TokenPacking.of(keep)
-    assert packing.first_rows().tolist() == [0, 2, 4]
+    assert packing.rows_of(torch.zeros(3, 1, dtype=torch.long)).tolist() == [[0], [2], [4]]
+    index = torch.tensor([[2, 0], [1, 0], [0, 0]])
+    assert packing.rows_of(index).tolist() == [[1, 0], [3, 2], [4, 4]]
     x = torch.randn(3, 3, 2)
-    torch.testing.assert_close(packing.pack(x)[packing.first_rows()], x[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(packing.pack(x)[packing.rows_of(index)], x.gather(1, index[..., None].expand(-1, -1, 2)),
+                               rtol=0, atol=0)
 
 
 def test_packed_forward_cls_equals_unpacked(packing_off):

@@ -66,15 +66,15 @@ def test_loss_ignores_padding_and_targets_at_padding():
 def test_masked_tokens_get_the_mask_embedding_before_position_embedding():
     pre = model().eval()
     seen = {}
-    original = pre.encoder.encode
+    original = pre.encoder.block_inputs
 
     def spy(embeddings, *args, **kwargs):
         seen.setdefault("embeddings", []).append(embeddings.detach().clone())
         return original(embeddings, *args, **kwargs)
 
-    pre.encoder.encode = spy
+    pre.encoder.block_inputs = spy
     pre(**batch_of().encoder_inputs(), generator=torch.Generator().manual_seed(0))
-    first = seen["embeddings"][0]  # (B, C, K, D) given to encode(), which adds MAPE
+    first = seen["embeddings"][0]  # (B, C, K, D) given to block_inputs(), which adds MAPE
     is_mask = (first == pre.mask_embedding.detach()).all(-1)
     assert 30 <= int(is_mask.sum()) <= 40  # the random strategy's masked tokens, nothing else
 
@@ -128,14 +128,15 @@ def test_errors():
 
 
 def _spy_encode(pre):
+    """The masked tokens (B, C, K) of each encoder pass (what the block inputs are built from)."""
     calls = []
-    original = pre.encoder.encode
+    original = pre.encoder.block_inputs
 
     def spy(embeddings, *args, **kwargs):
         calls.append((embeddings == pre.mask_embedding.detach()).all(-1))  # (B, C, K): masked tokens
         return original(embeddings, *args, **kwargs)
 
-    pre.encoder.encode = spy
+    pre.encoder.block_inputs = spy
     return calls
 
 
@@ -613,6 +614,11 @@ def test_visible_path_with_no_visible_block_is_the_every_token_maths_bit_for_bit
             slots = _visible_slots(strategy, 0.5, *inputs.token_mask.shape[1:])
             torch.testing.assert_close(pre._visible_first(inputs, mask, slots, 0), pre.masked_output(inputs, mask),
                                        rtol=0, atol=0)
+            rows = torch.argsort((~mask.flatten(1)).to(torch.uint8), dim=1, stable=True)[:, :5]  # the loss's slots
+            got = pre._visible_first(inputs, mask, slots, 0, rows)
+            torch.testing.assert_close(got, pre.masked_output(inputs, mask, rows=rows), rtol=0, atol=0)
+            full = pre.masked_output(inputs, mask).gather(1, rows[..., None].expand(-1, -1, got.shape[-1]))
+            torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-5)  # the last block at those rows only
 
 
 def test_visible_blocks_split_the_encoder_and_ignore_masked_patches():
@@ -652,3 +658,16 @@ def test_visible_blocks_train_are_saved_and_errors(tmp_path):
             MaskedPretrainer(**SPECTRUM, visible_blocks=bad)
     with pytest.raises(ValueError, match=r"^visible_blocks=1 and decoder_depth=1: choose one"):
         MaskedPretrainer(**SPECTRUM, visible_blocks=1, decoder_depth=1)
+
+
+@pytest.mark.parametrize("visible_blocks", [0, 1])
+def test_the_last_block_runs_its_mlp_on_the_masked_slots_only(visible_blocks):
+    """The loss reads the masked tokens only: the encoder's last block attends from and runs its MLP on
+    the step's ``most`` slots (16 of 32 tokens here), every other block on every token (+ CLS)."""
+    torch.manual_seed(0)
+    pre = MaskedPretrainer(**{**SPECTRUM, "depth": 2}, strategies=["random"], visible_blocks=visible_blocks).eval()
+    seen = []
+    for block in pre.encoder.blocks:
+        block.mlp.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[:-1])))
+    pre(torch.randn(3, 4, 200) * 10, torch.rand(4, 2) * 100, generator=torch.Generator().manual_seed(0))
+    assert seen == [(3, 1 + (16 if visible_blocks else 32)), (3, 16)]

@@ -35,7 +35,7 @@ from ..modules.input_stage import EncoderInputs, check_finite_inputs
 from ..modules.packing import TokenPacking
 from ..modules.patch_embed import NeuralPatchEmbedder
 from ..modules.position import build_position_embedding
-from ..modules.transformer import TransformerBlock
+from ..modules.transformer import TransformerBlock, take_rows
 from .config import ENCODER_FIELDS, EncoderConfig
 
 __all__ = ["EncoderOutput", "MAPEEncoder", "check_finite_inputs"]
@@ -230,8 +230,8 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         EncoderOutput
         """
         n_chans, n_patches = token_mask.shape[1:]
-        tokens, position, keep, attn_mask = self._block_inputs(embeddings, positions, token_mask,
-                                                               n_patches_per_sample, padded)
+        tokens, position, keep, attn_mask = self.block_inputs(embeddings, positions, token_mask,
+                                                              n_patches_per_sample, padded)
         flat_mask = token_mask.flatten(1)  # (B, C*K)
         tokens = self.run_blocks(tokens, keep, attn_mask, padded=padded)
         if remove_position:
@@ -251,7 +251,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         The CLS output depends on the other tokens' last-block outputs not at all (it reads
         their keys and values, which come before), so the last block's query, output
         projection and MLP run on the CLS token alone
-        (:meth:`~eegfm.modules.transformer.TransformerBlock.forward_first`). Equal to
+        (:meth:`~eegfm.modules.transformer.TransformerBlock`'s ``index``). Equal to
         :meth:`encode`'s ``cls`` to float rounding, gradients included; at base size (12
         blocks, 257 tokens) a training step is about 7 % faster. Classification with
         ``pooling="cls"`` uses it.
@@ -265,13 +265,24 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         -------
         torch.Tensor, shape (B, D)
         """
-        tokens, _, keep, attn_mask = self._block_inputs(embeddings, positions, token_mask, n_patches_per_sample,
-                                                        padded)
-        return self.norm(self.run_blocks(tokens, keep, attn_mask, padded=padded, first_only=True))
+        tokens, _, keep, attn_mask = self.block_inputs(embeddings, positions, token_mask, n_patches_per_sample,
+                                                       padded)
+        first = torch.zeros(tokens.shape[0], 1, dtype=torch.long, device=tokens.device)  # (B, 1): the CLS token
+        return self.norm(self.run_blocks(tokens, keep, attn_mask, padded=padded, query_index=first)[:, 0])
 
-    def _block_inputs(self, embeddings, positions, token_mask, n_patches_per_sample, padded):
-        """The first block's input (B, 1 + C*K, D) (CLS first, padding zeroed, position added), the
-        position embedding (B, C, K, D), and :meth:`attention_inputs`' ``keep`` and mask."""
+    def block_inputs(self, embeddings: torch.Tensor, positions: torch.Tensor, token_mask: torch.Tensor,
+                     n_patches_per_sample: torch.Tensor | None = None, padded: bool | None = None):
+        """What the first block takes, from :meth:`encode`'s arguments.
+
+        Returns
+        -------
+        tokens : torch.Tensor, shape (B, 1 + C*K, D)
+            CLS first, then the patch embeddings with padding zeroed and the position added.
+        position : torch.Tensor, shape (B, C, K, D)
+            The position embedding.
+        keep, attn_mask
+            :meth:`attention_inputs`' outputs.
+        """
         batch, n_chans, n_patches, dim = embeddings.shape
         positions = self.zero_padded_positions(positions, token_mask)
         position = self.pos_embed(positions, n_patches, n_patches_per_sample).to(embeddings.dtype)  # (B, C, K, D)
@@ -316,7 +327,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
 
     def run_blocks(self, tokens: torch.Tensor, keep: torch.Tensor, attn_mask: torch.Tensor | None, *,
                    padded: bool | None = None, blocks: nn.ModuleList | None = None,
-                   first_only: bool = False) -> torch.Tensor:
+                   query_index: torch.Tensor | None = None) -> torch.Tensor:
         """The Transformer blocks (``blocks``, default the encoder's) over tokens, before the final norm.
 
         Parameters
@@ -327,25 +338,26 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
             (:mod:`eegfm.modules.packing`) unless ``padded`` is False.
         attn_mask : torch.Tensor or None
             What :meth:`attention_inputs` returns for these tokens.
-        first_only : bool
-            Return the first token's output only (B, D): the last block computes nothing else
-            (:meth:`~eegfm.modules.transformer.TransformerBlock.forward_first`).
+        query_index : torch.Tensor of int64, shape (B, M), optional
+            Return only these tokens' outputs (B, M, D): the last block computes nothing else
+            (``TransformerBlock(..., index=)``; exact). Real tokens,
+            or slots whose output is discarded.
 
         Returns
         -------
-        torch.Tensor, shape (B, N, D), or (B, D) with ``first_only``
+        torch.Tensor, shape (B, N, D), or (B, M, D) with ``query_index``
             Padded rows are not meaningful (zeros when packed).
         """
         blocks = list(self.blocks if blocks is None else blocks)
-        if first_only and not blocks:
-            return tokens[:, 0]
+        if query_index is not None and not blocks:
+            return take_rows(tokens, query_index)
         packing = None if padded is False else TokenPacking.of(keep)
         if packing is not None:
             tokens = packing.pack(tokens)  # (T, D)
-        for block in blocks[:-1] if first_only else blocks:
+        for block in blocks if query_index is None else blocks[:-1]:
             tokens = block(tokens, attn_mask, packing)
-        if first_only:
-            return blocks[-1].forward_first(tokens, attn_mask, packing)  # (B, D)
+        if query_index is not None:
+            return blocks[-1](tokens, attn_mask, packing, query_index)  # (B, M, D)
         return tokens if packing is None else packing.unpack(tokens)  # (B, N, D)
 
     def forward(

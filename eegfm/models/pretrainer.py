@@ -479,7 +479,8 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         return torch.where(chosen, loss, 0.0), score, weight
 
     def masked_output(self, inputs: EncoderInputs, mask: torch.Tensor,
-                      visible: tuple[int | None, bool] = (None, False)) -> torch.Tensor:
+                      visible: tuple[int | None, bool] = (None, False),
+                      rows: torch.Tensor | None = None) -> torch.Tensor:
         """What the head reads at every token when ``mask`` is hidden.
 
         Parameters
@@ -493,10 +494,14 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
             ``decoder_depth``/``visible_blocks > 0`` only: slots that hold any sample's visible
             tokens (None: every token) and whether every sample fills them all (then no key mask
             is needed); from the shapes alone (:func:`_visible_slots`), never read from a tensor.
+        rows : torch.Tensor of int64, shape (B, M), optional
+            Only these tokens' outputs (indices into ``C*K``): the last block computes nothing
+            else (:meth:`MAPEEncoder.run_blocks`' ``query_index``; exact). The loss reads the
+            masked tokens only, so its step passes them (about half of the last block's work).
 
         Returns
         -------
-        torch.Tensor, shape (B, C*K, D)
+        torch.Tensor, shape (B, C*K, D), or (B, M, D) with ``rows``
             The encoder's output tokens, or the decoder's (``decoder_depth > 0``); zeros at padding.
         """
         enc, token_mask = self.encoder, inputs.token_mask
@@ -504,13 +509,18 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
             embeddings = inputs.embeddings if inputs.embeddings is not None else enc.embed_patches(inputs.patches,
                                                                                                    token_mask)
             hidden = torch.where(mask[..., None], self.mask_embedding.to(embeddings.dtype), embeddings)
-            return enc.encode(hidden, inputs.positions.to(embeddings.dtype), token_mask, inputs.valid_patches,
-                              padded=inputs.padded).tokens
+            positions = inputs.positions.to(embeddings.dtype)
+            if rows is None:
+                return enc.encode(hidden, positions, token_mask, inputs.valid_patches, padded=inputs.padded).tokens
+            tokens, _, keep, attn_mask = enc.block_inputs(hidden, positions, token_mask, inputs.valid_patches,
+                                                          inputs.padded)
+            out = enc.norm(enc.run_blocks(tokens, keep, attn_mask, padded=inputs.padded, query_index=rows + 1))
+            return torch.where(token_mask.flatten(1).gather(1, rows)[..., None], out, 0.0)  # (B, M, D)
         n_blocks = len(enc.blocks) if self.decoder_depth else self.visible_blocks
-        return self._visible_first(inputs, mask, visible, n_blocks)
+        return self._visible_first(inputs, mask, visible, n_blocks, rows)
 
     def _visible_first(self, inputs: EncoderInputs, mask: torch.Tensor, visible: tuple[int | None, bool],
-                       n_blocks: int) -> torch.Tensor:
+                       n_blocks: int, rows: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`masked_output` when the first ``n_blocks`` encoder blocks see the visible tokens only
         (all of them and a decoder with ``decoder_depth``; ``n_blocks=0`` is the every-token maths)."""
         enc, token_mask = self.encoder, inputs.token_mask
@@ -548,6 +558,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         stream = enc.run_blocks(tokens, keep_cls, attn_mask, padded=False if exact else None,
                                 blocks=enc.blocks[:n_blocks])
         filler = self.mask_embedding.to(dtype)
+        query_index = None if rows is None else rows + 1  # the CLS token is first
         if self.decoder_depth:  # a decoder: encoder outputs where visible, the mask embedding where masked, + position
             encoded = enc.norm(stream)
             content = torch.where(keep[..., None], encoded[:, 1:], filler)  # (B, V, D)
@@ -555,14 +566,16 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
             grid = torch.where(flat_valid[..., None], grid, 0.0) + position
             grid = torch.cat((encoded[:, :1], grid), dim=1)  # (B, 1 + N, D), the encoder's CLS first
             out = self.decoder_norm(enc.run_blocks(grid, keep_all, attn_all, padded=inputs.padded,
-                                                   blocks=self.decoder_blocks))
+                                                   blocks=self.decoder_blocks, query_index=query_index))
         else:  # the mask tokens join the residual stream before the encoder's remaining blocks
             base = filler + position  # (B, N, D): what a masked token is at the input
             content = torch.where(keep[..., None], stream[:, 1:], base.gather(1, by_slot))  # (B, V, D)
             grid = torch.where(flat_valid[..., None], base.scatter(1, by_slot, content), 0.0)
             grid = torch.cat((stream[:, :1], grid), dim=1)  # (B, 1 + N, D)
             out = enc.norm(enc.run_blocks(grid, keep_all, attn_all, padded=inputs.padded,
-                                          blocks=enc.blocks[n_blocks:]))
+                                          blocks=enc.blocks[n_blocks:], query_index=query_index))
+        if rows is not None:
+            return torch.where(flat_valid.gather(1, rows)[..., None], out, 0.0)  # (B, M, D)
         return torch.where(flat_valid[..., None], out[:, 1:], 0.0)
 
     def forward(
@@ -631,12 +644,14 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
         # tokens are gathered into `most` slots (the masked ones first, in token order; the
         # others weigh 0), or every token counts with weight 0 where unmasked.
         for name, mask, strategy_of_sample, most, visible in masks:
-            tokens, target = self.masked_output(inputs, mask, visible), flat_targets  # (B, N, D)
+            target = flat_targets
             chosen = mask.flatten(1)  # (B, N)
             which = None if strategy_of_sample is None else strategy_of_sample[:, None].expand_as(chosen)  # (B, N)
-            if most is not None and most < n_tokens:
+            if most is None or most >= n_tokens:
+                tokens = self.masked_output(inputs, mask, visible)  # (B, N, D)
+            else:  # the encoder's last block computes these slots only
                 order = torch.argsort((~chosen).to(torch.uint8), dim=1, stable=True)[:, :most]  # (B, most)
-                tokens = tokens.gather(1, order[..., None].expand(-1, -1, tokens.shape[-1]))
+                tokens = self.masked_output(inputs, mask, visible, rows=order)  # (B, most, D)
                 target = (target.gather(1, order) if target.ndim == 2 else
                           target.gather(1, order[..., None].expand(-1, -1, target.shape[-1])))
                 chosen = chosen.gather(1, order)

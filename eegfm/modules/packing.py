@@ -57,13 +57,13 @@ class TokenPacking:
             return None
         return cls(index, keep.shape[0], keep.shape[1])
 
-    def first_rows(self) -> torch.Tensor:
-        """Row of each sample's first token in the packed (T, ...) matrix, shape (B,).
+    def rows_of(self, index: torch.Tensor) -> torch.Tensor:
+        """Rows in the packed (T, ...) matrix of tokens ``index`` (B, M) of each sample: (B, M).
 
-        The first token (the CLS token) must be real in every sample, as the encoder's is.
+        The tokens must be real (a padded one has no row: some other row is returned).
         """
-        starts = torch.arange(self.batch, device=self.index.device) * self.n_tokens  # (B,) flat index of token 0
-        return torch.searchsorted(self.index, starts)
+        flat = torch.arange(self.batch, device=index.device)[:, None] * self.n_tokens + index  # (B, M)
+        return torch.searchsorted(self.index, flat.flatten()).clamp_max(self.index.numel() - 1).view_as(index)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, ...) -> the real tokens, (T, ...)."""

@@ -35,7 +35,7 @@ from torch import nn
 from .packing import TokenPacking
 
 __all__ = ["CPU_HALF_ATTENTION_IN_FP32", "MultiHeadSelfAttention", "TransformerBlock", "pads_head_size",
-           "sdpa_padded_heads"]
+           "sdpa_padded_heads", "take_rows"]
 
 HEAD_SIZE_MULTIPLE = 8  # what the fused fp16/bf16 SDPA kernels with a mask need
 _HALF = (torch.float16, torch.bfloat16)
@@ -126,7 +126,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.proj = nn.Linear(embed_dim, embed_dim)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                packing: TokenPacking | None = None) -> torch.Tensor:
+                packing: TokenPacking | None = None, index: torch.Tensor | None = None) -> torch.Tensor:
         """Attend.
 
         Parameters
@@ -139,10 +139,17 @@ class MultiHeadSelfAttention(nn.Module):
         packing : TokenPacking, optional
             Where ``x``'s rows sit in the padded (B, N) batch: the projections run on the real
             tokens, the attention on the padded layout (:mod:`eegfm.modules.packing`).
+        index : torch.Tensor of int64, shape (B, M), optional
+            Attend from these tokens of each sample only (positions in the padded ``N``): keys
+            and values still come from every token, but the attention and the output projection
+            run on the ``M`` queries alone (``M / N`` of that work; the fused q/k/v projection
+            still runs on every token, so adapters put on it, such as LoRA's, apply). Equal to
+            the full output at those tokens to float rounding. With ``packing`` they must be real
+            tokens (a padded one reads some other row; discard its output).
 
         Returns
         -------
-        torch.Tensor, shape (B, N, D), or (T, D) with ``packing``
+        torch.Tensor, shape (B, N, D), or (T, D) with ``packing``, or (B, M, D) with ``index``
         """
         dim = x.shape[-1]
         head_dim = dim // self.num_heads
@@ -151,45 +158,23 @@ class MultiHeadSelfAttention(nn.Module):
             qkv = packing.unpack(qkv)  # (B, N, 3D), zeros at the padding (masked keys)
         batch, n_tokens = qkv.shape[:2]
         q, k, v = qkv.view(batch, n_tokens, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if index is not None:  # the chosen queries only
+            n_tokens = index.shape[1]
+            q = q.gather(2, index[:, None, :, None].expand(-1, self.num_heads, -1, head_dim))  # (B, H, M, d)
+            if attn_mask is not None and attn_mask.shape[-2] > 1:  # a (B, H, N, N) bias: its chosen rows
+                rows = index[:, None, :, None].expand(-1, attn_mask.shape[1], -1, attn_mask.shape[-1])
+                attn_mask = attn_mask.gather(2, rows)
         dropout = self.attn_dropout if self.training else 0.0
-        out = sdpa_padded_heads(q, k, v, attn_mask, dropout, pad=self.pad_heads)  # (B, H, N, d)
+        out = sdpa_padded_heads(q, k, v, attn_mask, dropout, pad=self.pad_heads)  # (B, H, N or M, d)
         out = out.transpose(1, 2).reshape(batch, n_tokens, dim)
-        return self.proj(out if packing is None else packing.pack(out))
+        return self.proj(out if packing is None or index is not None else packing.pack(out))
 
-    def forward_first(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                      packing: TokenPacking | None = None) -> torch.Tensor:
-        """:meth:`forward` at each sample's first token only (the CLS token), shape (B, D).
 
-        Keys and values come from every token; the query, the attention and the output
-        projection from the first token alone, so this costs about a third of :meth:`forward`'s
-        projections and ``1 / N`` of its attention. Equal to ``forward(...)[:, 0]`` to float
-        rounding (the query weights are the first ``D`` rows of the fused projection).
-
-        Parameters
-        ----------
-        x, attn_mask, packing
-            As :meth:`forward`. A float ``attn_mask`` (B, H, N, N) is read at its first row.
-
-        Returns
-        -------
-        torch.Tensor, shape (B, D)
-        """
-        dim = x.shape[-1]
-        head_dim = dim // self.num_heads
-        (w_q, w_kv), bias = self.qkv.weight.split((dim, 2 * dim)), self.qkv.bias
-        b_q, b_kv = (None, None) if bias is None else bias.split((dim, 2 * dim))
-        first = x[:, 0] if packing is None else x.index_select(0, packing.first_rows())  # (B, D)
-        kv = F.linear(x, w_kv, b_kv)
-        if packing is not None:
-            kv = packing.unpack(kv)  # (B, N, 2D), zeros at the padding (masked keys)
-        batch, n_tokens = kv.shape[:2]
-        k, v = kv.view(batch, n_tokens, 2, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        q = F.linear(first, w_q, b_q).view(batch, self.num_heads, 1, head_dim)  # (B, H, 1, d)
-        if attn_mask is not None and attn_mask.shape[-2] > 1:
-            attn_mask = attn_mask[..., :1, :]
-        dropout = self.attn_dropout if self.training else 0.0
-        out = sdpa_padded_heads(q, k, v, attn_mask, dropout, pad=self.pad_heads)  # (B, H, 1, d)
-        return self.proj(out.reshape(batch, dim))
+def take_rows(x: torch.Tensor, index: torch.Tensor, packing: TokenPacking | None = None) -> torch.Tensor:
+    """Rows ``index`` (B, M) of each sample of ``x`` (B, N, D), or of the packed ``x`` (T, D): (B, M, D)."""
+    if packing is not None:
+        return x.index_select(0, packing.rows_of(index).flatten()).view(*index.shape, x.shape[-1])
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
 
 
 class TransformerBlock(nn.Module):
@@ -229,22 +214,20 @@ class TransformerBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                packing: TokenPacking | None = None) -> torch.Tensor:
+                packing: TokenPacking | None = None, index: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the block. ``x``: (B, N, D), or (T, D) real tokens with ``packing``
         (:class:`MultiHeadSelfAttention`); ``attn_mask``: (B, 1, 1, N) bool or (B, H, N, N) float.
-        Returns ``x``'s shape."""
-        x = x + self.drop(self.attn(self.norm1(x), attn_mask, packing))
-        return x + self.mlp(self.norm2(x))
+        Returns ``x``'s shape.
 
-    def forward_first(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                      packing: TokenPacking | None = None) -> torch.Tensor:
-        """:meth:`forward` at each sample's first token only (the CLS token): (B, D).
-
-        Every token is normalised (they are the keys and values), but only the first one is a
-        query, goes through the output projection and the MLP; at base size and 257 tokens
-        this is about a sixth of the block's arithmetic. Equal to ``forward(...)[:, 0]`` to
-        float rounding. Inputs as :meth:`forward`.
+        ``index`` (B, M), optional: the block's output at these tokens only, (B, M, D). Every
+        token is normalised and projected to keys and values, but only the chosen ones attend
+        and go through the output projection and the MLP: for the CLS token alone at base size
+        and 257 tokens this is about a quarter of the block's arithmetic. Equal to the full
+        output at those tokens to float rounding (:class:`MultiHeadSelfAttention`'s ``index``).
         """
-        first = x[:, 0] if packing is None else x.index_select(0, packing.first_rows())  # (B, D)
-        first = first + self.drop(self.attn.forward_first(self.norm1(x), attn_mask, packing))
-        return first + self.mlp(self.norm2(first))
+        if index is None:
+            x = x + self.drop(self.attn(self.norm1(x), attn_mask, packing))
+            return x + self.mlp(self.norm2(x))
+        chosen = take_rows(x, index, packing)  # (B, M, D)
+        chosen = chosen + self.drop(self.attn(self.norm1(x), attn_mask, packing, index))
+        return chosen + self.mlp(self.norm2(chosen))
