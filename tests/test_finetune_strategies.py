@@ -139,9 +139,11 @@ def test_lora_resume_after_a_crash_reaches_the_same_merged_weights(split, encode
     torch.testing.assert_close(resumed.state_dict(), straight.state_dict())
 
 
-def test_lora_merge_equals_the_adapted_model_with_mlp_targets(encoder, split):
-    """add_lora / merge_lora directly: nonzero adapters on attention + MLP, merged outputs unchanged."""
-    model = MAPEClassifier.from_encoder(encoder, n_outputs=2).eval()
+@pytest.mark.parametrize("pooling", ["mean", "cls"])  # cls: the last block attends from the CLS token alone
+def test_lora_merge_equals_the_adapted_model_with_mlp_targets(encoder, split, pooling):
+    """add_lora / merge_lora directly: nonzero adapters on attention + MLP, merged outputs unchanged
+    (with pooling="cls" too, whose last block must go through the adapted q/k/v projection)."""
+    model = MAPEClassifier.from_encoder(encoder, n_outputs=2, pooling=pooling).eval()
     wrapper = add_lora(model, rank=2, alpha=4, dropout=0.0, targets="attention+mlp", seed=1)
     names = {n.split(".lora_")[0] for n, _ in model.named_parameters() if ".lora_" in n}
     assert names == {f"encoder.blocks.0.{m}" for m in ("attn.qkv", "attn.proj", "mlp.0", "mlp.3")}
@@ -150,7 +152,8 @@ def test_lora_merge_equals_the_adapted_model_with_mlp_targets(encoder, split):
             if ".lora_B." in n:  # zero at init; make the update nonzero
                 p.normal_(std=0.5)
     adapted = predict(model, split[1])
-    assert not np.allclose(adapted, predict(MAPEClassifier.from_encoder(encoder, n_outputs=2), split[1]))
+    assert not np.allclose(adapted, predict(MAPEClassifier.from_encoder(encoder, n_outputs=2, pooling=pooling),
+                                            split[1]))
     assert merge_lora(wrapper) is model
     np.testing.assert_allclose(predict(model, split[1]), adapted, rtol=1e-4, atol=1e-5)
 
