@@ -8,7 +8,8 @@
 #
 # Steps (a failing step is recorded and the next one runs; the exit status is 1 if any failed):
 #   1. pytest -m cuda on the test files that hold CUDA tests (junit XML in OUT)
-#   2. encoder training step, B=128, bf16, 64 ch x 4 s, vs braindecode Labram, unpadded
+#   2. encoder training step, B=128, bf16, 64 ch x 4 s, vs braindecode Labram, unpadded (eegfm's last block
+#      on the CLS token alone, forward_cls); 2b. the same with every token through the last block
 #   3. the same on padded mixed-montage batches (19/32/64 channels)
 #   4. pre-training step (single pass, cached codes) vs a LaBraM-style masked step, unpadded
 #   5. the same, padded
@@ -72,6 +73,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, record status a
 mapfile -t CUDA_TEST_FILES < <(grep -l "pytest.mark.cuda" tests/test_*.py)
 step cuda_tests "$T_TESTS" "$PY" -m pytest -q -m cuda "${TESTS[@]}" --junitxml="$OUT/cuda_tests.xml" "${CUDA_TEST_FILES[@]}"
 step encoder_step "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --out "$OUT"
+step encoder_step_full_last "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --full-last-block \
+  --out "$OUT"
 step encoder_step_padded "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --padded --out "$OUT"
 step pretrain_step "$T_STEP" "$PY" benchmarks/encoder_throughput.py "${ENC[@]}" --task pretrain --single-pass \
   --cached-codes --out "$OUT"

@@ -54,6 +54,11 @@ def test_encoder_throughput_runs_and_writes_a_report(tmp_path):
     ours, labram = saved["results"]["eegfm.MAPEEncoder"], saved["results"]["braindecode.Labram"]
     assert ours["tokens_per_s"] > 0 and labram["tokens_per_s"] > 0
     assert saved["tokens_per_step"] == 2 * 8 * 4
+    assert "the last block on the CLS token alone" in saved["what"]["eegfm"]
+    full = bench.main(["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--n-chans", "8", "--warmup", "1",
+                       "--steps", "1", "--rounds", "1", "--full-last-block", "--out", str(tmp_path)])
+    assert "every token through every block" in full["what"]["eegfm"]
+    assert (tmp_path / "encoder_fulllast_throughput_cpu_tiny_b2_fp32.json").exists()
 
 
 def _tiny_pretrain_step(bench, tmp_path, monkeypatch, *flags):
@@ -226,10 +231,10 @@ def test_gpu_check_tiny_runs_every_step_on_cpu(gpu_check_tiny):
     assert returncode == 0, out[-3000:] + err[-3000:]
     summary = json.loads((tmp_path / "gpu_check_summary.json").read_text())
     assert summary["passed"] and [s["step"] for s in summary["steps"]] == [
-        "cuda_tests", "encoder_step", "encoder_step_padded", "pretrain_step", "pretrain_step_padded",
+        "cuda_tests", "encoder_step", "encoder_step_full_last", "encoder_step_padded", "pretrain_step", "pretrain_step_padded",
         "pretrain_step_visible", "pretrain_step_visible_padded", "vq_lookup_memory", "video_unet_step", "profile",
         "encoder_step_compiled"]
-    assert len(list(tmp_path.glob("*_throughput_cpu_tiny_b3_bf16.json"))) == 6
+    assert len(list(tmp_path.glob("*_throughput_cpu_tiny_b3_bf16.json"))) == 7
     assert len(list(tmp_path.glob("pretrain_step_single_cached_visible1_*_cpu_tiny_b3_bf16.json"))) == 2
     assert (tmp_path / "gpu_profile_cpu_tiny_b2.json").exists()
     assert (tmp_path / "encoder_compiled_labramcompiled_throughput_cpu_tiny_b2_fp32.json").exists()
