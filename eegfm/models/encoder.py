@@ -249,12 +249,12 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         """``encode(...).cls`` for less: the last block computes the CLS token's output only.
 
         The CLS output depends on the other tokens' last-block outputs not at all (it reads
-        their keys and values, which come before), so the last block's query, output
-        projection and MLP run on the CLS token alone
-        (:meth:`~eegfm.modules.transformer.TransformerBlock`'s ``index``). Equal to
+        their keys and values, which come before), so in the last block only the CLS token
+        attends and goes through the output projection and the MLP
+        (:class:`~eegfm.modules.transformer.TransformerBlock`'s ``index``). Equal to
         :meth:`encode`'s ``cls`` to float rounding, gradients included; at base size (12
-        blocks, 257 tokens) a training step is about 7 % faster. Classification with
-        ``pooling="cls"`` uses it.
+        blocks, 257 tokens) a CPU training step is about 5 % faster
+        (``benchmarks/results/last_block_rows/``). Classification with ``pooling="cls"`` uses it.
 
         Parameters
         ----------
@@ -419,7 +419,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
 
         Inputs and checks as :meth:`forward`. Use it when only the CLS token is read
         (classification with ``pooling="cls"``, as braindecode's Labram classifies): the last
-        block then computes the CLS token's output only, about 7 % off a training step at base
+        block then computes the CLS token's output only, about 5 % off a training step at base
         size. Equal to ``forward(...).cls`` to float rounding, gradients included.
 
         Examples
