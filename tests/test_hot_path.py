@@ -374,12 +374,13 @@ class _PooledEncoder(nn.Module):
 
     def forward(self, x, positions, channel_mask, n_times):
         out = self.encoder(x, positions, channel_mask=channel_mask, n_times=n_times)
-        return out.tokens, out.cls, out.pooled()
+        cls_only = self.encoder.forward_cls(x, positions, channel_mask=channel_mask, n_times=n_times)
+        return out.tokens, out.cls, out.pooled(), cls_only
 
 
 @pytest.mark.parametrize("strict, conv_impl", [(False, "conv"), (True, "conv"), (False, "matmul")])
 def test_encoder_exports_with_a_dynamic_batch_size(strict, conv_impl):
-    """torch.export of the encoder on padded inputs, batch size dynamic: the program equals
+    """torch.export of the encoder (its forward and forward_cls) on padded inputs, batch size dynamic: the program equals
     eager at other batch sizes, padded or not (the braindecode wrapper's export with a dynamic
     batch is tests/test_braindecode_generic.py::test_model_exported); also with the patch
     embedder's convolutions as matrix products (the CUDA default)."""
@@ -395,7 +396,9 @@ def test_encoder_exports_with_a_dynamic_batch_size(strict, conv_impl):
     for caps in ([(6, 200)], [(3, 200), (6, 100), (6, 200), (2, 75), (5, 150)]):
         other = padded_batch(seed=len(caps), caps=caps)
         inputs = (other.x, other.positions, other.channel_mask, other.n_times)
-        for got, want in zip(program.module()(*inputs), model(*inputs)):
+        outputs = model(*inputs)
+        torch.testing.assert_close(outputs[3], outputs[1], rtol=1e-5, atol=1e-5)  # forward_cls: the same CLS
+        for got, want in zip(program.module()(*inputs), outputs):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
