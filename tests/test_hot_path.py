@@ -380,8 +380,8 @@ class _PooledEncoder(nn.Module):
 
 @pytest.mark.parametrize("strict, conv_impl", [(False, "conv"), (True, "conv"), (False, "matmul")])
 def test_encoder_exports_with_a_dynamic_batch_size(strict, conv_impl):
-    """torch.export of the encoder (its forward and forward_cls) on padded inputs, batch size dynamic: the program equals
-    eager at other batch sizes, padded or not (the braindecode wrapper's export with a dynamic
+    """torch.export of the encoder (its forward and forward_cls) on padded inputs, batch size dynamic: the
+    program equals eager at other batch sizes, padded or not (the braindecode wrapper's export with a dynamic
     batch is tests/test_braindecode_generic.py::test_model_exported); also with the patch
     embedder's convolutions as matrix products (the CUDA default)."""
     from torch.export import Dim
