@@ -399,11 +399,7 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         EncoderOutput
             ``tokens`` (B, C*K, D) (zeros at padding), ``cls`` (B, D), ``token_mask`` (B, C*K).
         """
-        inputs = self.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq,
-                                     check_finite=check_finite)
-        embeddings = inputs.embeddings  # (B, C, K, D)
-        return self.encode(embeddings, inputs.positions.to(embeddings.dtype), inputs.token_mask, inputs.valid_patches,
-                           padded=inputs.padded)
+        return self._encode_input(self.encode, x, positions, channel_mask, n_times, sfreq, check_finite)
 
     def forward_cls(
         self,
@@ -432,11 +428,15 @@ class MAPEEncoder(nn.Module, HubMixin, **hub_card()):
         >>> torch.allclose(model.forward_cls(x, pos), model(x, pos).cls, atol=1e-5)
         True
         """
+        return self._encode_input(self.encode_cls, x, positions, channel_mask, n_times, sfreq, check_finite)
+
+    def _encode_input(self, encode, x, positions, channel_mask, n_times, sfreq, check_finite):
+        """``encode`` (:meth:`encode` or :meth:`encode_cls`) of the checked, embedded input (:meth:`prepare_inputs`)."""
         inputs = self.prepare_inputs(x, positions, channel_mask=channel_mask, n_times=n_times, sfreq=sfreq,
                                      check_finite=check_finite)
         embeddings = inputs.embeddings  # (B, C, K, D)
-        return self.encode_cls(embeddings, inputs.positions.to(embeddings.dtype), inputs.token_mask,
-                               inputs.valid_patches, padded=inputs.padded)
+        return encode(embeddings, inputs.positions.to(embeddings.dtype), inputs.token_mask, inputs.valid_patches,
+                      padded=inputs.padded)
 
 
 def init_transformer_weights(modules) -> None:
