@@ -481,7 +481,7 @@ class MaskedPretrainer(EmbedsEncoderConfig, nn.Module, HubMixin, **hub_card()):
     def masked_output(self, inputs: EncoderInputs, mask: torch.Tensor,
                       visible: tuple[int | None, bool] = (None, False),
                       rows: torch.Tensor | None = None) -> torch.Tensor:
-        """What the head reads at every token when ``mask`` is hidden.
+        """What the head reads at every token (or at ``rows``) when ``mask`` is hidden.
 
         Parameters
         ----------
