@@ -20,6 +20,8 @@
 #   8. where the time goes: kernel tables of the encoder step, Labram and the UNets, the step with each
 #      patch-embedder variant (conv_impl conv/matmul, checkpoint_convs) and the embedder alone (gpu_profile.py)
 #   9. the encoder step with both models compiled (torch.compile, compile time outside the timing)
+#  10. the patch embedder alone at B=128: memory kept for the backward, peak and time of each way its
+#      convolution stack runs (ConvNormGELU, written out, checkpointed, nn.Conv1d; conv_block_memory.py)
 # The machine needs torch with CUDA, and mne, braindecode and diffusers importable (PYTHON names
 # the interpreter; benchmarks/results/README.md, "The GPU check", says how they were carried).
 # OUT/gpu_check_summary.json lists each step's command, exit status and seconds.
@@ -46,7 +48,8 @@ if [ "$TINY" = 1 ]; then
             --profile-steps 1 --top 5)
   COMPILED=(--device cpu --size tiny --batch-size 2 --n-chans 4 --seconds 1 --patch-size 50 --dtype fp32
             --warmup 1 --steps 1 --rounds 1)
-  T_TESTS=60 T_STEP=60 T_VQ=60 T_UNET=60 T_PROFILE=60 T_COMPILED=240
+  CONVMEM=(--device cpu --batch-size 1 --rounds 1)
+  T_TESTS=60 T_STEP=60 T_VQ=60 T_UNET=60 T_PROFILE=60 T_COMPILED=240 T_CONVMEM=60
   VISIBLE=1  # of tiny's 2 blocks
 else
   ENC=(--device cuda --size base --batch-size 128 --dtype bf16 --warmup 5 --steps 10 --rounds 3)
@@ -56,7 +59,8 @@ else
   PROFILE=(--device cuda --unet --compile-embedder)
   COMPILED=("${ENC[@]}")
   # took 12, 21, 20, 20, 22, 16 and 23 s on an H200 (steps 1-7), 113 s for step 8 and 100-150 s for step 9
-  T_TESTS=60 T_STEP=40 T_VQ=30 T_UNET=60 T_PROFILE=180 T_COMPILED=200
+  CONVMEM=(--device cuda --batch-size 128 --rounds 5)
+  T_TESTS=60 T_STEP=40 T_VQ=30 T_UNET=60 T_PROFILE=180 T_COMPILED=200 T_CONVMEM=40
   VISIBLE=6  # of base's 12 blocks
 fi
 
@@ -89,6 +93,8 @@ step video_unet_step "$T_UNET" "$PY" benchmarks/video_unet_step.py "${UNET[@]}" 
 step profile "$T_PROFILE" "$PY" benchmarks/gpu_profile.py "${PROFILE[@]}" --out "$OUT"
 step encoder_step_compiled "$T_COMPILED" "$PY" benchmarks/encoder_throughput.py "${COMPILED[@]}" --compile \
   --compile-labram --out "$OUT"
+step conv_block_memory "$T_CONVMEM" "$PY" benchmarks/conv_block_memory.py "${CONVMEM[@]}" \
+  --out "$OUT/conv_block_memory_${CONVMEM[1]}.json"
 
 "$PY" - "$SUMMARY" "$OUT/gpu_check_summary.json" <<'EOF'
 import json, sys

@@ -13,7 +13,9 @@ and reports:
   unfolded windows; their largest difference is reported), and with ``--compile-embedder`` under
   ``torch.compile``;
 - eegfm's step as the library runs it on the device, and with each embedder (``conv``, ``matmul``),
-  with and without its intermediates recomputed in the backward (``checkpoint_convs``);
+  with and without its intermediates recomputed in the backward (``checkpoint_convs``), and with the
+  ``matmul`` blocks written out op by op (``patch_embed.LEAN_CONV_BLOCKS = False``, the default before
+  :class:`~eegfm.modules.conv_norm_gelu.ConvNormGELU`);
 - peak memory of each arm's warm-up (CUDA);
 - the top ``--top`` operators by self device time over ``--profile-steps`` profiled steps
   (``torch.profiler``), as a text table per model.
@@ -45,6 +47,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import encoder_throughput as et  # noqa: E402  (the same models, inputs and step)
+
+from eegfm.modules import patch_embed  # noqa: E402
 
 
 def time_median(step, n: int, device: torch.device) -> float:
@@ -80,16 +84,17 @@ def patch_embed_step(model, inputs, args, device, conv_impl: str):
     return step
 
 
-def with_embedder(step, model, conv_impl: str | None = None, checkpoint: bool = False):
-    """``step`` with eegfm's patch embedder set to ``conv_impl`` / ``checkpoint_convs`` while it runs."""
+def with_embedder(step, model, conv_impl: str | None = None, checkpoint: bool = False, lean: bool = True):
+    """``step`` with eegfm's patch embedder set to ``conv_impl`` / ``checkpoint_convs`` while it runs; ``lean=False``
+    writes the ``matmul`` blocks out op by op instead of :class:`~eegfm.modules.conv_norm_gelu.ConvNormGELU`."""
     embedder = model.encoder.patch_embed
 
     def wrapped():
-        embedder.conv_impl, embedder.checkpoint_convs = conv_impl, checkpoint
+        embedder.conv_impl, embedder.checkpoint_convs, patch_embed.LEAN_CONV_BLOCKS = conv_impl, checkpoint, lean
         try:
             step()
         finally:
-            embedder.conv_impl, embedder.checkpoint_convs = None, False
+            embedder.conv_impl, embedder.checkpoint_convs, patch_embed.LEAN_CONV_BLOCKS = None, False, True
 
     return wrapped
 
@@ -118,8 +123,11 @@ def encoder_report(args, device) -> dict:
     for impl in ("conv", "matmul"):
         arms[f"eegfm step, {impl} embedder"] = with_embedder(ours_step, ours, impl)
         arms[f"eegfm step, {impl} embedder checkpointed"] = with_embedder(ours_step, ours, impl, checkpoint=True)
+    arms["eegfm step, matmul embedder written out"] = with_embedder(ours_step, ours, "matmul", lean=False)
     for impl in ("conv", "matmul"):
         arms[f"patch embedder, {impl} (fwd+bwd)"] = patch_embed_step(ours, inputs, args, device, impl)
+    arms["patch embedder, matmul written out (fwd+bwd)"] = with_embedder(
+        patch_embed_step(ours, inputs, args, device, "matmul"), ours, lean=False)
     if args.compile_embedder:
         for impl in ("conv", "matmul"):
             arms[f"patch embedder, {impl}, compiled (fwd+bwd)"] = torch.compile(

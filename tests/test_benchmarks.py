@@ -233,12 +233,13 @@ def test_gpu_check_tiny_runs_every_step_on_cpu(gpu_check_tiny):
     assert summary["passed"] and [s["step"] for s in summary["steps"]] == [
         "cuda_tests", "encoder_step", "encoder_step_full_last", "encoder_step_padded", "pretrain_step", "pretrain_step_padded",
         "pretrain_step_visible", "pretrain_step_visible_padded", "vq_lookup_memory", "video_unet_step", "profile",
-        "encoder_step_compiled"]
+        "encoder_step_compiled", "conv_block_memory"]
     assert len(list(tmp_path.glob("*_throughput_cpu_tiny_b3_bf16.json"))) == 7
     assert len(list(tmp_path.glob("pretrain_step_single_cached_visible1_*_cpu_tiny_b3_bf16.json"))) == 2
     assert (tmp_path / "gpu_profile_cpu_tiny_b2.json").exists()
     assert (tmp_path / "encoder_compiled_labramcompiled_throughput_cpu_tiny_b2_fp32.json").exists()
     assert (tmp_path / "vq_lookup_memory_cpu.json").exists() and (tmp_path / "video_unet_step_cpu_tiny_fp32.json").exists()
+    assert (tmp_path / "conv_block_memory_cpu.json").exists()
     assert "test_attention_kernels.py::test_cuda_masked_bf16_base_heads_run_on_a_fused_kernel" in out
 
 
@@ -281,7 +282,8 @@ def test_gpu_profile_times_both_cudnn_settings_and_writes_one_table_per_arm(tmp_
                                         "--top", "5", "--unet", "--out", str(tmp_path)])
     arms = {"eegfm.MAPEEncoder", "braindecode.Labram", "eegfm step, conv embedder", "eegfm step, matmul embedder",
             "eegfm step, conv embedder checkpointed", "eegfm step, matmul embedder checkpointed",
-            "patch embedder, conv (fwd+bwd)", "patch embedder, matmul (fwd+bwd)"}
+            "eegfm step, matmul embedder written out", "patch embedder, conv (fwd+bwd)",
+            "patch embedder, matmul (fwd+bwd)", "patch embedder, matmul written out (fwd+bwd)"}
     assert set(report["encoder"]["step_ms"]) == set(report["encoder"]["tables"]) == arms
     for ms in report["encoder"]["step_ms"].values():
         assert set(ms) == {"cudnn_benchmark_off", "cudnn_benchmark_on"} and all(v > 0 for v in ms.values())
@@ -293,6 +295,27 @@ def test_gpu_profile_times_both_cudnn_settings_and_writes_one_table_per_arm(tmp_
     saved = json.loads((tmp_path / "gpu_profile_cpu_tiny_b2.json").read_text())
     assert saved["encoder"]["step_ms"] == report["encoder"]["step_ms"]
     assert "== encoder: braindecode.Labram" in capsys.readouterr().out
+
+
+def test_conv_block_memory_reports_every_arm_and_restores_the_library(tmp_path):
+    import eegfm.modules.patch_embed as patch_embed
+
+    out = tmp_path / "conv_block_memory.json"
+    report = _load("conv_block_memory").main(["--batch-size", "2", "--rounds", "1", "--threads", "1",
+                                              "--out", str(out)])
+    arms = report["arms"]
+    assert set(arms) == {"conv", "conv checkpointed", "matmul", "matmul written out", "matmul checkpointed"}
+    assert report["patches"] == 2 * 64 * 4
+    # what each keeps: checkpointed the least, ConvNormGELU about a sixth of the written-out blocks
+    assert arms["matmul checkpointed"]["saved_GiB"] == arms["conv checkpointed"]["saved_GiB"]
+    assert arms["matmul checkpointed"]["saved_GiB"] < arms["matmul"]["saved_GiB"]
+    assert 5 * arms["matmul"]["saved_GiB"] < arms["matmul written out"]["saved_GiB"]
+    assert arms["matmul"]["max_abs_difference"]["output"] == 0.0  # the same forward, bit for bit
+    assert arms["matmul written out"]["max_abs_difference"]["gradients_relative"] == 0.0
+    assert all(a["max_abs_difference"]["gradients_relative"] < 0.05 for a in arms.values())
+    assert all(a["median_ms"] > 0 for a in arms.values())
+    assert patch_embed.LEAN_CONV_BLOCKS is True
+    assert json.loads(out.read_text()) == report
 
 
 def test_padding_packing_times_both_arms_with_the_same_loss_and_restores_the_library(tmp_path, capsys):

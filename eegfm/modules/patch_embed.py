@@ -35,10 +35,14 @@ the memory bound on a GPU, and their weight gradients reduce over every patch: o
 took half of a base-size training step (B=128, bf16), and ``"matmul"`` made the step 1.5x faster
 (``benchmarks/results/README.md``, "The GPU again"). On the CPU, where the written-out GroupNorm
 costs more than oneDNN's convolutions, ``"matmul"`` is 4.6x slower. None (the default) picks
-:data:`DEFAULT_CONV_IMPL` for the device. ``checkpoint_convs = True`` recomputes the stack's
-intermediates in the backward pass instead of keeping them: each patch's are 4-8 times its size,
-fp32 under autocast (at B=128, 64 channels x 4 s on an H200 the step's peak fell by 1.0 GiB with
-``"conv"`` and 1.9 GiB with ``"matmul"``, to 3.4 GiB, for 14 % more time with ``"matmul"``).
+:data:`DEFAULT_CONV_IMPL` for the device. In a training step ``"matmul"`` runs each block as one
+:class:`~eegfm.modules.conv_norm_gelu.ConvNormGELU` (:data:`LEAN_CONV_BLOCKS`): the same forward, keeping
+only each block's input and product in bf16 under autocast (0.32 GiB at B=128, 64 channels x 4 s, where
+the blocks written out op by op keep 1.97 GiB, mostly the GroupNorm's fp32 intermediates; on an H200
+the written-out step peaked at 5.4 GiB, 3.4 GiB with checkpointing). ``checkpoint_convs = True``
+recomputes the whole stack in the backward pass instead (0.04 GiB kept, one more forward of the stack:
+14 % more step time with ``"matmul"`` on an H200, 1.34-1.36x the stack's time on the CPU,
+``benchmarks/conv_block_memory.py``).
 """
 
 from __future__ import annotations
@@ -50,8 +54,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["CONV_IMPLS", "CPU_CHUNK_PATCHES", "DEFAULT_CONV_IMPL", "NeuralPatchEmbedder", "conv_stack_as_matmuls",
-           "patch_embedders"]
+from .conv_norm_gelu import conv_norm_gelu, fits_conv_norm_gelu
+
+__all__ = ["CONV_IMPLS", "CPU_CHUNK_PATCHES", "DEFAULT_CONV_IMPL", "LEAN_CONV_BLOCKS", "NeuralPatchEmbedder",
+           "conv_stack_as_matmuls", "patch_embedders"]
 
 #: Patches per call of the convolutions on the CPU (a sweep of 256-8,192 found 1,024-4,096 alike for
 #: patches of 100 and 200 samples, 8,192 slower).
@@ -62,6 +68,10 @@ CONV_IMPLS = ("conv", "matmul")
 
 #: ``conv_impl`` when a module's is None, by device type (others: ``"conv"``).
 DEFAULT_CONV_IMPL = {"cpu": "conv", "cuda": "matmul"}
+
+#: ``"matmul"`` with gradients: each block as one :class:`~eegfm.modules.conv_norm_gelu.ConvNormGELU`, which keeps
+#: 3-4 bytes per activation for the backward instead of about 20 (False: the blocks written out op by op).
+LEAN_CONV_BLOCKS = True
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Sequential:
@@ -214,8 +224,17 @@ def conv_stack_as_matmuls(convs: nn.Sequential, hidden: torch.Tensor) -> torch.T
     torch.Tensor, shape (N, L_out, C_out)
         What the blocks give on ``hidden.transpose(1, 2)``, transposed, equal to float rounding.
         Under autocast the products run in its dtype and the GroupNorm in fp32, as there.
+
+    With gradients on (eager, not compiling), each block runs as one :class:`~eegfm.modules.conv_norm_gelu.
+    ConvNormGELU`: the same forward bit for bit, keeping 3-4 bytes per activation for the backward pass
+    instead of about 20 (:mod:`eegfm.modules.conv_norm_gelu`). Under ``torch.compile`` the blocks are
+    written out and the compiler decides what to keep.
     """
+    lean = LEAN_CONV_BLOCKS and torch.is_grad_enabled() and not torch.compiler.is_compiling()
     for conv, norm, activation in convs:
+        if lean and fits_conv_norm_gelu(conv, norm, activation):
+            hidden = conv_norm_gelu(hidden, conv, norm, activation)
+            continue
         kernel, stride, pad = conv.kernel_size[0], conv.stride[0], conv.padding[0]
         weight = conv.weight  # (C_out, C_in, k)
         extra = -kernel % 8 if weight.shape[1] == 1 else 0  # one input channel: windows of a multiple of 8
