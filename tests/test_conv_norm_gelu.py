@@ -54,28 +54,36 @@ def test_forward_is_the_written_out_blocks_bit_for_bit_and_gradients_agree(monke
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_under_bf16_autocast_it_keeps_the_dtypes_and_gradients_of_the_written_out_blocks(monkeypatch):
+def _bf16_lean_and_written_out(monkeypatch, device, batch, embed_dim):
+    """A matmul patch embedder's bf16 outputs and gradients, with ConvNormGELU and with the blocks written out."""
     torch.manual_seed(0)
-    embed = NeuralPatchEmbedder(patch_size=200, embed_dim=32)
+    embed = NeuralPatchEmbedder(patch_size=200, embed_dim=embed_dim).to(device)
     embed.conv_impl = "matmul"
-    patches = torch.randn(4, 6, 2, 200) * 20
-    weights = torch.randn(4, 6, 2, 32)  # a loss with real gradients (a LayerNorm output's mean square is constant)
+    patches = torch.randn(batch, 6, 2, 200, device=device) * 20
+    weights = torch.randn(batch, 6, 2, embed_dim, device=device)  # real gradients (a LayerNorm's mean square is 1)
     results = []
     for lean in (True, False):
         embed.zero_grad()
         with monkeypatch.context() as patch:
-            if not lean:
-                patch.setattr(patch_embed, "LEAN_CONV_BLOCKS", False)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            patch.setattr(patch_embed, "LEAN_CONV_BLOCKS", lean)
+            with torch.autocast(device, dtype=torch.bfloat16):
                 out = embed(patches)
             (out.float() * weights).sum().backward()
         results.append((out, {name: p.grad.clone() for name, p in embed.named_parameters()}))
-    (lean_out, lean_grads), (out, grads) = results
-    assert lean_out.dtype == out.dtype and torch.equal(lean_out, out)
+    return results
+
+
+def _assert_close_gradients(lean_grads, grads):
     for name, grad in grads.items():
         assert lean_grads[name].dtype == grad.dtype == torch.float32
         # bf16 products: the lean bias gradient is summed in fp32 where autograd sums the bf16 gradient
         assert (lean_grads[name] - grad).norm() < 0.01 * grad.norm(), name
+
+
+def test_under_bf16_autocast_it_keeps_the_dtypes_and_gradients_of_the_written_out_blocks(monkeypatch):
+    (lean_out, lean_grads), (out, grads) = _bf16_lean_and_written_out(monkeypatch, "cpu", 4, 32)
+    assert lean_out.dtype == out.dtype and torch.equal(lean_out, out)
+    _assert_close_gradients(lean_grads, grads)
 
 
 def _saved_bytes(run):
@@ -143,20 +151,6 @@ def test_conv_norm_gelu_equals_the_modules():
 
 @pytest.mark.cuda
 def test_cuda_bf16_gradients_agree_with_the_written_out_blocks(monkeypatch):
-    torch.manual_seed(0)
-    embed = NeuralPatchEmbedder(patch_size=200, embed_dim=200).cuda()
-    embed.conv_impl = "matmul"
-    patches = torch.randn(32, 19, 4, 200, device="cuda") * 20
-    weights = torch.randn(32, 19, 4, 200, device="cuda")
-    grads = []
-    for lean in (True, False):
-        embed.zero_grad()
-        with monkeypatch.context() as patch:
-            if not lean:
-                patch.setattr(patch_embed, "LEAN_CONV_BLOCKS", False)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = embed(patches)
-            (out.float() * weights).sum().backward()
-        grads.append({name: p.grad.clone() for name, p in embed.named_parameters()})
-    for name, grad in grads[1].items():
-        assert (grads[0][name] - grad).norm() < 0.01 * grad.norm(), name
+    (lean_out, lean_grads), (out, grads) = _bf16_lean_and_written_out(monkeypatch, "cuda", 32, 200)
+    assert torch.equal(lean_out, out)
+    _assert_close_gradients(lean_grads, grads)
