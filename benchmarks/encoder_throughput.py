@@ -45,6 +45,10 @@ braindecode's Labram sets its width from its temporal convolution, not from ``em
 sizes other than base it is not the size asked for: the report gives its real width and
 parameter count beside eegfm's.
 
+``--flops`` also counts each model's forward + backward FLOPs per sample (``torch.utils.flop_counter``,
+the CPU's fused attention included): at base size eegfm's CLS step and Labram's are within 3 % of each
+other, so the tokens/s ratio is a ratio of FLOP rates.
+
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over each model's warm-up; on CPU
 with ``--memory``, each model's steps run again in a subprocess of their own and the growth
 of the process's peak resident memory (VmHWM) over the models and inputs is reported.
@@ -223,6 +227,25 @@ def time_steps(step, n, device, clock=time.perf_counter) -> list[float]:
     return times
 
 
+def step_flops(model, loss_of) -> int:
+    """FLOPs of one forward + backward of ``loss_of(model)`` (matrix products and attention, as
+    ``torch.utils.flop_counter`` counts them; its table lacks the CPU's fused attention, added here
+    with the formulas it uses for the GPU's). Gradients are cleared afterwards."""
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+    cpu_attention = {
+        aten._scaled_dot_product_flash_attention_for_cpu:
+            lambda q, k, v, *_, out_shape=None, **__: flop_counter.sdpa_flop_count(q, k, v),
+        aten._scaled_dot_product_flash_attention_for_cpu_backward:
+            lambda grad, q, k, v, *_, out_shape=None, **__: flop_counter.sdpa_backward_flop_count(grad, q, k, v),
+    }
+    with flop_counter.FlopCounterMode(display=False, custom_mapping=cpu_attention) as counter:
+        loss_of(model).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
 def contenders(args, ours, labram, inputs) -> dict:
     """{name: (model, loss_of(model))}: eegfm's step and Labram's, on the same batch."""
     ce = nn.CrossEntropyLoss()
@@ -287,6 +310,8 @@ def parse_args(argv):
                         help="classify: encoder + head; pretrain: the full masked pre-training step")
     parser.add_argument("--labram-step", default="masked", choices=["masked", "classify"],
                         help="--task pretrain: Labram's LaBraM-style masked step (default) or its classification step")
+    parser.add_argument("--flops", action="store_true",
+                        help="also count each model's forward + backward FLOPs per sample (torch FlopCounterMode)")
     parser.add_argument("--full-last-block", action="store_true",
                         help="--task classify: eegfm's last block computes every token (encoder(...).cls), "
                              "not the CLS token alone (forward_cls, the default)")
@@ -377,6 +402,7 @@ def main(argv=None) -> dict:
         time_steps(steps[ours_name if args.memory_arm == "ours" else LABRAM], args.warmup + 1, device)
         print(json.dumps({"peak_rss_growth_GiB": round((_max_rss() - before) / 2**30, 3)}))
         return {}
+    flops = {name: step_flops(m, call) / args.batch_size for name, (m, call) in models.items()} if args.flops else {}
     peak, times, compile_s = {}, {name: [] for name in models}, {}
     for name, step in steps.items():  # warm-up (and compilation) and peak memory, one model at a time
         if device.type == "cuda":
@@ -407,6 +433,7 @@ def main(argv=None) -> dict:
             "peak_memory_GiB": round(peak[name], 3) if name in peak else None,
             "compiled": compiled[name],
             "first_step_s": round(compile_s[name], 1) if name in compile_s else None,
+            "gflop_per_sample": round(flops[name] / 1e9, 3) if name in flops else None,
         }
     labram_core = labram.labram if isinstance(labram, LabramMasked) else labram
     results[LABRAM]["width"] = labram_core.embed_dim
@@ -449,7 +476,8 @@ def main(argv=None) -> dict:
             print(f"{key}: {what[key]}")
     for name, r in results.items():
         mem = f", peak {r['peak_memory_GiB']:.2f} GiB" if r["peak_memory_GiB"] is not None else ""
-        print(f"{name:30s} {r['tokens_per_s']:>12,.0f} tokens/s  ({r['step_s_median'] * 1e3:.1f} ms/step{mem})")
+        work = f", {r['gflop_per_sample']:.2f} GFLOP/sample" if r["gflop_per_sample"] is not None else ""
+        print(f"{name:30s} {r['tokens_per_s']:>12,.0f} tokens/s  ({r['step_s_median'] * 1e3:.1f} ms/step{mem}{work})")
     print(f"{ours_name} / Labram tokens/s: {ratio:.2f}x   -> {path}")
     return report
 

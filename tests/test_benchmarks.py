@@ -61,6 +61,26 @@ def test_encoder_throughput_runs_and_writes_a_report(tmp_path):
     assert (tmp_path / "encoder_fulllast_throughput_cpu_tiny_b2_fp32.json").exists()
 
 
+def test_encoder_throughput_counts_flops_with_the_cpus_fused_attention(tmp_path):
+    import torch
+    from torch.utils import flop_counter
+
+    bench = _load("encoder_throughput")
+    q = torch.randn(2, 3, 5, 8, requires_grad=True)
+    k, v = torch.randn(2, 3, 7, 8, requires_grad=True), torch.randn(2, 3, 7, 8, requires_grad=True)
+    attention_only = bench.step_flops(torch.nn.Identity(), lambda _: torch.nn.functional.scaled_dot_product_attention(
+        q, k, v).sum())
+    shapes = (q.shape, k.shape, v.shape)
+    assert attention_only == flop_counter.sdpa_flop_count(*shapes) + flop_counter.sdpa_backward_flop_count(
+        q.shape, *shapes) > 0  # without the mapping the CPU kernel counts 0
+    args = ["--device", "cpu", "--size", "tiny", "--batch-size", "2", "--n-chans", "8", "--warmup", "1", "--steps",
+            "1", "--rounds", "1", "--flops", "--out", str(tmp_path)]
+    cls_only = bench.main(args)["results"]
+    full = bench.main(args + ["--full-last-block"])["results"]
+    assert 0 < cls_only["eegfm.MAPEEncoder"]["gflop_per_sample"] < full["eegfm.MAPEEncoder"]["gflop_per_sample"]
+    assert cls_only["braindecode.Labram"]["gflop_per_sample"] == full["braindecode.Labram"]["gflop_per_sample"] > 0
+
+
 def _tiny_pretrain_step(bench, tmp_path, monkeypatch, *flags):
     """Run encoder_throughput's tiny pre-training step with ``flags``; returns eegfm's model as built."""
     built = []
