@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["ConvNormGELU", "conv_norm_gelu", "fits_conv_norm_gelu"]
+__all__ = ["ConvNormGELU", "conv_norm_gelu", "fits_conv_norm_gelu", "normalise_groups_last"]
 
 
 def fits_conv_norm_gelu(conv: nn.Module, norm: nn.Module, activation: nn.Module) -> bool:
@@ -61,9 +61,12 @@ def _windows(hidden: torch.Tensor, kernel: int, extra: int, stride: int, pad: in
     return padded.unfold(1, kernel + extra, stride).flatten(2)
 
 
-def _normalise(product: torch.Tensor, groups: int, eps: float, mean=None, rstd=None):
-    """The GroupNorm of ``product`` (N, L, C) over its last axis before the affine map, in fp32 at least:
-    ``(normalised (N, L, G, C/G), mean (N, 1, G, 1), rstd (N, 1, G, 1))``; statistics computed when not given."""
+def normalise_groups_last(product: torch.Tensor, groups: int, eps: float, mean=None, rstd=None):
+    """GroupNorm of ``product`` (N, L, C) over its last (channel) axis, before the affine map, in fp32 at least.
+
+    Returns ``(normalised (N, L, G, C/G), mean (N, 1, G, 1), rstd (N, 1, G, 1))``; the statistics are
+    computed (population variance) unless ``mean`` and ``rstd`` are given.
+    """
     n, length, channels = product.shape
     grouped = product.to(torch.promote_types(product.dtype, torch.float32)).reshape(n, length, groups, -1)
     if mean is None:
@@ -82,7 +85,7 @@ class ConvNormGELU(torch.autograd.Function):
         extra = -kernel % 8 if weight.shape[1] == 1 else 0  # one input channel: windows of a multiple of 8
         padded_weight = F.pad(weight, (0, extra)) if extra else weight  # (aligned GEMM rows), extra taps 0
         product = F.linear(_windows(hidden, kernel, extra, stride, pad), padded_weight.flatten(1), bias)
-        normalised, mean, rstd = _normalise(product, groups, eps)
+        normalised, mean, rstd = normalise_groups_last(product, groups, eps)
         n, length, channels = product.shape
         dtype = normalised.dtype
         gelu_input = torch.addcmul(norm_bias.to(dtype), normalised.reshape(n, length, channels), norm_weight.to(dtype))
@@ -96,7 +99,7 @@ class ConvNormGELU(torch.autograd.Function):
         hidden, padded_weight, product, mean, rstd, norm_weight, norm_bias = ctx.saved_tensors
         kernel, stride, pad, groups, eps, approximate = ctx.spec
         n, length, channels = product.shape
-        normalised, _, _ = _normalise(product, groups, eps, mean, rstd)  # (N, L, G, C/G)
+        normalised, _, _ = normalise_groups_last(product, groups, eps, mean, rstd)  # (N, L, G, C/G)
         dtype = normalised.dtype
         flat = normalised.reshape(n, length, channels)
         gelu_input = torch.addcmul(norm_bias.to(dtype), flat, norm_weight.to(dtype))

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .conv_norm_gelu import conv_norm_gelu, fits_conv_norm_gelu
+from .conv_norm_gelu import conv_norm_gelu, fits_conv_norm_gelu, normalise_groups_last
 
 __all__ = ["CONV_IMPLS", "CPU_CHUNK_PATCHES", "DEFAULT_CONV_IMPL", "LEAN_CONV_BLOCKS", "NeuralPatchEmbedder",
            "conv_stack_as_matmuls", "patch_embedders"]
@@ -249,9 +249,6 @@ def conv_stack_as_matmuls(convs: nn.Sequential, hidden: torch.Tensor) -> torch.T
 
 def _group_norm_last(hidden: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
     """``norm`` over the last (channel) axis of (N, L, C), in fp32 at least (as autocast runs ``group_norm``)."""
-    n, length, channels = hidden.shape
-    dtype = torch.promote_types(hidden.dtype, torch.float32)
-    grouped = hidden.to(dtype).reshape(n, length, norm.num_groups, channels // norm.num_groups)
-    var, mean = torch.var_mean(grouped, dim=(1, 3), unbiased=False, keepdim=True)  # (N, 1, G, 1)
-    normalised = ((grouped - mean) * torch.rsqrt(var + norm.eps)).reshape(n, length, channels)
+    normalised = normalise_groups_last(hidden, norm.num_groups, norm.eps)[0].reshape(hidden.shape)
+    dtype = normalised.dtype
     return torch.addcmul(norm.bias.to(dtype), normalised, norm.weight.to(dtype)) if norm.affine else normalised
