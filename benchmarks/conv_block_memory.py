@@ -46,23 +46,23 @@ ARMS = {
 }
 
 
-def run_arm(embedder, patches, arm, autocast, hook=None):
-    """Forward + backward of ``embedder`` on ``patches`` as ``arm`` runs it; returns the output (detached).
-    The loss is a fixed random projection of the output (a mean square of a LayerNorm's output would be
-    constant, its gradients rounding noise)."""
+def run_arm(embedder, batch, arm, autocast, hook=None):
+    """Forward + backward of ``embedder`` on ``batch`` (patches, weights) as ``arm`` runs it; returns the output
+    (detached). The loss is the output projected on the fixed random ``weights`` (a mean square of a
+    LayerNorm's output would be constant, its gradients rounding noise)."""
+    patches, weights = batch
     embedder.conv_impl, embedder.checkpoint_convs, patch_embed.LEAN_CONV_BLOCKS = ARMS[arm]
     try:
         with autocast, (hook if hook is not None else torch.autograd.graph.saved_tensors_hooks(lambda t: t,
                                                                                                lambda t: t)):
             out = embedder(patches)
-        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out.device)
         (out.float() * weights).sum().backward()
     finally:
         embedder.conv_impl, embedder.checkpoint_convs, patch_embed.LEAN_CONV_BLOCKS = None, False, True
     return out.detach()
 
 
-def saved_bytes(embedder, patches, arm, autocast) -> int:
+def saved_bytes(embedder, batch, arm, autocast) -> int:
     """Bytes of the distinct storages autograd keeps for the backward of ``arm`` (parameters excluded)."""
     kept: dict[int, int] = {}
 
@@ -71,7 +71,7 @@ def saved_bytes(embedder, patches, arm, autocast) -> int:
             kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
         return tensor
 
-    run_arm(embedder, patches, arm, autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
+    run_arm(embedder, batch, arm, autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
     embedder.zero_grad()
     return sum(kept.values())
 
@@ -93,8 +93,8 @@ def main(argv=None) -> dict:
     embedder = NeuralPatchEmbedder(patch_size=200, embed_dim=200).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
-    def patches(batch):
-        return torch.randn(batch, 64, 4, 200, device=device) * 20
+    def patches(batch):  # (patches, loss weights), both drawn here, outside the timing
+        return torch.randn(batch, 64, 4, 200, device=device) * 20, torch.randn(batch, 64, 4, 200, device=device)
 
     report = {"command": "python benchmarks/conv_block_memory.py " + shlex.join(argv if argv is not None
                                                                                  else sys.argv[1:]),
@@ -144,7 +144,7 @@ def main(argv=None) -> dict:
         report["arms"][arm]["median_ms"] = round(statistics.median(times[arm]) * 1e3, 3)
         report["arms"][arm]["ms_over_matmul_written_out"] = round(
             statistics.median(times[arm]) / statistics.median(times[reference]), 3)
-    report["time_batch_size"] = len(small)
+    report["time_batch_size"] = len(small[0])
     print(json.dumps(report, indent=2))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

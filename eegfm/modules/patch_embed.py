@@ -41,7 +41,7 @@ only each block's input and product in bf16 under autocast (0.32 GiB at B=128, 6
 the blocks written out op by op keep 1.97 GiB, mostly the GroupNorm's fp32 intermediates; on an H200
 the written-out step peaked at 5.4 GiB, 3.4 GiB with checkpointing). ``checkpoint_convs = True``
 recomputes the whole stack in the backward pass instead (0.04 GiB kept, one more forward of the stack:
-14 % more step time with ``"matmul"`` on an H200, 1.34-1.36x the stack's time on the CPU,
+14 % more step time with ``"matmul"`` on an H200, 1.33-1.37x the stack's time on the CPU,
 ``benchmarks/conv_block_memory.py``).
 """
 
