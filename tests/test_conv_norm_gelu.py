@@ -24,14 +24,15 @@ def _written_out(monkeypatch, convs, hidden):
         return conv_stack_as_matmuls(convs, hidden)
 
 
-@pytest.mark.parametrize("in_channels, out_channels, kernel, stride, groups, approximate", [
-    (1, 8, 15, 2, 4, "none"),  # the first block: one input channel, windows padded to 16 taps
-    (8, 16, 3, 1, 4, "none"),
-    (6, 6, 3, 1, 1, "tanh"),  # one group, GELU's tanh form
+@pytest.mark.parametrize("in_channels, out_channels, kernel, stride, groups, approximate, length", [
+    (1, 8, 15, 2, 4, "none", 20),  # the first block: one input channel, windows padded to 16 taps
+    (1, 4, 15, 2, 2, "none", 21),  # an odd length under stride 2
+    (8, 16, 3, 1, 4, "none", 20),
+    (6, 6, 3, 1, 1, "tanh", 9),  # one group, GELU's tanh form
 ])
-def test_gradients_are_exact_in_float64(in_channels, out_channels, kernel, stride, groups, approximate):
+def test_gradients_are_exact_in_float64(in_channels, out_channels, kernel, stride, groups, approximate, length):
     block = _block(in_channels, out_channels, kernel, stride, groups, approximate)
-    hidden = torch.randn(3, 20, in_channels, dtype=torch.float64, requires_grad=True)
+    hidden = torch.randn(3, length, in_channels, dtype=torch.float64, requires_grad=True)
     inputs = (hidden, block[0].weight, block[0].bias, block[1].weight, block[1].bias)
     spec = (kernel, stride, kernel // 2, groups, block[1].eps, approximate)
     assert torch.autograd.gradcheck(lambda *args: ConvNormGELU.apply(*args, spec), inputs)
